@@ -1,0 +1,351 @@
+"""Command line: verbs run, validate, schema, emulator. Parses flags and hands over; nothing else.
+
+Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
+Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
+Flags for a single group are turned into the same document a config file holds, so one validation
+(shardbeat.config) applies to both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shardbeat import __version__
+from shardbeat.config import (
+    Config,
+    ConfigError,
+    LoadedConfig,
+    Problem,
+    config_from_dict,
+    load_config,
+    parse_config_file,
+)
+from shardbeat.runtime.logs import LEVELS, setup_logging
+from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
+
+log = logging.getLogger("shardbeat.cli")
+
+USAGE_ERROR = 2
+INTERNAL_ERROR = 1
+
+# Group flags -> config keys, in the order `run --help` shows them.
+GROUP_FLAGS: dict[str, str] = {
+    "--provider": "provider",
+    "--endpoint": "endpoint",
+    "--project": "project",
+    "--logstore": "logstore",
+    "--region": "region",
+    "--logset-id": "logset_id",
+    "--topic": "topics",
+    "--group": "consumer_group",
+    "--consumer": "consumer",
+    "--interval": "heartbeat_interval",
+    "--timeout": "timeout",
+    "--lease-margin": "lease_margin",
+    "--credentials-file": "credentials_file",
+}
+# Credential flags -> (provider, credentials key, is it secret).
+CREDENTIAL_FLAGS: dict[str, tuple[str, str, bool]] = {
+    "--access-key-id": ("sls", "access_key_id", False),
+    "--access-key-secret": ("sls", "access_key_secret", True),
+    "--security-token": ("sls", "security_token", True),
+    "--secret-id": ("cls", "secret_id", False),
+    "--secret-key": ("cls", "secret_key", True),
+    "--token": ("cls", "token", True),
+}
+_FLAG_FOR_PATH = {key: flag for flag, key in GROUP_FLAGS.items()} | {
+    f"credentials.{key}": flag for flag, (_, key, _) in CREDENTIAL_FLAGS.items()
+}
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def _add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", type=str.lower, choices=list(LEVELS), default="info")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shardbeat",
+        description="Keep consumer-group memberships alive on Alibaba Cloud SLS and Tencent Cloud CLS, "
+        "and write shard assignments as records on stdout.",
+    )
+    parser.add_argument("--version", action="version", version=f"shardbeat {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    run = verbs.add_parser(
+        "run",
+        help="heartbeat and write records (the plugin)",
+        description="Run the plugin: records on stdout, logs on stderr. Give --config FILE, or one group "
+        "as flags (credentials from the environment or --credentials-file), or --emulator.",
+    )
+    run.add_argument("--config", metavar="FILE", help="JSON or TOML (.toml) config file")
+    run.add_argument(
+        "--emulator",
+        action="store_true",
+        help="start the embedded emulator and run its demo group (--provider picks sls or cls)",
+    )
+    flags = run.add_argument_group("a single group, without a config file")
+    helps = {
+        "endpoint": "host[:port], optional http:// or https:// (cls default: cls.REGION.tencentcloudapi.com)",
+        "project": "sls",
+        "logstore": "sls",
+        "region": "cls",
+        "logset_id": "cls",
+        "topics": "cls; repeatable",
+        "consumer": "default: this host's name",
+        "heartbeat_interval": "default 20",
+        "timeout": "the group's timeout on the server; default 60",
+        "lease_margin": "default max(1, timeout/10)",
+        "credentials_file": "JSON object with the credential keys",
+    }
+    for flag, key in GROUP_FLAGS.items():
+        if flag == "--provider":
+            flags.add_argument(flag, dest=key, choices=["sls", "cls"])
+        elif flag == "--topic":
+            flags.add_argument(flag, dest=key, action="append", metavar="TOPIC_ID", help=helps[key])
+        elif key in ("heartbeat_interval", "timeout", "lease_margin"):
+            flags.add_argument(flag, dest=key, type=float, metavar="SECONDS", help=helps[key])
+        elif key == "credentials_file":
+            flags.add_argument(flag, dest=key, metavar="FILE", help=helps[key])
+        else:
+            flags.add_argument(flag, dest=key, help=helps.get(key))
+    secrets = run.add_argument_group(
+        "credentials on the command line (visible to other users in ps: prefer the environment "
+        "or --credentials-file)"
+    )
+    for flag in CREDENTIAL_FLAGS:
+        provider, key, _ = CREDENTIAL_FLAGS[flag]
+        secrets.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=f"{provider} credentials.{key}")
+    run.add_argument("--output-format", choices=["json", "msgpack"], help="overrides output.format")
+    _add_logging_flags(run)
+    run.set_defaults(handler=_run, parser=run)
+
+    validate = verbs.add_parser(
+        "validate", help="check a config file", description="Check a config file; exit 0 if it is valid."
+    )
+    validate.add_argument("--config", metavar="FILE", required=True)
+    validate.set_defaults(handler=_validate, parser=validate)
+
+    schema = verbs.add_parser("schema", help="print a JSON Schema", description="Print a JSON Schema.")
+    schema.add_argument("name", nargs="?", choices=SCHEMA_NAMES, default="config")
+    schema.set_defaults(handler=_schema, parser=schema)
+
+    # Listed for --help only: main() hands `emulator ...` to the emulator's own parser.
+    verbs.add_parser("emulator", help="run the local emulator of both services", add_help=False)
+    return parser
+
+
+# -- flags -> config document --------------------------------------------------------------------------
+
+
+def _group_flags_given(args: argparse.Namespace) -> list[str]:
+    given = [flag for flag, key in GROUP_FLAGS.items() if getattr(args, key) is not None]
+    return given + [flag for flag in CREDENTIAL_FLAGS if getattr(args, _dest(flag)) is not None]
+
+
+def _group_from_flags(args: argparse.Namespace, provider: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """-> (group entry, credentials from flags); raises ValueError for a flag of the other provider."""
+    group = {key: getattr(args, key) for key in GROUP_FLAGS.values() if getattr(args, key) is not None}
+    creds: dict[str, str] = {}
+    for flag, (owner, key, _) in CREDENTIAL_FLAGS.items():
+        value = getattr(args, _dest(flag))
+        if value is None:
+            continue
+        if owner != provider:
+            hint = [f for f, (p, _, _) in CREDENTIAL_FLAGS.items() if p == provider]
+            also = f"; for {provider} use {', '.join(hint)}" if hint else ""
+            raise ValueError(f"{flag} is for --provider {owner}{also}")
+        creds[key] = value
+    return group, creds
+
+
+def flag_path(path: str) -> str:
+    """groups[0].logset_id -> --logset-id: problems with flags name the flag the user typed."""
+    if path == "output.format":
+        return "--output-format"
+    match = re.fullmatch(r"groups\[0\]\.?(.*?)(\[\d+\])?", path)
+    if match is None:
+        return path
+    return _FLAG_FOR_PATH.get(match.group(1), path)
+
+
+def _on_flags(error: ConfigError) -> ConfigError:
+    return ConfigError([Problem(flag_path(p.path), p.message) for p in error.problems])
+
+
+def _config_from_flags(args: argparse.Namespace) -> LoadedConfig:
+    provider = args.provider or ""
+    group, creds = _group_from_flags(args, provider)
+    if creds:
+        group["credentials"] = creds
+    raw: dict[str, Any] = {"groups": [group]}
+    if args.output_format:
+        raw["output"] = {"format": args.output_format}
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise _on_flags(exc) from None
+
+
+def _config_from_file(args: argparse.Namespace) -> LoadedConfig:
+    raw = parse_config_file(args.config)
+    if args.output_format and isinstance(raw, dict):
+        output = raw.setdefault("output", {})
+        if isinstance(output, dict):
+            output["format"] = args.output_format
+    return config_from_dict(raw, base_dir=Path(args.config).parent)
+
+
+# -- verbs ----------------------------------------------------------------------------------------------
+
+
+def _usage(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _log_problems(error: ConfigError) -> int:
+    for problem in error.problems:
+        log.error("config: %s", problem)
+    return USAGE_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, args.log_format)
+    parser: argparse.ArgumentParser = args.parser
+    group_flags = _group_flags_given(args)
+    if args.config and (group_flags or args.emulator):
+        clash = "--emulator" if args.emulator else ", ".join(group_flags)
+        return _usage(parser, f"--config cannot be combined with {clash}")
+    if not (args.config or args.emulator or group_flags):
+        return _usage(parser, "give --config FILE, or --provider and the group flags, or --emulator")
+    secret_flags = [f for f, (_, _, secret) in CREDENTIAL_FLAGS.items() if secret and getattr(args, _dest(f))]
+    if secret_flags:
+        log.warning(
+            "secrets given on the command line (%s) are visible to other users of this machine (ps); "
+            "use environment variables or --credentials-file instead",
+            ", ".join(secret_flags),
+        )
+    try:
+        if args.emulator:
+            return _run_emulator(args)
+        loaded = _config_from_file(args) if args.config else _config_from_flags(args)
+    except ValueError as exc:  # a credential flag of the other provider
+        return _usage(parser, str(exc))
+    except ConfigError as exc:
+        return _log_problems(exc)
+    return _start(loaded, lambda config: config)
+
+
+def _start(loaded: LoadedConfig, prepare: Callable[[Config], Config]) -> int:
+    for warning in loaded.warnings:
+        log.warning("config: %s", warning)
+    from shardbeat.runtime import runner  # lazy: only `run` needs threads and sockets
+
+    return runner.run(prepare(loaded.config))
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    if args.endpoint is not None:
+        return _usage(args.parser, "--endpoint cannot be combined with --emulator (it serves its own)")
+    from shardbeat.emulator.fixtures import load_fixtures
+    from shardbeat.emulator.server import EmulatorServer
+
+    fixtures = load_fixtures(None)
+    provider = args.provider or "sls"
+    demo = fixtures.demo.get(provider)
+    if demo is None:
+        return _usage(args.parser, f"the emulator has no demo group for provider {provider}")
+    group, creds = _group_from_flags(args, provider)
+    entry: dict[str, Any] = {**demo, **group, "provider": provider, "endpoint": "http://127.0.0.1"}
+    if "credentials_file" in group:
+        entry.pop("credentials", None)
+    if creds:
+        entry["credentials"] = {**entry.get("credentials", {}), **creds}
+    raw: dict[str, Any] = {"groups": [entry]}
+    if args.output_format:
+        raw["output"] = {"format": args.output_format}
+    try:
+        loaded = config_from_dict(raw)  # validated before anything starts
+    except ConfigError as exc:
+        return _log_problems(_on_flags(exc))
+    server = EmulatorServer(fixtures)
+    server.start()
+    log.info("emulator listening on %s (provider %s)", server.url, provider)
+    try:
+        url = server.url
+        return _start(
+            loaded,
+            lambda config: dataclasses.replace(
+                config, groups=tuple(dataclasses.replace(g, endpoint=url) for g in config.groups)
+            ),
+        )
+    finally:
+        server.stop()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return USAGE_ERROR
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("ok")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    name: SchemaName = args.name
+    sys.stdout.write(schema_text(name))
+    return 0
+
+
+def _emulator(argv: Sequence[str]) -> int:
+    from shardbeat.emulator import server
+
+    return server.main(list(argv))
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if arguments[:1] == ["emulator"]:
+            return _emulator(arguments[1:])
+        parser = build_parser()
+        try:
+            args = parser.parse_args(arguments)
+        except SystemExit as exc:  # argparse: usage errors exit 2 (message already on stderr), --help 0
+            return _exit_code(exc)
+        if args.verb is None:
+            return _usage(parser, "give a verb: run, validate, schema or emulator")
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, not bad input: one log line with the traceback, then a fault exit
+        log.critical("internal error (please report it): %s", exc, exc_info=True)
+        return INTERNAL_ERROR

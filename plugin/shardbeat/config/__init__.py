@@ -1,0 +1,50 @@
+"""Configuration: a JSON or TOML file (or flags turned into the same document) -> frozen Config.
+
+    load_config(path) -> LoadedConfig(config, warnings)
+    config_from_dict(raw, base_dir=..., environ=..., hostname=...) -> LoadedConfig
+    ConfigError(problems): every Problem(path, message) found, none of them echoing a value
+
+Modules: files (read and parse), expand (${VAR}), schema_errors (schema -> messages), credentials
+(config, file, environment; re-read for rotation), naming (default consumer), build (rules across
+fields), model (the dataclasses).
+"""
+
+from shardbeat.config.build import cls_default_endpoint, config_from_dict, load_config
+from shardbeat.config.credentials import CREDENTIAL_KEYS, read_credentials_file, reload_credentials
+from shardbeat.config.files import parse_config_file
+from shardbeat.config.model import (
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    Config,
+    ConfigError,
+    GroupConfig,
+    GroupIdentity,
+    LoadedConfig,
+    OutputConfig,
+    OutputFormat,
+    Problem,
+    ProviderName,
+)
+from shardbeat.config.naming import default_consumer
+
+__all__ = [
+    "CREDENTIAL_KEYS",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_TIMEOUT",
+    "Config",
+    "ConfigError",
+    "GroupConfig",
+    "GroupIdentity",
+    "LoadedConfig",
+    "OutputConfig",
+    "OutputFormat",
+    "Problem",
+    "ProviderName",
+    "cls_default_endpoint",
+    "config_from_dict",
+    "default_consumer",
+    "load_config",
+    "parse_config_file",
+    "read_credentials_file",
+    "reload_credentials",
+]

@@ -1,0 +1,265 @@
+"""Raw document -> Config: expand ${VAR}, validate against the schema, then the rules across fields.
+
+Every problem in the document is collected before anything fails, and all of it happens before any
+network I/O. Rules past the schema:
+- endpoint syntax (providers.endpoint.split); CLS default endpoint cls.{region}.tencentcloudapi.com;
+- heartbeat_interval < timeout, and below timeout - lease margin (else the lease lapses between two
+  beats); a warning above timeout/3 (one lost beat would leave no retry before the timeout);
+- lease_margin < timeout; NaN is refused;
+- credentials present (config, credentials_file or environment; see config.credentials);
+- no two groups with the same identity (the server would see one consumer claiming twice).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from shardbeat.config import credentials
+from shardbeat.config.expand import expand
+from shardbeat.config.files import parse_config_file
+from shardbeat.config.model import (
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    Config,
+    ConfigError,
+    GroupConfig,
+    LoadedConfig,
+    OutputConfig,
+    Problem,
+    ProviderName,
+)
+from shardbeat.config.naming import default_consumer
+from shardbeat.config.schema_errors import schema_problems, sorted_problems
+from shardbeat.core.lease import default_margin
+from shardbeat.providers.base import Credentials
+from shardbeat.providers.endpoint import EndpointError, split
+
+MAX_SECONDS = 86400.0  # as in the schema
+
+
+def cls_default_endpoint(region: str) -> str:
+    return f"cls.{region}.tencentcloudapi.com"
+
+
+class _Group:
+    """Checks one group entry; collects problems and warnings, builds the GroupConfig if it can."""
+
+    def __init__(self, raw: dict[str, Any], path: str, skip: set[str]) -> None:
+        self.raw = raw
+        self.path = path
+        self.skip = skip
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def text(self, key: str) -> str | None:
+        value = self.raw.get(key)
+        return value if isinstance(value, str) and self.at(key) not in self.skip else None
+
+    def seconds(self, key: str, default: float | None, minimum_exclusive: bool) -> tuple[float | None, bool]:
+        """-> (value, usable). Out-of-range values are left to the schema's message."""
+        if key not in self.raw:
+            return default, True
+        value = self.raw[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, False
+        if math.isnan(value):
+            self.problems.append(Problem(self.at(key), "must be a number (not NaN)"))
+            return None, False
+        low_ok = value > 0 if minimum_exclusive else value >= 0
+        return float(value), low_ok and value <= MAX_SECONDS
+
+    def endpoint(self, provider: ProviderName) -> str | None:
+        endpoint = self.text("endpoint")
+        if endpoint is None and "endpoint" not in self.raw and provider == "cls":
+            region = self.text("region")
+            return cls_default_endpoint(region) if region else None
+        if not endpoint:
+            return None
+        try:
+            split(endpoint)
+        except EndpointError as exc:
+            # split() quotes the endpoint; refuse user:password@ without repeating it.
+            message = "must not contain user:password@" if "@" in endpoint else str(exc)
+            self.problems.append(Problem(self.at("endpoint"), message))
+            return None
+        return endpoint
+
+    def timing(self) -> tuple[float, float, float | None] | None:
+        interval, interval_ok = self.seconds("heartbeat_interval", DEFAULT_INTERVAL, True)
+        timeout, timeout_ok = self.seconds("timeout", DEFAULT_TIMEOUT, True)
+        margin, margin_ok = self.seconds("lease_margin", None, False)
+        if interval is None or timeout is None or not (interval_ok and timeout_ok and margin_ok):
+            return None
+        if margin is not None and margin >= timeout:
+            message = f"must be less than timeout ({timeout:g} s)"
+            self.problems.append(Problem(self.at("lease_margin"), message))
+            return None
+        if interval >= timeout:
+            self.problems.append(
+                Problem(self.at("heartbeat_interval"), f"must be less than timeout ({timeout:g} s)")
+            )
+            return None
+        lease = timeout - (default_margin(timeout) if margin is None else margin)
+        if interval >= lease:
+            self.problems.append(
+                Problem(
+                    self.at("heartbeat_interval"),
+                    f"must be less than timeout minus the lease margin ({lease:g} s), "
+                    "or the lease runs out before the next heartbeat",
+                )
+            )
+            return None
+        if interval > timeout / 3:
+            self.warnings.append(
+                Problem(
+                    self.at("heartbeat_interval"),
+                    f"is more than a third of timeout ({timeout:g} s): a single lost heartbeat leaves "
+                    f"little time to retry; {timeout / 3:g} s or less is recommended",
+                )
+            )
+        return interval, timeout, margin
+
+    def credentials(
+        self, provider: ProviderName, base_dir: Path, environ: Mapping[str, str]
+    ) -> tuple[Credentials | None, str | None]:
+        given: Mapping[str, Any] = {}
+        file_path: str | None = None
+        inline = self.raw.get("credentials")
+        if "credentials" in self.raw and "credentials_file" in self.raw:
+            self.problems.append(
+                Problem(self.at("credentials_file"), "give either credentials or credentials_file, not both")
+            )
+            return None, None
+        if "credentials_file" in self.raw:
+            name = self.text("credentials_file")
+            if not name:
+                return None, None
+            file_path = os.path.abspath(base_dir / os.path.expanduser(name))
+            try:
+                given, warnings = credentials.read_credentials_file(
+                    file_path, provider, self.at("credentials_file")
+                )
+            except ConfigError as exc:
+                self.problems.extend(exc.problems)
+                return None, file_path
+            self.warnings.extend(warnings)
+        elif isinstance(inline, dict):
+            given = inline
+        elif inline is not None:
+            return None, None  # wrong type: the schema says so
+        found, problems = credentials.resolve(provider, given, environ, self.at("credentials"), file_path)
+        self.problems.extend(problems)
+        return found, file_path
+
+    def build(self, base_dir: Path, environ: Mapping[str, str], hostname: str | None) -> GroupConfig | None:
+        provider = self.raw.get("provider")
+        if provider not in ("sls", "cls"):
+            return None  # the schema reports it; nothing else can be checked without it
+        endpoint = self.endpoint(provider)
+        timing = self.timing()
+        creds, creds_file = self.credentials(provider, base_dir, environ)
+        group = self.text("consumer_group")
+        consumer = self.text("consumer") if "consumer" in self.raw else default_consumer(provider, hostname)
+        if provider == "sls":
+            scope: dict[str, Any] = {"project": self.text("project"), "logstore": self.text("logstore")}
+        else:
+            topics = self.raw.get("topics")
+            texts = tuple(t for t in topics if isinstance(t, str)) if isinstance(topics, list) else ()
+            scope = {
+                "region": self.text("region"),
+                "logset_id": self.text("logset_id"),
+                "topics": texts if isinstance(topics, list) and len(texts) == len(topics) else None,
+            }
+        if endpoint is None or timing is None or creds is None or not group or not consumer:
+            return None
+        if any(value is None for value in scope.values()):
+            return None
+        interval, timeout, margin = timing
+        return GroupConfig(
+            provider=provider,
+            endpoint=endpoint,
+            consumer_group=group,
+            consumer=consumer,
+            credentials=creds,
+            credentials_file=creds_file,
+            heartbeat_interval=interval,
+            timeout=timeout,
+            lease_margin=margin,
+            **scope,
+        )
+
+
+def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
+    problems: list[Problem] = []
+    first_at: dict[object, int] = {}
+    for index, group in groups:
+        identity = group.identity
+        if identity in first_at:
+            scope = "project, logstore" if group.provider == "sls" else "region, logset_id"
+            problems.append(
+                Problem(
+                    f"groups[{index}]",
+                    f"same consumer as groups[{first_at[identity]}] (provider, endpoint, {scope}, "
+                    "consumer_group and consumer all equal): one consumer cannot join a group twice",
+                )
+            )
+        else:
+            first_at[identity] = index
+    return problems
+
+
+def config_from_dict(
+    raw: Any,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    hostname: str | None = None,
+) -> LoadedConfig:
+    """Validate a parsed config document. Raises ConfigError listing every problem.
+
+    `base_dir` anchors relative credentials_file paths (default: the working directory);
+    `environ` (default os.environ) feeds ${VAR} and credential fallbacks; `hostname` (default
+    socket.gethostname()) names consumers left unnamed.
+    """
+    env = os.environ if environ is None else environ
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    document, problems, skip = expand(raw, env)
+    problems.extend(p for p in schema_problems("config", document) if p.path not in skip)
+    warnings: list[Problem] = []
+    built: list[tuple[int, GroupConfig]] = []
+    entries = document.get("groups") if isinstance(document, dict) else None
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        checker = _Group(entry, f"groups[{index}]", skip)
+        group = checker.build(base, env, hostname)
+        problems.extend(checker.problems)
+        warnings.extend(checker.warnings)
+        if group is not None:
+            built.append((index, group))
+    problems.extend(_duplicates(built))
+    if problems:
+        raise ConfigError(sorted_problems(problems))
+    output = document.get("output", {})
+    return LoadedConfig(
+        Config(tuple(group for _, group in built), OutputConfig(output.get("format", "json"))),
+        tuple(sorted_problems(warnings)),
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    hostname: str | None = None,
+) -> LoadedConfig:
+    """Read and validate a JSON or TOML (by the `.toml` suffix) config file. Raises ConfigError."""
+    raw = parse_config_file(path)
+    return config_from_dict(raw, base_dir=Path(path).parent, environ=environ, hostname=hostname)

@@ -1,0 +1,159 @@
+"""Where a group's credentials come from: the config, a credentials file, or the environment.
+
+Per key, in order: `credentials` in the config (or, instead, `credentials_file`), then the provider's
+usual environment variable. The session token is an exception: one from the config or file is always
+used, but one from the environment only together with a secret from the environment, because a
+temporary token belongs to the temporary secret issued with it (pairing a long-term secret from the
+config with a stray token in the environment would make every signature fail).
+
+`credentials_file` is read through `read_credentials_file`, which the runtime calls again to pick up
+rotated credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shardbeat.config.files import parse_json, read_text
+from shardbeat.config.model import ConfigError, GroupConfig, Problem, ProviderName
+from shardbeat.providers.base import Credentials
+
+MAX_CREDENTIALS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialKeys:
+    """The config keys and environment variables of one provider's key id, secret and token."""
+
+    key_id: str
+    secret: str
+    token: str
+    key_id_env: str
+    secret_env: str
+    token_env: str
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return (self.key_id, self.secret, self.token)
+
+    def env_for(self, key: str) -> str:
+        return {self.key_id: self.key_id_env, self.secret: self.secret_env, self.token: self.token_env}[key]
+
+
+CREDENTIAL_KEYS: dict[ProviderName, CredentialKeys] = {
+    "sls": CredentialKeys(
+        "access_key_id",
+        "access_key_secret",
+        "security_token",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALIBABA_CLOUD_SECURITY_TOKEN",
+    ),
+    "cls": CredentialKeys(
+        "secret_id",
+        "secret_key",
+        "token",
+        "TENCENTCLOUD_SECRET_ID",
+        "TENCENTCLOUD_SECRET_KEY",
+        "TENCENTCLOUD_SESSION_TOKEN",
+    ),
+}
+
+
+def read_credentials_file(
+    path: str, provider: ProviderName, where: str = "credentials_file"
+) -> tuple[dict[str, str], list[Problem]]:
+    """-> (the file's credential values, warnings). Raises ConfigError with problems at `where`."""
+    try:
+        text = read_text(path, "credentials file", MAX_CREDENTIALS_BYTES)
+        document = parse_json(text, path, "credentials file")
+    except ConfigError as exc:
+        # Report at the config path that names the file; the message keeps the file name.
+        raise ConfigError([Problem(where, f"{p.path}: {p.message}") for p in exc.problems]) from None
+    keys = CREDENTIAL_KEYS[provider]
+    if not isinstance(document, dict):
+        raise ConfigError([Problem(where, f"{path}: must hold a JSON object with {', '.join(keys.names)}")])
+    problems: list[Problem] = []
+    values: dict[str, str] = {}
+    for key, value in document.items():
+        if key not in keys.names:
+            problems.append(Problem(where, f"{path}: unknown key {key!r}; expected {', '.join(keys.names)}"))
+        elif not isinstance(value, str) or not value:
+            problems.append(Problem(where, f"{path}: {key} must be a non-empty string"))
+        else:
+            values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    warnings: list[Problem] = []
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(
+            Problem(where, f"{path} is accessible to other users (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+        )
+    return values, warnings
+
+
+def resolve(
+    provider: ProviderName,
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
+    where: str,
+    from_file: str | None = None,
+) -> tuple[Credentials | None, list[Problem]]:
+    """Combine `given` (config or file values) with the environment; problems for missing keys."""
+    keys = CREDENTIAL_KEYS[provider]
+
+    def missing(key: str) -> str:
+        env = keys.env_for(key)
+        if from_file:
+            return f"missing: not in {from_file}, and {env} is not set"
+        return f"missing: set {env}, or give it under credentials or in a credentials_file"
+
+    def pick(key: str) -> tuple[str | None, bool]:
+        """-> (value, came from the environment). A present but invalid value is the schema's to report."""
+        if key in given:
+            value = given[key]
+            return (value if isinstance(value, str) and value else None), False
+        found = environ.get(keys.env_for(key)) or None
+        return found, found is not None
+
+    key_id, _ = pick(keys.key_id)
+    secret, secret_from_env = pick(keys.secret)
+    problems = [
+        Problem(f"{where}.{key}", missing(key))
+        for key, value in ((keys.key_id, key_id), (keys.secret, secret))
+        if value is None and key not in given
+    ]
+    if key_id is None or secret is None:
+        return None, problems
+    token = given.get(keys.token)
+    if not (isinstance(token, str) and token):
+        token = (environ.get(keys.token_env) or None) if secret_from_env else None
+    return Credentials(key_id, secret, token), problems
+
+
+def reload_credentials(group: GroupConfig, environ: Mapping[str, str] | None = None) -> Credentials:
+    """Credentials for `group` as they are now: re-reads its credentials_file (rotation).
+
+    Without a credentials file, the loaded credentials are returned unchanged. Raises ConfigError.
+    """
+    if group.credentials_file is None:
+        return group.credentials
+    values, _ = read_credentials_file(group.credentials_file, group.provider)
+    found, problems = resolve(
+        group.provider,
+        values,
+        os.environ if environ is None else environ,
+        "credentials",
+        from_file=group.credentials_file,
+    )
+    if found is None:
+        raise ConfigError(problems)
+    return found

@@ -1,0 +1,89 @@
+"""Reading config files: JSON, or TOML when the name ends in `.toml`; every failure becomes a Problem.
+
+Parser messages carry a line and column but never the text around them, so a secret on a broken
+line stays out of the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from shardbeat.config.model import ConfigError, Problem
+
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; anything near this is the wrong file
+
+
+class _NonStandardNumber(ValueError):
+    pass
+
+
+def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The file's UTF-8 text; raises ConfigError naming the file and the reason (never its content)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([Problem(name, f"cannot read {what}: {reason}")]) from None
+    if len(data) > limit:
+        raise ConfigError([Problem(name, f"{what} is larger than {limit // 1024} KiB")])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(name, f"{what} is not UTF-8 text (byte {exc.start})")]) from None
+
+
+def parse_json(text: str, name: str, what: str) -> Any:
+    """Strict JSON: no NaN/Infinity, and a key repeated in one object is an error (not last-wins)."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                repeated.append(key)
+            out[key] = value
+        return out
+
+    def constant(token: str) -> Any:
+        raise _NonStandardNumber(token)
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [Problem(name, f"line {exc.lineno}, column {exc.colno}: invalid JSON in {what}: {exc.msg}")]
+        ) from None
+    except _NonStandardNumber as exc:
+        raise ConfigError([Problem(name, f"{exc} is not a JSON number (in {what})")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
+    if repeated:
+        raise ConfigError(
+            [Problem(name, f"key {key!r} appears twice in one object (in {what})") for key in repeated]
+        )
+    return value
+
+
+def parse_toml(text: str, name: str, what: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message already ends with "(at line L, column C)".
+        raise ConfigError([Problem(name, f"invalid TOML in {what}: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
+
+
+def parse_config_file(path: str | os.PathLike[str]) -> Any:
+    """The raw document in a config file (not yet validated)."""
+    name = os.fspath(path)
+    text = read_text(name, "config file")
+    if Path(name).suffix.lower() == ".toml":
+        return parse_toml(text, name, "config file")
+    return parse_json(text, name, "config file")

@@ -1,0 +1,173 @@
+"""jsonschema errors -> Problems with messages written here, never jsonschema's own.
+
+jsonschema's default messages embed the offending instance (`'s3cr3t' is too short`), which would
+put a secret into a log. Each message here names the rule only; a schema may carry its own
+`errorMessage` (the ajv-errors convention) for rules that a regex states badly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from shardbeat.config.expand import json_path
+from shardbeat.config.model import Problem
+from shardbeat.schemas import SchemaName, load_schema
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+@functools.cache
+def validator_for(name: SchemaName) -> Any:
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def kind_of(value: Any) -> str:
+    """The JSON type of a parsed value, in words (TOML adds dates and times)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a date/time"
+
+
+def _types(expected: Any) -> str:
+    names = [expected] if isinstance(expected, str) else list(expected)
+    return " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+
+
+def _unknown_key(key: str, allowed: Iterable[str]) -> str:
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    if len(allowed) <= 6:
+        return f"unknown key; expected one of: {', '.join(allowed)}"
+    return "unknown key"
+
+
+def _first_repeated(items: list[Any]) -> Any:
+    seen: list[Any] = []
+    for item in items:
+        if item in seen:
+            return item
+        seen.append(item)
+    return None
+
+
+def _numeric(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def problems_for(error: ValidationError) -> Iterator[Problem]:
+    parts = tuple(error.absolute_path)
+    path = json_path(parts)
+    keyword, expected, instance = error.validator, error.validator_value, error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if keyword == "required":
+        # One error per keyword; list each missing key at its own path.
+        which = ""
+        if "then" in error.schema_path and isinstance(instance, dict):
+            for key in ("provider", "op"):
+                if isinstance(instance.get(key), str):
+                    which = f" for {key} {instance[key]}"
+        for key in expected:
+            if isinstance(instance, dict) and key not in instance:
+                yield Problem(json_path((*parts, key)), f"required{which}")
+        return
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        allowed = schema.get("properties", {})
+        for key in instance:
+            if key not in allowed:
+                yield Problem(json_path((*parts, key)), _unknown_key(key, allowed))
+        return
+    if keyword == "type":
+        yield Problem(path, f"must be {_types(expected)}, not {kind_of(instance)}")
+        return
+    custom = schema.get("errorMessage")
+    message = custom if isinstance(custom, str) else _message(keyword, expected, instance)
+    if "propertyNames" in error.schema_path:
+        message = f"every key {message}"  # the error is about a key, reported at its object
+    yield Problem(path, message)
+
+
+def _message(keyword: str | None, expected: Any, instance: Any) -> str:
+    if keyword == "enum":
+        return "must be one of: " + ", ".join(str(v) for v in expected)
+    if keyword == "const":
+        return f"must be {expected}"
+    if keyword in ("minLength", "minItems") and expected == 1:
+        return "must not be empty"
+    if keyword == "minLength":
+        return f"must be at least {expected} characters"
+    if keyword == "maxLength":
+        return f"must be at most {expected} characters"
+    if keyword == "minItems":
+        return f"must have at least {expected} items"
+    if keyword == "maxItems":
+        return f"must have at most {expected} items"
+    if keyword == "uniqueItems" and isinstance(instance, list):
+        repeated = _first_repeated(instance)
+        # Lists in configs hold ids (CLS topics): naming the repeated one is the useful part.
+        shown = f" ({repeated!r} appears twice)" if isinstance(repeated, str | int) else ""
+        return f"must not repeat an item{shown}"
+    if keyword == "minimum":
+        return f"must be at least {_numeric(expected)}"
+    if keyword == "exclusiveMinimum":
+        return f"must be greater than {_numeric(expected)}"
+    if keyword == "maximum":
+        return f"must be at most {_numeric(expected)}"
+    if keyword == "exclusiveMaximum":
+        return f"must be less than {_numeric(expected)}"
+    if keyword == "pattern":
+        return "has an invalid format"
+    if keyword == "not" or keyword is None:
+        return "is not allowed here"
+    return f"is invalid ({keyword})"
+
+
+def _sort_key(problem: Problem) -> tuple[tuple[int, int | str], ...]:
+    # groups[2] before groups[10]: compare path segments, numbers as numbers.
+    segments: list[tuple[int, int | str]] = []
+    for piece in problem.path.replace("[", ".[").split("."):
+        if piece.startswith("[") and piece[1:-1].isdigit():
+            segments.append((0, int(piece[1:-1])))
+        else:
+            segments.append((1, piece))
+    return (*segments, (1, problem.message))
+
+
+def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Unique problems in document order of their paths."""
+    return sorted(set(problems), key=_sort_key)
+
+
+def schema_problems(name: SchemaName, document: Any) -> list[Problem]:
+    """Every violation of schema `name` in `document`, deduplicated and sorted by path."""
+    found: list[Problem] = []
+    for error in validator_for(name).iter_errors(document):
+        found.extend(problems_for(error))
+    return sorted_problems(found)

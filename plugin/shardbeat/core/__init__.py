@@ -1,0 +1,1 @@
+"""Pure logic: no sockets, no threads, no clock reads (time is always a parameter)."""

@@ -1,0 +1,96 @@
+"""Events and failures -> record dicts of the output contract (schemas/record.schema.json).
+
+Records carry wall-clock instants (RFC 3339 UTC, milliseconds); the engine works in monotonic time, so
+each conversion takes the pair (wall_now, mono_now) read once by the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from shardbeat.core import shards
+from shardbeat.core.membership import AssignmentChanged, Event, LeaseRenewed, Lost
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    provider: str
+    group: str
+    consumer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """One reading of both clocks, so monotonic deadlines can be shown as wall-clock times."""
+
+    wall: float
+    mono: float
+
+    def wall_of(self, mono: float) -> float:
+        return self.wall + (mono - self.mono)
+
+
+def rfc3339(wall: float) -> str:
+    """UTC with milliseconds and a `Z`, e.g. 2026-11-23T17:10:00.123Z (sortable as text)."""
+    ms = round(wall * 1000)
+    t = _dt.datetime.fromtimestamp(ms // 1000, _dt.UTC)
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def _base(event: str, who: Identity, at: Instant) -> Record:
+    return {
+        "event": event,
+        "time": rfc3339(at.wall),
+        "provider": who.provider,
+        "group": who.group,
+        "consumer": who.consumer,
+    }
+
+
+def from_event(who: Identity, event: Event, at: Instant, latency_ms: float | None = None) -> Record:
+    if isinstance(event, AssignmentChanged):
+        rec = _base("assignment", who, at)
+        rec["epoch"] = event.epoch
+        rec["assigned"] = shards.to_json(event.assigned)
+        rec["added"] = shards.to_json(event.added)
+        rec["revoked"] = shards.to_json(event.revoked)
+        rec["lease_expires"] = rfc3339(at.wall_of(event.lease_expires))
+        return rec
+    if isinstance(event, LeaseRenewed):
+        rec = _base("lease", who, at)
+        rec["epoch"] = event.epoch
+        rec["lease_expires"] = rfc3339(at.wall_of(event.lease_expires))
+        rec["latency_ms"] = round(latency_ms or 0.0, 3)
+        return rec
+    if isinstance(event, Lost):
+        rec = _base("lost", who, at)
+        rec["epoch"] = event.epoch
+        rec["lost"] = shards.to_json(event.lost)
+        rec["reason"] = event.reason
+        return rec
+    raise TypeError(f"not a membership event: {event!r}")
+
+
+def error(
+    who: Identity,
+    at: Instant,
+    code: str,
+    message: str,
+    status: int | None,
+    request_id: str | None,
+    retry_in: float,
+) -> Record:
+    rec = _base("error", who, at)
+    rec["error"] = {"code": code, "message": message, "status": status, "request_id": request_id}
+    rec["retry_in_ms"] = round(retry_in * 1000)
+    return rec
+
+
+def stopped(who: Identity, at: Instant, epoch: int) -> Record:
+    rec = _base("stopped", who, at)
+    rec["epoch"] = epoch
+    return rec

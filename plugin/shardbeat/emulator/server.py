@@ -1,0 +1,409 @@
+"""The emulator's HTTP front: one port for SLS, CLS and the admin API.
+
+Dispatch: /_admin/... -> admin API; POST / with X-TC-Action -> CLS; anything else -> SLS.
+Standard-library ThreadingHTTPServer (a daemon thread per connection), HTTP/1.1 keep-alive,
+TCP_NODELAY on accepted sockets, and every answer written in one send: status line, headers and
+body written separately meet Nagle plus delayed ACK and cost ~40 ms per request on loopback.
+Every answer carries Date (the server clock, skew included) and Content-Length. A handler
+exception never kills the server: it is logged to stderr and answered 500 InternalServerError
+(SLS shape) or InternalError (CLS shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import logging
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from shardbeat.emulator import admin, cls, sls
+from shardbeat.emulator.call import CLS, SLS, Call
+from shardbeat.emulator.faults import FaultRule
+from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
+from shardbeat.emulator.model import EmuRequest, EmuResponse
+from shardbeat.emulator.world import World
+
+__all__ = ["EmulatorServer", "FixtureError", "load_fixtures", "main"]
+
+LOG = logging.getLogger("shardbeat.emulator")
+MAX_BODY = 1 << 20  # no consumer-group request comes near this
+IDLE_TIMEOUT = 300.0  # an idle keep-alive connection is closed after this many seconds
+DEFAULT_PORT = 8099
+
+
+@dataclass(frozen=True, slots=True)
+class _Service:
+    describe: Callable[[EmuRequest], Call]
+    handle: Callable[[World, EmuRequest, Call], EmuResponse]
+    fault_response: Callable[[FaultRule], tuple[EmuResponse, str]]
+    internal_error: Callable[[], EmuResponse]
+
+
+_SERVICES = {
+    SLS: _Service(sls.describe, sls.handle, sls.fault_response, sls.internal_error),
+    CLS: _Service(cls.describe, cls.handle, cls.fault_response, cls.internal_error),
+}
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() closes connections itself; never wait for handler threads
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], emulator: EmulatorServer, family: socket.AddressFamily
+    ) -> None:
+        self.address_family = family
+        self.emulator = emulator
+        self.connections: set[socket.socket] = set()
+        self.resets: set[socket.socket] = set()  # to be closed with RST instead of FIN
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also calls getfqdn(), a reverse DNS lookup that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = self.socket.accept()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self.connections_lock:
+            reset = request in self.resets
+            self.resets.discard(request)
+        if reset:
+            request.close()  # SO_LINGER 0 is set: close sends RST
+        else:
+            super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # the client went away: not our problem
+            LOG.debug("emulator: connection from %s dropped by the client", client_address)
+        else:
+            LOG.exception("emulator: connection from %s failed", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "shardbeat-emulator"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: _HttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: object) -> None:
+        if LOG.isEnabledFor(logging.DEBUG):
+            LOG.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    # -- one request
+
+    def _serve(self) -> None:
+        emulator = self.server.emulator
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        target = urlsplit(self.path)
+        path = unquote(target.path)
+        service = CLS if self.command == "POST" and path == "/" and "x-tc-action" in headers else SLS
+        needs_length = self.command in ("POST", "PUT") and not admin.is_admin(path)
+        body = self._read_body(headers, service, needs_length)
+        if body is None:
+            return
+        req = EmuRequest(
+            method=self.command,
+            path=path,
+            query=dict(parse_qsl(target.query, keep_blank_values=True)),
+            raw_query=target.query,
+            headers=headers,
+            body=body,
+        )
+        handlers = _SERVICES[service]
+        try:
+            if admin.is_admin(path):
+                response: EmuResponse | None = admin.handle(emulator.world, req)
+            else:
+                response = self._dispatch(handlers, req)
+        except Exception:
+            LOG.exception("emulator: %s %s failed", self.command, path)
+            response = admin.internal_error() if admin.is_admin(path) else handlers.internal_error()
+        if response is not None:
+            self._write(response)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unsupported method, ...) in the SLS error shape,
+        with a request id, in one write like every other answer."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._write(sls.error_response(code, phrase.replace(" ", "").replace("-", ""), message or phrase))
+
+    def _read_body(self, headers: dict[str, str], service: str, needs_length: bool) -> bytes | None:
+        """The request body, or None after answering (or dropping) a request whose body is unusable.
+
+        A POST/PUT without Content-Length is refused (SLS: 411 MissingContentLength) rather than read
+        as empty: its body, if any, would otherwise be parsed as the next request on the connection.
+        """
+        problem: tuple[int, str, str] | None = None
+        length = 0
+        if "transfer-encoding" in headers:
+            problem = (411, "MissingContentLength", "send Content-Length; chunked bodies are not accepted")
+        elif needs_length and "content-length" not in headers:
+            problem = (
+                411,
+                "MissingContentLength",
+                "Content-Length does not exist in http header when it is necessary.",
+            )
+        else:
+            try:
+                length = int(headers.get("content-length", "0"))
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                problem = (400, "InvalidContentLength", "Content-Length is not a non-negative integer")
+        if problem is None and length > MAX_BODY:
+            problem = (413, "PostBodyTooLarge", f"the body may be at most {MAX_BODY} bytes")
+        if problem is not None:
+            status, code, message = problem
+            if service == CLS:
+                cls_code = {413: "RequestSizeLimitExceeded", 411: "MissingParameter"}.get(
+                    status, "InvalidParameter"
+                )
+                response = cls.error_response(cls_code, message, status=status)
+            else:
+                response = sls.error_response(status, code, message)
+            self.close_connection = True  # the body (if any) was not read: the stream is out of step
+            self._write(response)
+            return None
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client went away mid-body
+            self.close_connection = True
+            return None
+        return body
+
+    def _dispatch(self, handlers: _Service, req: EmuRequest) -> EmuResponse | None:
+        """Apply a matching fault rule, else handle the request. None: nothing is to be written."""
+        world = self.server.emulator.world
+        call = handlers.describe(req)
+        with world.lock:
+            hit = world.faults.take(call, world.mono_now())
+        if hit is None:
+            return handlers.handle(world, req, call)
+        effect = hit.rule.effect
+        call = replace(call, fault=effect)
+        if effect == "status":
+            response, code = handlers.fault_response(hit.rule)
+            if call.is_heartbeat:
+                world.record(call, response.status, error=code)
+            return response
+        if effect == "delay":
+            self.server.emulator.stopping.wait(hit.rule.seconds or 0.0)
+            return handlers.handle(world, req, call)
+        if effect == "drop":
+            handlers.handle(world, req, call)  # state moves; the client never hears of it
+        elif call.is_heartbeat:
+            world.record(call, 0)
+        if effect == "hang":
+            hit.released.wait(hit.rule.seconds)  # set when faults are cleared or the server stops
+        self._close(reset=effect == "reset")
+        return None
+
+    def _close(self, *, reset: bool) -> None:
+        """End the connection without an answer: FIN, or RST when `reset`."""
+        self.close_connection = True
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with self.server.connections_lock:
+                self.server.resets.add(self.connection)
+
+    def _write(self, response: EmuResponse) -> None:
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = ""
+        date = formatdate(self.server.emulator.world.wall_now(), usegmt=True)
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Date: {date}",
+            f"Content-Length: {len(response.body)}",
+        ]
+        lines += [f"{name}: {value}" for name, value in response.headers]
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + response.body)  # one send: see the module docstring
+        self.log_request(response.status, len(response.body))
+
+
+class EmulatorServer:
+    """The emulator on a port, serving from a daemon thread once started.
+
+    The socket is bound at construction, so `.port` and `.url` are known before `.start()`.
+    """
+
+    def __init__(self, fixtures: Fixtures | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.world = World(fixtures if fixtures is not None else load_fixtures(None))
+        self.stopping = threading.Event()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._httpd = _HttpServer((host, port), self, family)
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def demo_config(self, provider: str) -> dict[str, Any]:
+        """The fixtures' ready group config for "sls" or "cls", pointed at this emulator."""
+        demo = self.world.fixtures.demo.get(provider)
+        if demo is None:
+            raise KeyError(f"the fixtures have no demo config for {provider!r}")
+        return {**copy.deepcopy(dict(demo)), "endpoint": self.url}
+
+    def start(self) -> EmulatorServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"shardbeat-emulator:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and every open connection. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        with self.world.lock:
+            self.world.faults.release_hangs()
+        if self._thread is not None:
+            self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._httpd.connections_lock:
+            connections = list(self._httpd.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)  # wakes the handler thread blocked reading it
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`shardbeat emulator [--host H] [--port N] [--fixtures FILE] [--log-level L]`."""
+    parser = argparse.ArgumentParser(
+        prog="shardbeat emulator",
+        description="Run a local emulator of SLS and CLS consumer groups (one port, both services).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+    )
+    parser.add_argument(
+        "--fixtures", metavar="FILE", help="fixtures JSON (default: the packaged demo fixtures)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="stderr log level",
+    )
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(args.log_level.upper())
+    LOG.propagate = False
+    try:
+        try:
+            fixtures = load_fixtures(args.fixtures)
+        except FixtureError as exc:
+            print(f"shardbeat emulator: bad fixtures: {exc}", file=sys.stderr)
+            return 2
+        try:
+            server = EmulatorServer(fixtures, args.host, args.port)
+        except OSError as exc:
+            print(
+                f"shardbeat emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
+        return _serve_until_signalled(server)
+    finally:
+        LOG.removeHandler(handler)
+
+
+def _serve_until_signalled(server: EmulatorServer) -> int:
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        server.start()
+        print(f"shardbeat emulator listening on {server.url}", file=sys.stderr, flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""What every provider module implements, and the plain data it trades in.
+
+A provider knows its wire format and nothing about threads, records, clocks or stdout: it turns a
+claim into request bytes for a given instant and an HTTP answer into an assignment or a ProviderError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shardbeat.core.schedule import Retry as Retry  # re-exported: providers classify, the schedule reacts
+from shardbeat.core.shards import ShardMap
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Provider-neutral key pair: SLS access_key_id/secret/security_token, CLS secret_id/key/token."""
+
+    key_id: str
+    secret: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect, and what to call the server in the Host header."""
+
+    scheme: str  # "http" | "https"
+    host: str  # connect host (name or IP literal, no brackets)
+    port: int
+    host_header: str  # e.g. my-project.cn-hangzhou.log.aliyuncs.com or cls.tencentcloudapi.com:8080
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    target: str  # path plus query, exactly as on the request line
+    # Kept out of repr: headers carry signatures and STS/session tokens.
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # names lower-case
+    body: bytes
+
+
+class ProviderError(Exception):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retry: Retry,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry = retry
+        self.status = status
+        self.request_id = request_id
+
+
+class Provider(Protocol):
+    """One consumer group on one service, as far as the wire is concerned."""
+
+    name: str  # "sls" | "cls"
+    endpoint: Endpoint
+    topics: tuple[str, ...]  # logstore name (SLS) or TopicIDs (CLS): the keys of every ShardMap
+
+    def heartbeat_request(self, claim: ShardMap, now: float, credentials: Credentials) -> HttpRequest:
+        """Signed heartbeat listing `claim`; `now` is server-corrected wall time in epoch seconds."""
+        ...
+
+    def parse_heartbeat(self, response: HttpResponse) -> ShardMap:
+        """The assignment in a heartbeat answer; raises ProviderError for anything else."""
+        ...

@@ -1,0 +1,383 @@
+"""Tencent Cloud CLS (API 3.0, version 2020-10-16): consumer-group requests and answers.
+
+Pure: builds HttpRequest values and reads HttpResponse values. Signing is TC3-HMAC-SHA256 (tc3.py);
+its functions are re-exported here because the CLS emulator verifies requests with them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shardbeat import __version__
+from shardbeat.core.shards import ShardMap, shard_map
+from shardbeat.providers import endpoint as endpoints
+from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, ProviderError, Retry
+from shardbeat.providers.tc3 import (
+    SIGNED_HEADERS,
+    TC3_ALGORITHM,
+    Tc3Authorization,
+    authorization_tc3,
+    canonical_request_tc3,
+    format_authorization_tc3,
+    parse_authorization_tc3,
+    sha256_hex,
+    signature_from_key_tc3,
+    signature_tc3,
+    signing_key_tc3,
+    string_to_sign_tc3,
+    utc_date,
+)
+
+__all__ = [
+    "API_VERSION",
+    "HTTP_ERROR",
+    "INVALID_RESPONSE",
+    "SIGNED_HEADERS",
+    "TC3_ALGORITHM",
+    "UNKNOWN_TOPIC",
+    "ClsProvider",
+    "GroupInfo",
+    "Tc3Authorization",
+    "authorization_tc3",
+    "canonical_request_tc3",
+    "error_from_response",
+    "is_group_exists",
+    "parse_authorization_tc3",
+    "retry_for_code",
+    "sha256_hex",
+    "signature_tc3",
+    "string_to_sign_tc3",
+]
+
+API_VERSION = "2020-10-16"
+SERVICE = "cls"
+CONTENT_TYPE = "application/json"
+MAX_RESPONSE_BYTES = 4 << 20  # far above any consumer-group answer; refuse to parse more
+_CLIP = 200  # longest server-supplied text copied into an error message
+
+HEARTBEAT = "SendConsumerHeartbeat"
+DESCRIBE_GROUPS = "DescribeConsumerGroups"
+CREATE_GROUP = "CreateConsumerGroup"
+MODIFY_GROUP = "ModifyConsumerGroup"
+_ACTIONS = (HEARTBEAT, DESCRIBE_GROUPS, CREATE_GROUP, MODIFY_GROUP)
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+INVALID_RESPONSE = "InvalidResponse"
+UNKNOWN_TOPIC = "UnknownTopic"
+HTTP_ERROR = "HttpError"
+
+# (code or dotted prefix, retry), first match wins; a prefix matches the code itself and code.*
+_RETRY_BY_CODE: tuple[tuple[str, Retry], ...] = (
+    ("AuthFailure.SignatureExpire", Retry.RESIGN),
+    ("RequestLimitExceeded", Retry.FAST),
+    ("InternalError", Retry.FAST),
+    ("ResourceUnavailable", Retry.FAST),
+    ("AuthFailure", Retry.SLOW),
+    ("OperationDenied", Retry.SLOW),
+    ("InvalidParameter", Retry.SLOW),
+    ("MissingParameter", Retry.SLOW),
+    ("UnknownParameter", Retry.SLOW),
+    ("UnauthorizedOperation", Retry.SLOW),
+    ("ResourceNotFound", Retry.SLOW),
+    ("FailedOperation", Retry.SLOW),
+)
+
+
+def retry_for_code(code: str) -> Retry:
+    """How to react to a Response.Error code; codes we do not know wait for an operator (SLOW)."""
+    for prefix, retry in _RETRY_BY_CODE:
+        if code == prefix or code.startswith(prefix + "."):
+            return retry
+    return Retry.SLOW
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _CLIP else text[:_CLIP] + "..."
+
+
+def _invalid(message: str, status: int, request_id: str | None = None) -> ProviderError:
+    return ProviderError(INVALID_RESPONSE, message, retry=Retry.FAST, status=status, request_id=request_id)
+
+
+def _decode(body: bytes) -> object:
+    """The JSON value of `body`, or None when it is not JSON (JSON null is no valid answer either)."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _server_error(answer: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(Code, Message) of Response.Error when it is well-formed."""
+    error = answer.get("Error") if answer is not None else None
+    if not isinstance(error, dict) or not isinstance(error.get("Code"), str):
+        return None
+    return _clip(error["Code"]), _clip(_text(error.get("Message")) or "")
+
+
+def _answer(response: HttpResponse) -> dict[str, Any]:
+    """The `Response` object of a successful answer; every other answer raises ProviderError."""
+    status = response.status
+    too_large = len(response.body) > MAX_RESPONSE_BYTES
+    parsed = None if too_large else _decode(response.body)
+    envelope = parsed.get("Response") if isinstance(parsed, dict) else None
+    answer = envelope if isinstance(envelope, dict) else None
+    request_id = _text(answer.get("RequestId")) if answer is not None else None
+    server_error = _server_error(answer)
+    if status != 200:  # the API answers 200 even for errors: anything else is a proxy or an outage
+        said = f" ({server_error[0]}: {server_error[1]})" if server_error else ""
+        raise ProviderError(
+            HTTP_ERROR, f"HTTP {status} instead of 200{said}", retry=Retry.FAST,
+            status=status, request_id=request_id,
+        )  # fmt: skip
+    # Parameters (charset) are tolerated; another media type means someone else answered.
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != CONTENT_TYPE:
+        shown = _clip(response.headers.get("content-type", "none"))
+        raise _invalid(f"Content-Type {shown!r}, expected {CONTENT_TYPE}", status, request_id)
+    if answer is None:
+        what = (
+            "too large" if too_large else "not JSON" if parsed is None else "JSON without a Response object"
+        )
+        raise _invalid(f"answer is {what} ({len(response.body)} bytes)", status)
+    if server_error is not None:
+        code, message = server_error
+        raise ProviderError(code, message, retry=retry_for_code(code), status=status, request_id=request_id)
+    if "Error" in answer:
+        raise _invalid("Response.Error without a string Code", status, request_id)
+    return answer
+
+
+def error_from_response(response: HttpResponse) -> ProviderError | None:
+    """The error an answer carries (HTTP status, Content-Type, malformed envelope, Response.Error).
+
+    None for a sound success envelope; the action's own fields are checked by its parser.
+    """
+    try:
+        _answer(response)
+    except ProviderError as exc:
+        return exc
+    return None
+
+
+def is_group_exists(error: ProviderError) -> bool:
+    """CreateConsumerGroup's answer for a group that is already there (no dedicated code)."""
+    return "consumer group already exists" in error.message.lower()
+
+
+def _list(answer: Mapping[str, Any], name: str, response: HttpResponse) -> list[Any]:
+    value = answer.get(name)
+    if not isinstance(value, list):
+        what = "missing" if value is None else f"a {type(value).__name__}, not a list"
+        raise _invalid(f"Response.{name} is {what}", response.status, _text(answer.get("RequestId")))
+    return value
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    name: str
+    timeout: int  # heartbeat timeout, seconds
+    topics: tuple[str, ...]
+
+
+# --- the provider ------------------------------------------------------------------------------
+
+_REGION_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class ClsProvider:
+    """One consumer group of one CLS logset: request bytes for each action, answers parsed."""
+
+    name = "cls"
+
+    def __init__(
+        self,
+        endpoint: str | None,
+        region: str,
+        logset_id: str,
+        topics: Sequence[str],
+        consumer_group: str,
+        consumer: str,
+    ) -> None:
+        if not _REGION_RE.fullmatch(region):
+            raise ValueError(f"invalid CLS region {region!r}")
+        if isinstance(topics, str) or not topics or not all(isinstance(t, str) and t for t in topics):
+            raise ValueError("CLS topics must be a non-empty list of TopicIDs")
+        if len(set(topics)) != len(topics):
+            raise ValueError("CLS topics contain a duplicate TopicID")
+        for label, value in (
+            ("logset_id", logset_id),
+            ("consumer_group", consumer_group),
+            ("consumer", consumer),
+        ):
+            if not value:
+                raise ValueError(f"CLS {label} is empty")
+        self.endpoint: Endpoint = endpoints.resolve(endpoint or f"cls.{region}.tencentcloudapi.com")
+        self.region = region
+        self.logset_id = logset_id
+        self.topics: tuple[str, ...] = tuple(topics)
+        self.consumer_group = consumer_group
+        self.consumer = consumer
+        host = self.endpoint.host_header
+        # Everything but the timestamp, token, body hash and signature is fixed per group.
+        signed = {"content-type": CONTENT_TYPE, "host": host}
+        self._canonical_head = canonical_request_tc3(
+            "POST", "/", "", signed, SIGNED_HEADERS, b""
+        ).removesuffix(sha256_hex(b""))
+        self._header_heads = {
+            action: (
+                ("Host", host),
+                ("Content-Type", CONTENT_TYPE),
+                ("X-TC-Action", action),
+                ("X-TC-Version", API_VERSION),
+                ("X-TC-Region", region),
+                ("X-TC-RequestClient", f"shardbeat/{__version__}"),
+            )
+            for action in _ACTIONS
+        }
+        self._heartbeat_head = (
+            f'{{"ConsumerGroup":{_dump(consumer_group)},"Consumer":{_dump(consumer)},'
+            f'"LogsetId":{_dump(logset_id)},"TopicPartitionsInfo":['
+        )
+        self._topic_heads = {topic: f'{{"TopicID":{_dump(topic)},"Partitions":[' for topic in self.topics}
+        self._key_cache: tuple[str, str, bytes] | None = None  # (secret, date, signing key)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClsProvider(host={self.endpoint.host_header!r}, logset_id={self.logset_id!r}, "
+            f"consumer_group={self.consumer_group!r}, consumer={self.consumer!r})"
+        )
+
+    # requests
+
+    def heartbeat_request(self, claim: ShardMap, now: float, credentials: Credentials) -> HttpRequest:
+        """Lists every configured topic, `[]` where nothing is held (as the official consumer does)."""
+        unknown = [topic for topic in claim if topic not in self._topic_heads]
+        if unknown:
+            raise ValueError(f"claim names TopicIDs that are not configured: {sorted(unknown)!r}")
+        parts = [
+            f"{head}{','.join(map(str, sorted(claim.get(topic, ()))))}]}}"
+            for topic, head in self._topic_heads.items()
+        ]
+        body = f"{self._heartbeat_head}{','.join(parts)}]}}".encode()
+        return self._signed(HEARTBEAT, body, now, credentials)
+
+    def describe_groups_request(self, now: float, credentials: Credentials) -> HttpRequest:
+        params = {"LogsetId": self.logset_id, "Topics": list(self.topics)}
+        return self._signed(DESCRIBE_GROUPS, _dump(params).encode(), now, credentials)
+
+    def create_group_request(self, timeout: int, now: float, credentials: Credentials) -> HttpRequest:
+        return self._signed(CREATE_GROUP, self._group_body(timeout), now, credentials)
+
+    def modify_group_request(self, timeout: int, now: float, credentials: Credentials) -> HttpRequest:
+        return self._signed(MODIFY_GROUP, self._group_body(timeout), now, credentials)
+
+    def _group_body(self, timeout: int) -> bytes:
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise ValueError(f"consumer group timeout must be a positive number of seconds, not {timeout!r}")
+        params = {
+            "ConsumerGroup": self.consumer_group,
+            "Timeout": timeout,
+            "Topics": list(self.topics),
+            "LogsetId": self.logset_id,
+        }
+        return _dump(params).encode()
+
+    def _signed(self, action: str, body: bytes, now: float, credentials: Credentials) -> HttpRequest:
+        """The one place every action is stamped and signed."""
+        timestamp = int(now)
+        date = utc_date(timestamp)
+        cached = self._key_cache
+        if cached is None or cached[0] != credentials.secret or cached[1] != date:
+            cached = (credentials.secret, date, signing_key_tc3(credentials.secret, date, SERVICE))
+            self._key_cache = cached
+        to_sign = string_to_sign_tc3(timestamp, SERVICE, self._canonical_head + sha256_hex(body))
+        authorization = format_authorization_tc3(
+            credentials.key_id, date, SERVICE, signature_from_key_tc3(cached[2], to_sign)
+        )
+        headers = [
+            *self._header_heads[action],
+            ("Content-Length", str(len(body))),
+            ("X-TC-Timestamp", str(timestamp)),
+        ]
+        if credentials.token:
+            headers.append(("X-TC-Token", credentials.token))
+        headers.append(("Authorization", authorization))
+        return HttpRequest("POST", "/", tuple(headers), body)
+
+    # answers
+
+    def parse_heartbeat(self, response: HttpResponse) -> ShardMap:
+        """Response.TopicPartitionsInfo -> {TopicID: partitions}.
+
+        A TopicID we were not configured with is an error (UnknownTopic, SLOW), not something to
+        drop: the server would keep those partitions with us and nobody would read them.
+        """
+        answer = _answer(response)
+        request_id = _text(answer.get("RequestId"))
+        assignment: dict[str, frozenset[int]] = {}
+        for item in _list(answer, "TopicPartitionsInfo", response):
+            topic = item.get("TopicID") if isinstance(item, dict) else None
+            partitions = item.get("Partitions") if isinstance(item, dict) else None
+            if not isinstance(topic, str) or not isinstance(partitions, list):
+                raise _invalid(
+                    "TopicPartitionsInfo entry without TopicID and Partitions list", 200, request_id
+                )
+            if not all(_is_id(p) for p in partitions):
+                raise _invalid(
+                    f"Partitions of {_clip(topic)!r} are not all non-negative integers", 200, request_id
+                )
+            if topic not in self._topic_heads:
+                raise ProviderError(
+                    UNKNOWN_TOPIC,
+                    f"server assigned partitions of TopicID {_clip(topic)!r}, which is not configured "
+                    "(the consumer group's topics differ from ours)",
+                    retry=Retry.SLOW, status=200, request_id=request_id,
+                )  # fmt: skip
+            # A topic listed twice is merged rather than refused: either way we hold the union.
+            assignment[topic] = assignment.get(topic, frozenset()) | frozenset(partitions)
+        return shard_map(assignment)
+
+    def parse_describe_groups(self, response: HttpResponse) -> list[GroupInfo]:
+        """Response.ConsumerGroupsInfo; null means none (Tencent marks "no value" so), absent is an error."""
+        answer = _answer(response)
+        request_id = _text(answer.get("RequestId"))
+        if "ConsumerGroupsInfo" in answer and answer["ConsumerGroupsInfo"] is None:
+            return []
+        groups: list[GroupInfo] = []
+        for item in _list(answer, "ConsumerGroupsInfo", response):
+            name = item.get("ConsumerGroup") if isinstance(item, dict) else None
+            timeout = item.get("Timeout") if isinstance(item, dict) else None
+            topics = item.get("Topics") if isinstance(item, dict) else None
+            if topics is None:
+                topics = []
+            valid_topics = isinstance(topics, list) and all(isinstance(t, str) for t in topics)
+            if (
+                not isinstance(name, str)
+                or not isinstance(timeout, int)
+                or not _is_id(timeout)
+                or not valid_topics
+            ):
+                raise _invalid(
+                    "ConsumerGroupsInfo entry without ConsumerGroup, Timeout and Topics", 200, request_id
+                )
+            groups.append(GroupInfo(name, timeout, tuple(topics)))
+        return groups

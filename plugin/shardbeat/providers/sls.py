@@ -1,0 +1,411 @@
+"""Alibaba Cloud SLS on the wire: consumer-group requests, v1 (and v4) signing, answers and errors.
+
+Pure: builds HttpRequest values and reads HttpResponse values. The signing functions take headers
+as (name, value) pairs in any case, so the emulator verifies a request from the headers it received
+with the very code that signed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from operator import itemgetter
+from typing import Any
+from urllib.parse import quote
+
+from shardbeat import __version__
+from shardbeat.core.shards import ShardMap, shard_map
+from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, ProviderError, Retry
+from shardbeat.providers.endpoint import resolve
+
+API_VERSION = "0.6.0"
+USER_AGENT = f"shardbeat/{__version__}"
+JSON_TYPE = "application/json"
+MAX_SHARD_ID = 2**31 - 1  # shard ids are int32 on the server
+MAX_ANSWER_BYTES = 1 << 20  # a real answer is a few KiB; never parse (or echo) more than this
+INVALID_RESPONSE = "InvalidResponse"
+
+# Go/Java SDKs and the API doc's own sample send x-log-bodyrawsize: 0 (it is the uncompressed size of a
+# compressed body; ours are never compressed). Sending it keeps us byte-for-byte on the vectors' header set.
+_CONSTANT_SIGNED = (
+    ("x-log-apiversion", API_VERSION),
+    ("x-log-bodyrawsize", "0"),
+    ("x-log-signaturemethod", "hmac-sha1"),
+)
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # struct_time.tm_wday: Monday is 0
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# ---------------------------------------------------------------------------------------------------
+# Signature v1 (hmac-sha1): what we send
+
+
+def content_md5(body: bytes) -> str:
+    """Upper-case hex MD5 of a non-empty body ("[]" included); "" for an empty one."""
+    return hashlib.md5(body, usedforsecurity=False).hexdigest().upper() if body else ""
+
+
+def rfc1123(epoch: float) -> str:
+    """HTTP date in GMT with English names, whatever the process locale (strftime would follow it)."""
+    t = time.gmtime(epoch)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+def _signed_v1(name: str) -> bool:
+    # x-log-date is excluded: the Python SDK adds it after signing, so the server cannot sign it.
+    if name.startswith("x-acs-"):
+        return True
+    return name.startswith("x-log-") and not name.startswith("x-log-meta-") and name != "x-log-date"
+
+
+def canonical_headers_v1(headers: Iterable[tuple[str, str]]) -> str:
+    """Signed x-log-*/x-acs-* headers, names lower-cased, sorted by name, each "name:value\\n"."""
+    picked = sorted(((n.lower(), v) for n, v in headers if _signed_v1(n.lower())), key=itemgetter(0))
+    return "".join(f"{name}:{value}\n" for name, value in picked)
+
+
+def canonical_resource(path: str, query: Mapping[str, str]) -> str:
+    """Path plus "?k=v&..." sorted by key, with raw (not percent-encoded) values, as the server signs."""
+    if not query:
+        return path
+    return path + "?" + "&".join(f"{key}={query[key]}" for key in sorted(query))
+
+
+def string_to_sign_v1(
+    method: str,
+    content_md5: str,
+    content_type: str,
+    date: str,
+    headers: Iterable[tuple[str, str]],
+    resource: str,
+) -> str:
+    return f"{method}\n{content_md5}\n{content_type}\n{date}\n{canonical_headers_v1(headers)}{resource}"
+
+
+def sign_v1(access_key_secret: str, string_to_sign: str) -> str:
+    """base64(HMAC-SHA1(secret, string_to_sign)): the part after "LOG {key_id}:"."""
+    digest = hmac.new(access_key_secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signature v4 (SLS4-HMAC-SHA256): not sent by us; here so the emulator can verify v4 SDK clients.
+
+V4_ALGORITHM = "SLS4-HMAC-SHA256"
+
+
+def v4_date(epoch: float) -> str:
+    """The x-log-date value v4 signs, e.g. 20180506T094410Z."""
+    t = time.gmtime(epoch)
+    return f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}T{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}Z"
+
+
+def content_sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _signed_v4(name: str) -> bool:
+    if name in ("content-type", "host") or name.startswith("x-acs-"):
+        return True
+    return name.startswith("x-log-") and not name.startswith("x-log-meta-")
+
+
+def canonical_request_v4(
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Iterable[tuple[str, str]],
+    payload_sha256: str,
+) -> str:
+    """Method, path, RFC 3986-encoded sorted query, signed headers, blank line, their names, hash."""
+    picked = sorted(((n.lower(), v.strip()) for n, v in headers if _signed_v4(n.lower())), key=itemgetter(0))
+    # Like the SDK: an empty value leaves the bare key; "~" stays unescaped, "/" does not.
+    encoded = (
+        quote(k, safe="~") + (f"={quote(query[k], safe='~')}" if query[k] else "") for k in sorted(query)
+    )
+    lines = [method, path, "&".join(encoded), *(f"{n}:{v}" for n, v in picked), ""]
+    lines += [";".join(n for n, _ in picked), payload_sha256]
+    return "\n".join(lines)
+
+
+def scope_v4(x_log_date: str, region: str) -> str:
+    return f"{x_log_date[:8]}/{region}/sls/aliyun_v4_request"
+
+
+def string_to_sign_v4(x_log_date: str, region: str, canonical_request: str) -> str:
+    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    return f"{V4_ALGORITHM}\n{x_log_date}\n{scope_v4(x_log_date, region)}\n{digest}"
+
+
+def sign_v4(access_key_secret: str, x_log_date: str, region: str, string_to_sign: str) -> str:
+    """Hex HMAC-SHA256 with the key chain "aliyun_v4"+secret -> date -> region -> "sls" -> request."""
+    key = ("aliyun_v4" + access_key_secret).encode()
+    for part in (x_log_date[:8], region, "sls", "aliyun_v4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def authorization_v4(key_id: str, x_log_date: str, region: str, signature: str) -> str:
+    return f"{V4_ALGORITHM} Credential={key_id}/{scope_v4(x_log_date, region)},Signature={signature}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers and errors
+
+_FAST_CODES = (
+    "InternalServerError ServerBusy RequestTimeout ExceedQuota QuotaExceed WriteQuotaExceed Throttling"
+)
+# Named so that they stay SLOW whatever status a proxy puts in front of them.
+_SLOW_CODES = """Unauthorized SignatureNotMatch InvalidAccessKeyId Forbidden ProjectForbidden
+    SecurityTokenExpired InvalidSecurityToken ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"""
+_RETRY_BY_CODE: dict[str, Retry] = {
+    "NotExistConsumerWithBody": Retry.REJOIN,
+    "RequestTimeExpired": Retry.RESIGN,
+    **dict.fromkeys(_FAST_CODES.split(), Retry.FAST),
+    **dict.fromkeys(_SLOW_CODES.split(), Retry.SLOW),
+}
+
+
+def _retry_for_status(status: int) -> Retry:
+    # A garbled 2xx is most likely a passing fault, and the lease is at stake: retry soon.
+    if status >= 500 or status in (408, 429) or 200 <= status < 300:
+        return Retry.FAST
+    return Retry.SLOW
+
+
+def _clip(text: str, limit: int) -> str:
+    """One printable line of at most `limit` characters: server text ends up in logs and records."""
+    shown = "".join(ch if ch.isprintable() else " " for ch in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
+def _excerpt(body: bytes | str, limit: int = 120) -> str:
+    """The start of a body, quoted, with its full size when cut: never echo a huge body."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return repr(text[:limit]) + (f" ... ({len(body)} in all)" if len(text) > limit else "")
+
+
+def _json_kind(value: object) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    kinds |= {list: "an array", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _request_id(response: HttpResponse) -> str | None:
+    request_id = response.headers.get("x-log-requestid")
+    return _clip(request_id, 128) if request_id else None
+
+
+def _invalid(response: HttpResponse, problem: str) -> ProviderError:
+    return ProviderError(
+        INVALID_RESPONSE,
+        f"HTTP {response.status}: {problem}",
+        retry=_retry_for_status(response.status),
+        status=response.status,
+        request_id=_request_id(response),
+    )
+
+
+def _load_json(response: HttpResponse) -> Any:
+    body = response.body
+    if not body:
+        raise _invalid(response, "empty body")
+    if len(body) > MAX_ANSWER_BYTES:
+        raise _invalid(response, f"body of {len(body)} bytes is larger than any valid answer")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        reason = _clip(str(exc), 80)
+        raise _invalid(response, f"body is not JSON ({reason}): {_excerpt(body)}") from None
+
+
+def error_from_response(response: HttpResponse) -> ProviderError:
+    """The ProviderError for a failed answer: SLS code and message, status, request id, retry policy."""
+    try:
+        doc = _load_json(response)
+    except ProviderError as exc:
+        return exc
+    code = doc.get("errorCode") if isinstance(doc, dict) else None
+    if not isinstance(code, str) or not code.strip():
+        return _invalid(response, f"not an SLS error body ({_json_kind(doc)}): {_excerpt(response.body)}")
+    message = doc.get("errorMessage")
+    return ProviderError(
+        _clip(code, 64),
+        _clip(message, 512) if isinstance(message, str) else "(no errorMessage in the answer)",
+        retry=_RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
+        status=response.status,
+        request_id=_request_id(response),
+    )
+
+
+def _success_json(response: HttpResponse) -> Any:
+    if response.status != 200:
+        raise error_from_response(response)
+    return _load_json(response)
+
+
+def server_time(response: HttpResponse) -> float | None:
+    """The answer's Date header in epoch seconds (to correct our clock after RequestTimeExpired)."""
+    try:
+        when = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The consumer group
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    name: str
+    timeout: int  # seconds without a heartbeat before the server drops a consumer
+    order: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    target: str  # path and percent-encoded query, as on the request line
+    resource: str  # what v1 signs: raw values, sorted keys
+
+
+def _route(segments: tuple[str, ...], query: Mapping[str, str]) -> _Route:
+    wire = "/" + "/".join(quote(s, safe="") for s in segments)
+    if query:
+        wire += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
+    return _Route(wire, canonical_resource("/" + "/".join(segments), query))
+
+
+def _json_body(fields: Mapping[str, object]) -> bytes:
+    # The SDK's json.dumps spacing, so a request matches the official vectors byte for byte.
+    return json.dumps(fields).encode()
+
+
+class SlsProvider:
+    """One consumer of one consumer group on one logstore."""
+
+    name: str = "sls"
+
+    def __init__(
+        self, endpoint: str, project: str, logstore: str, consumer_group: str, consumer: str
+    ) -> None:
+        if not all((project, logstore, consumer_group, consumer)):
+            raise ValueError("SLS project, logstore, consumer_group and consumer must all be non-empty")
+        self.endpoint: Endpoint = resolve(endpoint, vhost_prefix=project)
+        self.project = project
+        self.logstore = logstore
+        self.consumer_group = consumer_group
+        self.consumer = consumer
+        self.topics: tuple[str, ...] = (logstore,)
+        groups = ("logstores", logstore, "consumergroups")
+        self._groups = _route(groups, {})
+        self._group = _route((*groups, consumer_group), {})
+        self._heartbeat = _route((*groups, consumer_group), {"type": "heartbeat", "consumer": consumer})
+        self._host = ("Host", self.endpoint.host_header)
+
+    def __repr__(self) -> str:
+        return (
+            f"SlsProvider(host={self.endpoint.host_header!r}, logstore={self.logstore!r}, "
+            f"consumer_group={self.consumer_group!r}, consumer={self.consumer!r})"
+        )
+
+    def _signed(
+        self, method: str, route: _Route, body: bytes, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """The one request builder: headers as the SDKs send them, v1-signed over exactly those."""
+        md5 = content_md5(body)
+        content_type = JSON_TYPE if body else ""
+        date = rfc1123(now)
+        headers = [self._host]
+        if body:
+            headers += (("Content-Type", content_type), ("Content-MD5", md5))
+        headers += (("Content-Length", str(len(body))), ("Date", date), *_CONSTANT_SIGNED)
+        if credentials.token:
+            headers.append(("x-acs-security-token", credentials.token))
+        to_sign = string_to_sign_v1(method, md5, content_type, date, headers, route.resource)
+        signature = sign_v1(credentials.secret, to_sign)
+        headers += (("Authorization", f"LOG {credentials.key_id}:{signature}"), ("User-Agent", USER_AGENT))
+        return HttpRequest(method, route.target, tuple(headers), body)
+
+    # -- heartbeat (the hot path)
+
+    def heartbeat_request(self, claim: ShardMap, now: float, credentials: Credentials) -> HttpRequest:
+        """POST the held shards of our logstore as a bare, sorted, compact JSON array ("[]" if none)."""
+        body = json.dumps(sorted(claim.get(self.logstore, ())), separators=(",", ":")).encode()
+        return self._signed("POST", self._heartbeat, body, now, credentials)
+
+    def parse_heartbeat(self, response: HttpResponse) -> ShardMap:
+        """{logstore: ids} from a 200 JSON array of shard ids; "[]" gives the empty map."""
+        doc = _success_json(response)
+        if not isinstance(doc, list):
+            raise _invalid(response, f"expected a JSON array of shard ids, got {_json_kind(doc)}")
+        for item in doc:
+            if type(item) is not int or not 0 <= item <= MAX_SHARD_ID:
+                raise _invalid(response, f"not a shard id: {_json_kind(item)} {_clip(json.dumps(item), 40)}")
+        return shard_map({self.logstore: doc})
+
+    # -- group bootstrap
+
+    def list_groups_request(self, now: float, credentials: Credentials) -> HttpRequest:
+        return self._signed("GET", self._groups, b"", now, credentials)
+
+    def parse_list_groups(self, response: HttpResponse) -> list[GroupInfo]:
+        doc = _success_json(response)
+        if not isinstance(doc, list):
+            raise _invalid(response, f"expected a JSON array of consumer groups, got {_json_kind(doc)}")
+        groups = []
+        for item in doc:
+            match item:
+                case {"name": str(name), "timeout": int(timeout), "order": bool(order)} if (
+                    name and type(timeout) is int
+                ):
+                    groups.append(GroupInfo(name, timeout, order))
+                case _:
+                    shown = _excerpt(json.dumps(item))
+                    raise _invalid(response, f"not a consumer group {{name, timeout, order}}: {shown}")
+        return groups
+
+    def create_group_request(
+        self, timeout: int, order: bool, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        fields = {"consumerGroup": self.consumer_group, "timeout": _timeout(timeout), "order": _order(order)}
+        return self._signed("POST", self._groups, _json_body(fields), now, credentials)
+
+    def update_group_request(
+        self, timeout: int | None, order: bool | None, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        fields: dict[str, object] = {}
+        if order is not None:
+            fields["order"] = _order(order)
+        if timeout is not None:
+            fields["timeout"] = _timeout(timeout)
+        if not fields:
+            raise ValueError("update_group_request needs a timeout, an order, or both")
+        return self._signed("PUT", self._group, _json_body(fields), now, credentials)
+
+    def parse_group_change(self, response: HttpResponse) -> None:
+        """Create/update answers: 200 (body ignored) or a ProviderError."""
+        if response.status != 200:
+            raise error_from_response(response)
+
+
+def _timeout(timeout: int) -> int:
+    if type(timeout) is not int or timeout <= 0:
+        raise ValueError(f"consumer group timeout must be a positive number of seconds, not {timeout!r}")
+    return timeout
+
+
+def _order(order: bool) -> bool:
+    if not isinstance(order, bool):
+        raise ValueError(f"consumer group order must be true or false, not {order!r}")
+    return order

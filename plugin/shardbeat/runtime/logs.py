@@ -1,0 +1,125 @@
+"""Logging to stderr, one line per record: plain text, or compact JSON for hosts that parse stderr.
+
+stdout belongs to records; stderr is where Fluent Bit puts our lines in its own log and where Vector
+(with include_stderr) decodes each line with the same codec as stdout. So every record is exactly
+one line: newlines and other control characters in a message or traceback are escaped, JSON is
+ASCII-only (valid whatever stderr's encoding), and a message that cannot be formatted or written is
+shown as best it can be or dropped, never raised.
+
+    text: 2026-11-23T17:10:00.123Z WARNING shardbeat.x: message
+    json: {"time":"2026-11-23T17:10:00.123Z","level":"WARNING","logger":"shardbeat.x","message":"message"}
+
+Attributes passed with `extra=` appear as more keys in JSON (and as `key=value` after a text line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any, Literal
+
+from shardbeat.core.records import rfc3339
+
+LogFormat = Literal["text", "json"]
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception as exc:  # a bad %-format must not lose the line or raise in the caller
+        return f"{record.msg!s} [unformattable arguments: {type(exc).__name__}]"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+    return value
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{rfc3339(record.created)} {record.levelname} {record.name}: {_message(record)}"
+        for key, value in _extras(record).items():
+            line += f" {key}={value!s}"
+        if record.exc_info:
+            line += " | " + self.formatException(record.exc_info)
+        return _one_line(line)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": rfc3339(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _message(record),
+        }
+        for key, value in _extras(record).items():
+            entry.setdefault(key, _jsonable(value))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, separators=(",", ":"), ensure_ascii=True, default=repr)
+
+
+class StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (tests swap it), and never raises."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            line = _one_line(f"{record.levelname} {record.name}: [log record could not be formatted]")
+        stream = sys.stderr
+        if stream is None:
+            return
+        try:
+            try:
+                stream.write(line + "\n")
+            except UnicodeError:  # e.g. a lone surrogate from a file name, on a strict stream
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write(line.encode(encoding, "backslashreplace").decode(encoding) + "\n")
+            stream.flush()
+        except Exception:
+            pass  # stderr gone (host exited): nothing useful left to do with a log line
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handler:
+    """Route all logging (and warnings.warn) to stderr in `fmt`. Idempotent: replaces its own handler."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    if fmt not in ("text", "json"):
+        raise ValueError(f"unknown log format {fmt!r}; expected text or json")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(old)
+    handler = StderrHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level.lower()])
+    logging.captureWarnings(True)
+    return handler

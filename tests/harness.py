@@ -1,0 +1,104 @@
+"""Test harness: real `shardbeat` processes against an in-process emulator, records collected live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+
+
+class Plugin:
+    """One `shardbeat run` subprocess; stdout records and stderr lines are collected by threads."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shardbeat", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+        self.records: list[tuple[float, Record]] = []  # (monotonic receipt time, record)
+        self.raw_stdout: list[bytes] = []
+        self.stderr: list[str] = []
+        self._cond = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.raw_stdout.append(line)
+            rec = json.loads(line)  # anything that is not one JSON object per line fails the test
+            assert isinstance(rec, dict)
+            with self._cond:
+                self.records.append((time.monotonic(), rec))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line.decode(errors="replace"))
+
+    def wait_for(self, pred: Callable[[list[Record]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred([r for _, r in self.records]):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._threads[0].is_alive()):
+                    return pred([r for _, r in self.records])
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def events(self, name: str) -> list[Record]:
+        with self._cond:
+            return [r for _, r in self.records if r["event"] == name]
+
+    def current(self, topic: str) -> set[int]:
+        """What this node may act on now, by the records' rules (latest snapshot, dropped on lost)."""
+        owned: set[int] = set()
+        with self._cond:
+            for _, r in self.records:
+                if r["event"] == "assignment":
+                    owned = set(r["assigned"].get(topic, []))
+                elif r["event"] in ("lost", "stopped"):
+                    owned = set()
+        return owned
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+    def finish(self, timeout: float = 5.0) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    def log(self) -> str:
+        return "".join(self.stderr)
+
+
+def write_config(path: Path, groups: list[dict[str, Any]], **extra: Any) -> Path:
+    path.write_text(json.dumps({"groups": groups, **extra}))
+    return path

@@ -1,0 +1,133 @@
+"""runtime.logs: one line per record on stderr, text or JSON, and never an exception."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from shardbeat.runtime.logs import StderrHandler, setup_logging
+
+TEXT_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: "
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def only_ours() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if not isinstance(h, StderrHandler)]:
+        root.removeHandler(handler)
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err.splitlines()
+
+
+def test_text_format(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", "text")
+    logging.getLogger("shardbeat.x").warning("disk %s is %d%% full", "sda", 91)
+    (line,) = lines(capsys)
+    assert TEXT_LINE.match(line), line
+    assert line.endswith(" WARNING shardbeat.x: disk sda is 91% full")
+
+
+def test_json_format_with_extras(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("debug", "json")
+    logging.getLogger("shardbeat.y").debug("beat", extra={"group": "g1", "latency_ms": 12.5, "obj": object()})
+    (line,) = lines(capsys)
+    entry = json.loads(line)
+    assert list(entry)[:4] == ["time", "level", "logger", "message"]
+    assert (entry["level"], entry["logger"], entry["message"]) == ("DEBUG", "shardbeat.y", "beat")
+    assert (entry["group"], entry["latency_ms"]) == ("g1", 12.5)
+    assert entry["obj"].startswith("<object object")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    assert " " not in line.replace(entry["time"], "").split('"message"')[0]  # compact separators
+
+
+def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("WARNING", "text")
+    log = logging.getLogger("shardbeat.z")
+    log.info("hidden")
+    log.error("shown")
+    assert [line.split(": ", 1)[1] for line in lines(capsys)] == ["shown"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_every_record_is_one_line(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", fmt)  # type: ignore[arg-type]
+    only_ours()  # pytest's own capture handler would raise on the bad format below
+    log = logging.getLogger("shardbeat.odd")
+    log.info("two\nlines\r\tand \x00 a nul, \u2603 and \udcff")
+    try:
+        raise ValueError("inner\nproblem")
+    except ValueError:
+        log.exception("failed")
+    log.info("%s and %s", "only one arg")  # bad format: logged, not raised
+    log.info({"not": "a string"})
+    out = lines(capsys)
+    assert len(out) == 4
+    if fmt == "json":
+        entries = [json.loads(line) for line in out]
+        assert entries[0]["message"] == "two\nlines\r\tand \x00 a nul, \u2603 and \udcff"
+        assert "ValueError: inner\nproblem" in entries[1]["exc"]
+        assert "unformattable arguments" in entries[2]["message"]
+        assert all(line.isascii() for line in out)
+    else:
+        # capsys' stream is strict UTF-8: the lone surrogate is escaped, the rest kept
+        assert out[0].endswith("two\\nlines\\r\\tand \\x00 a nul, \u2603 and \\udcff")
+        assert "| Traceback" in out[1] and "ValueError: inner\\nproblem" in out[1]
+        assert "unformattable arguments" in out[2]
+        assert out[3].endswith("{'not': 'a string'}")
+
+
+def test_setup_is_idempotent(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", "text")
+    setup_logging("info", "json")
+    assert sum(isinstance(h, StderrHandler) for h in logging.getLogger().handlers) == 1
+    logging.getLogger("shardbeat").info("once")
+    (line,) = lines(capsys)
+    assert json.loads(line)["message"] == "once"
+
+
+def test_python_warnings_are_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    setup_logging("info", "json")
+    warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+    (line,) = lines(capsys)
+    assert "deprecated thing" in json.loads(line)["message"]
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        setup_logging("verbose", "text")
+    with pytest.raises(ValueError):
+        setup_logging("info", "xml")  # type: ignore[arg-type]
+
+
+def test_a_closed_stderr_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            raise BrokenPipeError
+
+    setup_logging("info", "text")
+    monkeypatch.setattr("sys.stderr", Closed())
+    logging.getLogger("shardbeat").error("nobody listens")  # must not raise

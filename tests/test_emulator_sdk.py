@@ -1,0 +1,255 @@
+"""The official SDKs against a started emulator: proof that what passes here would pass there.
+
+aliyun-log-python-sdk's LogClient and tencentcloud-sdk-python-cls's ClsClient sign, send and parse
+exactly as they do against the real services. Every client has a short timeout so that nothing hangs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shardbeat.emulator.server import EmulatorServer
+
+# The SDKs ship no type information; importorskip hands them over as Any.
+aliyun_log = pytest.importorskip("aliyun.log")
+tc_credential = pytest.importorskip("tencentcloud.common.credential")
+cls_client = pytest.importorskip("tencentcloud.cls.v20201016.cls_client")
+models = pytest.importorskip("tencentcloud.cls.v20201016.models")
+TencentCloudSDKException = pytest.importorskip(
+    "tencentcloud.common.exception.tencent_cloud_sdk_exception"
+).TencentCloudSDKException
+ClientProfile = pytest.importorskip("tencentcloud.common.profile.client_profile").ClientProfile
+HttpProfile = pytest.importorskip("tencentcloud.common.profile.http_profile").HttpProfile
+
+pytestmark = pytest.mark.sdk
+SDK_TIMEOUT = 5
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(None).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator: EmulatorServer) -> None:
+    emulator.world.reset()
+
+
+# -- Alibaba Cloud SLS: aliyun-log-python-sdk
+
+
+def log_client(emulator: EmulatorServer, key_id: str, secret: str, token: str | None = None) -> Any:
+    client = aliyun_log.LogClient(f"http://127.0.0.1:{emulator.port}", key_id, secret, securityToken=token)
+    client._isRowIp = True  # the SDK takes only dotted IPs without a port as IP literals
+    client.timeout = SDK_TIMEOUT
+    return client
+
+
+def test_sls_heart_beat_balances_two_consumers(emulator: EmulatorServer) -> None:
+    client = log_client(emulator, "emulator-akid", "emulator-secret")
+    first = client.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", [])
+    assert first.get_shards() == [0, 1, 2, 3]
+    assert first.get_request_id()
+    assert client.heart_beat("demo-project", "demo-logstore", "demo-group", "c2", []).get_shards() == []
+    assert client.heart_beat(
+        "demo-project", "demo-logstore", "demo-group", "c1", [0, 1, 2, 3]
+    ).get_shards() == [
+        0,
+        1,
+    ]
+    client.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", [0, 1])
+    assert client.heart_beat("demo-project", "demo-logstore", "demo-group", "c2", []).get_shards() == [2, 3]
+
+
+def test_sls_heart_beat_with_sts_token(emulator: EmulatorServer) -> None:
+    client = log_client(emulator, "emulator-sts-akid", "emulator-sts-secret", "emulator-sts-token")
+    assert client.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", []).get_shards() == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    tokenless = log_client(emulator, "emulator-sts-akid", "emulator-sts-secret")
+    with pytest.raises(aliyun_log.LogException) as caught:
+        tokenless.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", [])
+    assert (caught.value.get_error_code(), caught.value.resp_status) == ("Unauthorized", 401)
+
+
+def test_sls_create_list_update_delete_consumer_group(emulator: EmulatorServer) -> None:
+    client = log_client(emulator, "emulator-akid", "emulator-secret")
+    client.create_consumer_group("demo-project", "demo-logstore", "sdk-group", 20, in_order=True)
+    with pytest.raises(aliyun_log.LogException) as caught:
+        client.create_consumer_group("demo-project", "demo-logstore", "sdk-group", 20)
+    assert caught.value.get_error_code() == "ConsumerGroupAlreadyExist"
+    client.update_consumer_group("demo-project", "demo-logstore", "sdk-group", timeout=30)
+    groups = client.list_consumer_group("demo-project", "demo-logstore").get_consumer_groups()
+    listed = {g.get_consumer_group_name(): (g.get_timeout(), g.is_in_order()) for g in groups}
+    assert listed == {"demo-group": (6, False), "sdk-group": (30, True)}
+    client.delete_consumer_group("demo-project", "demo-logstore", "sdk-group")
+    names = [
+        g.get_consumer_group_name()
+        for g in client.list_consumer_group("demo-project", "demo-logstore").get_consumer_groups()
+    ]
+    assert names == ["demo-group"]
+
+
+def test_sls_wrong_key_and_unknown_key_are_rejected(emulator: EmulatorServer) -> None:
+    for key_id, secret, code in (
+        ("emulator-akid", "wrong-secret", "SignatureNotMatch"),
+        ("nobody", "emulator-secret", "Unauthorized"),
+    ):
+        client = log_client(emulator, key_id, secret)
+        with pytest.raises(aliyun_log.LogException) as caught:
+            client.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", [])
+        assert (caught.value.get_error_code(), caught.value.resp_status) == (code, 401)
+
+
+def test_sls_errors_the_sdk_understands(emulator: EmulatorServer) -> None:
+    client = log_client(emulator, "emulator-akid", "emulator-secret")
+    cases = [
+        (("nope-project", "demo-logstore", "demo-group", "c1", []), "ProjectNotExist", 404),
+        (("demo-project", "nope", "demo-group", "c1", []), "LogStoreNotExist", 404),
+        (("demo-project", "demo-logstore", "nope", "c1", []), "ConsumerGroupNotExist", 404),
+        (("demo-project", "demo-logstore", "demo-group", "ghost", [0]), "NotExistConsumerWithBody", 400),
+    ]
+    for args, code, status in cases:
+        with pytest.raises(aliyun_log.LogException) as caught:
+            client.heart_beat(*args)
+        assert (caught.value.get_error_code(), caught.value.resp_status) == (code, status)
+    emulator.world.skew = 16 * 60
+    with pytest.raises(aliyun_log.LogException) as caught:
+        client.heart_beat("demo-project", "demo-logstore", "demo-group", "c1", [])
+    assert caught.value.get_error_code() == "RequestTimeExpired"
+
+
+# -- Tencent Cloud CLS: tencentcloud-sdk-python-cls
+
+
+def cls(emulator: EmulatorServer, secret_id: str, secret_key: str, token: str | None = None) -> Any:
+    http_profile = HttpProfile(protocol="http", endpoint=f"127.0.0.1:{emulator.port}", reqTimeout=SDK_TIMEOUT)
+    credential = tc_credential.Credential(secret_id, secret_key, token)
+    return cls_client.ClsClient(credential, "ap-guangzhou", ClientProfile(httpProfile=http_profile))
+
+
+def request(model: type[Any], params: dict[str, Any]) -> Any:
+    instance = model()
+    instance.from_json_string(json.dumps(params))
+    return instance
+
+
+HEARTBEAT = {
+    "ConsumerGroup": "demo-group",
+    "Consumer": "c1",
+    "LogsetId": "demo-logset",
+    "TopicPartitionsInfo": [
+        {"TopicID": "demo-topic-a", "Partitions": []},
+        {"TopicID": "demo-topic-b", "Partitions": []},
+    ],
+}
+
+
+def partitions(response: Any) -> dict[str, list[int]]:
+    return {info.TopicID: info.Partitions for info in response.TopicPartitionsInfo}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [("emulator-secret-id", "emulator-secret-key", None),
+     ("emulator-sts-secret-id", "emulator-sts-secret-key", "emulator-cls-token")],
+    ids=["permanent", "token"],
+)  # fmt: skip
+def test_cls_send_consumer_heartbeat_and_create_group(
+    emulator: EmulatorServer, credentials: tuple[str, str, str | None]
+) -> None:
+    client = cls(emulator, *credentials)
+    response = client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
+    assert response.ConsumerGroup == "demo-group"
+    assert partitions(response) == {"demo-topic-a": [1, 2], "demo-topic-b": [1, 2]}
+    assert response.RequestId
+    second = client.SendConsumerHeartbeat(
+        request(models.SendConsumerHeartbeatRequest, {**HEARTBEAT, "Consumer": "c2"})
+    )
+    assert second.TopicPartitionsInfo == []
+    created = client.CreateConsumerGroup(
+        request(
+            models.CreateConsumerGroupRequest,
+            {
+                "ConsumerGroup": "sdk_group",
+                "Timeout": 10,
+                "Topics": ["demo-topic-a"],
+                "LogsetId": "demo-logset",
+            },
+        )
+    )
+    assert created.ConsumerGroup == "sdk_group"
+    with pytest.raises(TencentCloudSDKException) as caught:
+        client.CreateConsumerGroup(
+            request(
+                models.CreateConsumerGroupRequest,
+                {
+                    "ConsumerGroup": "sdk_group",
+                    "Timeout": 10,
+                    "Topics": ["demo-topic-a"],
+                    "LogsetId": "demo-logset",
+                },
+            )
+        )
+    assert "consumer group already exists" in caught.value.get_message()
+
+
+def test_cls_describe_modify_delete(emulator: EmulatorServer) -> None:
+    client = cls(emulator, "emulator-secret-id", "emulator-secret-key")
+    client.ModifyConsumerGroup(
+        request(
+            models.ModifyConsumerGroupRequest,
+            {"ConsumerGroup": "demo-group", "Timeout": 12, "LogsetId": "demo-logset"},
+        )
+    )
+    described = client.DescribeConsumerGroups(
+        request(models.DescribeConsumerGroupsRequest, {"LogsetId": "demo-logset"})
+    )
+    infos = [(g.ConsumerGroup, g.Timeout, g.Topics) for g in described.ConsumerGroupsInfo]
+    assert infos == [("demo-group", 12, ["demo-topic-a", "demo-topic-b"])]
+    client.DeleteConsumerGroup(
+        request(models.DeleteConsumerGroupRequest, {"ConsumerGroup": "demo-group", "LogsetId": "demo-logset"})
+    )
+    with pytest.raises(TencentCloudSDKException) as caught:
+        client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
+    assert caught.value.get_code() == "FailedOperation"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "code"),
+    [
+        (("emulator-secret-id", "wrong-key", None), "AuthFailure.SignatureFailure"),
+        (("nobody", "emulator-secret-key", None), "AuthFailure.SecretIdNotFound"),
+        (("emulator-sts-secret-id", "emulator-sts-secret-key", None), "AuthFailure.TokenFailure"),
+        (("emulator-sts-secret-id", "emulator-sts-secret-key", "stale-token"), "AuthFailure.TokenFailure"),
+    ],
+)
+def test_cls_bad_credentials_are_rejected(
+    emulator: EmulatorServer, credentials: tuple[str, str, str | None], code: str
+) -> None:
+    client = cls(emulator, *credentials)
+    with pytest.raises(TencentCloudSDKException) as caught:
+        client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
+    assert caught.value.get_code() == code
+    assert caught.value.get_request_id()
+
+
+def test_cls_expired_timestamp_is_rejected(emulator: EmulatorServer) -> None:
+    client = cls(emulator, "emulator-secret-id", "emulator-secret-key")
+    emulator.world.skew = -(5 * 60 + 30)  # the SDK signs with the host clock; the server is 5.5 min behind
+    with pytest.raises(TencentCloudSDKException) as caught:
+        client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
+    assert caught.value.get_code() == "AuthFailure.SignatureExpire"
+    emulator.world.skew = 4 * 60
+    assert client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT)).RequestId

@@ -1,0 +1,105 @@
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from shardbeat.runtime.output import RecordWriter, json_line, msgpack_map
+
+
+def rec(event: str, n: int) -> dict:  # type: ignore[type-arg]
+    return {"event": event, "n": n}
+
+
+def read_lines(fd: int) -> list[dict]:  # type: ignore[type-arg]
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_records_are_compact_lines_in_order_and_callbacks_run_after_the_write() -> None:
+    r, w = os.pipe()
+    writer = RecordWriter(w)
+    seen: list[int] = []
+    for i in range(5):
+        writer.emit(rec("assignment", i), on_written=lambda i=i: seen.append(i))
+    assert writer.flush(5)
+    writer.close(1)
+    os.close(w)
+    assert [x["n"] for x in read_lines(r)] == [0, 1, 2, 3, 4]
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_json_line_is_one_compact_line() -> None:
+    line = json_line({"event": "lease", "x": "é", "y": [1, 2]})
+    assert line == '{"event":"lease","x":"é","y":[1,2]}\n'.encode()
+
+
+def test_msgpack_roundtrip() -> None:
+    import msgpack
+
+    assert msgpack.unpackb(msgpack_map({"event": "lease", "n": 1})) == {"event": "lease", "n": 1}
+
+
+def test_broken_pipe_stops_quietly_and_reports_once() -> None:
+    r, w = os.pipe()
+    os.close(r)
+    broken = threading.Event()
+    writer = RecordWriter(w, on_broken=broken.set)
+    writer.emit(rec("assignment", 1))
+    assert broken.wait(5)
+    assert writer.broken
+    writer.emit(rec("assignment", 2))  # ignored, no exception
+    writer.close(1)
+    os.close(w)
+
+
+def test_stalled_reader_drops_superseded_records_first() -> None:
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    filler = b"x" * 65536
+    try:
+        while True:
+            os.write(w, filler)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    writer = RecordWriter(w, capacity=4)
+    writer.emit(rec("lease", 0))  # the writer thread takes this one and blocks on the full pipe
+    assert not writer.flush(0.2)
+    for i in range(1, 4):
+        writer.emit(rec("lease", i))
+    writer.emit(rec("assignment", 10))
+    for i in range(11, 20):
+        writer.emit(rec("lost" if i % 2 else "lease", i))  # lost records are never dropped
+    assert writer.dropped > 0
+    # drain the pipe: the filler, then the records
+    chunks: list[bytes] = []
+    t = threading.Thread(target=lambda: chunks.append(b"".join(iter(lambda: os.read(r, 1 << 16), b""))))
+    t.start()
+    assert writer.flush(5)
+    writer.close(1)
+    os.close(w)
+    t.join(5)
+    got = chunks[0]
+    lines = [json.loads(line) for line in got.replace(b"x", b"").splitlines() if line]
+    events = [(x["event"], x["n"]) for x in lines]
+    assert ("assignment", 10) in events
+    assert all(("lost", i) in events for i in range(11, 20, 2))
+    assert len(events) + writer.dropped == 14
+    assert [e for e in events if e[0] != "lease"] == [("assignment", 10)] + [
+        ("lost", i) for i in range(11, 20, 2)
+    ]
+
+
+def test_guard_sends_stray_prints_to_stderr() -> None:
+    code = (
+        "import os; from shardbeat.runtime.output import guard_stdout\n"
+        "fd = guard_stdout()\n"
+        "print('stray library noise')\n"
+        'os.write(fd, b\'{"event":"x"}\\n\')\n'
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
+    assert out.stdout == b'{"event":"x"}\n'
+    assert b"stray library noise" in out.stderr

@@ -1,6 +1,6 @@
 """The command line: verbs, exit codes, flags == file, stdout kept for records, no secrets in stderr.
 
-In-process tests replace shardbeat.runtime.runner.run with a recorder (the runner has its own tests);
+In-process tests replace shardbeat.runtime.process.run with a recorder (the runner has its own tests);
 subprocess tests cover the process contract (exit code 2, empty stdout) for a representative subset.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from shardbeat import cli
 from shardbeat.config import Config, config_from_dict, load_config
 from shardbeat.emulator import server as emulator_server
-from shardbeat.runtime import runner
+from shardbeat.runtime import process as runner
 from shardbeat.schemas import SCHEMA_NAMES, load_schema
 
 SECRET = "cli-Secret-VALUE-31337"
@@ -80,7 +80,7 @@ def ran(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     """Configs the runner was started with (the runner itself is not run)."""
     seen: list[Config] = []
 
-    def fake_run(config: Config, install_signals: bool = True) -> int:
+    def fake_run(config: Config, config_path: str | None = None) -> int:
         seen.append(config)
         return 0
 
@@ -114,7 +114,7 @@ def test_run_with_a_file_starts_the_runner(
 
 def test_runner_exit_code_is_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sls_env(monkeypatch)
-    monkeypatch.setattr(runner, "run", lambda config, install_signals=True: 3)
+    monkeypatch.setattr(runner, "run", lambda config, config_path=None: 3)
     assert cli.main(["run", "--config", str(write_config(tmp_path, {"groups": [SLS]}))]) == 3
 
 
@@ -251,7 +251,7 @@ def test_internal_error_is_one_log_line_and_exit_1(
 ) -> None:
     sls_env(monkeypatch)
 
-    def broken(config: Config, install_signals: bool = True) -> int:
+    def broken(config: Config, config_path: str | None = None) -> int:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "run", broken)
@@ -272,7 +272,7 @@ def test_emulator_runs_the_demo_group_against_a_live_emulator(
 ) -> None:
     seen: list[tuple[Config, bool]] = []
 
-    def fake_run(config: Config, install_signals: bool = True) -> int:
+    def fake_run(config: Config, config_path: str | None = None) -> int:
         host, port = config.groups[0].endpoint.removeprefix("http://").rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=2):
             seen.append((config, True))  # the emulator is listening while the runner runs

@@ -44,7 +44,10 @@ def server() -> Iterator[Callable[[Handler], tuple[int, list[int]]]]:
                     if not data:
                         break
                     n += 1
-                    if not handler(conn, n):
+                    try:
+                        if not handler(conn, n):
+                            break
+                    except OSError:  # the client gave up first
                         break
                 conn.close()
 

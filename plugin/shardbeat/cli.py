@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -131,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
         provider, key, _ = CREDENTIAL_FLAGS[flag]
         secrets.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=f"{provider} credentials.{key}")
     run.add_argument("--output-format", choices=["json", "msgpack"], help="overrides output.format")
+    run.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        type=_socket_path,
+        help="Unix socket (mode 0600) for control messages; overrides control.socket",
+    )
+    run.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin (a pipe, FIFO, file or socket) ends; sets control.exit_on_stdin_eof",
+    )
     _add_logging_flags(run)
     run.set_defaults(handler=_run, parser=run)
 
@@ -147,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `emulator ...` to the emulator's own parser.
     verbs.add_parser("emulator", help="run the local emulator of both services", add_help=False)
     return parser
+
+
+def _socket_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a file path")
+    return os.path.abspath(os.path.expanduser(text))
 
 
 # -- flags -> config document --------------------------------------------------------------------------
@@ -201,6 +219,16 @@ def _config_from_flags(args: argparse.Namespace) -> LoadedConfig:
         raise _on_flags(exc) from None
 
 
+def _with_control_flags(loaded: LoadedConfig, args: argparse.Namespace) -> LoadedConfig:
+    """--control-socket and --exit-on-stdin-eof win over the config's `control` section."""
+    control = loaded.config.control
+    if args.control_socket:
+        control = dataclasses.replace(control, socket=args.control_socket)
+    if args.exit_on_stdin_eof:
+        control = dataclasses.replace(control, exit_on_stdin_eof=True)
+    return dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, control=control))
+
+
 def _config_from_file(args: argparse.Namespace) -> LoadedConfig:
     raw = parse_config_file(args.config)
     if args.output_format and isinstance(raw, dict):
@@ -249,15 +277,16 @@ def _run(args: argparse.Namespace) -> int:
         return _usage(parser, str(exc))
     except ConfigError as exc:
         return _log_problems(exc)
-    return _start(loaded, lambda config: config)
+    loaded = _with_control_flags(loaded, args)
+    return _start(loaded, lambda config: config, args.config)
 
 
-def _start(loaded: LoadedConfig, prepare: Callable[[Config], Config]) -> int:
+def _start(loaded: LoadedConfig, prepare: Callable[[Config], Config], config_path: str | None = None) -> int:
     for warning in loaded.warnings:
         log.warning("config: %s", warning)
-    from shardbeat.runtime import runner  # lazy: only `run` needs threads and sockets
+    from shardbeat.runtime import process  # lazy: only `run` needs threads and sockets
 
-    return runner.run(prepare(loaded.config))
+    return process.run(prepare(loaded.config), config_path)
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
@@ -284,6 +313,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
         loaded = config_from_dict(raw)  # validated before anything starts
     except ConfigError as exc:
         return _log_problems(_on_flags(exc))
+    loaded = _with_control_flags(loaded, args)
     server = EmulatorServer(fixtures)
     server.start()
     log.info("emulator listening on %s (provider %s)", server.url, provider)

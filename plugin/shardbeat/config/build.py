@@ -26,8 +26,10 @@ from shardbeat.config.model import (
     DEFAULT_TIMEOUT,
     Config,
     ConfigError,
+    ControlConfig,
     GroupConfig,
     LoadedConfig,
+    MetricsConfig,
     OutputConfig,
     Problem,
     ProviderName,
@@ -182,6 +184,7 @@ class _Group:
         if any(value is None for value in scope.values()):
             return None
         interval, timeout, margin = timing
+        grace, _ = self.seconds("release_grace", None, True)
         return GroupConfig(
             provider=provider,
             endpoint=endpoint,
@@ -192,6 +195,10 @@ class _Group:
             heartbeat_interval=interval,
             timeout=timeout,
             lease_margin=margin,
+            create_group=self.raw.get("create_group") is True,
+            update_group=self.raw.get("update_group") is True,
+            release="ack" if self.raw.get("release") == "ack" else "immediate",
+            release_grace=grace,
             **scope,
         )
 
@@ -248,10 +255,22 @@ def config_from_dict(
     if problems:
         raise ConfigError(sorted_problems(problems))
     output = document.get("output", {})
-    return LoadedConfig(
-        Config(tuple(group for _, group in built), OutputConfig(output.get("format", "json"))),
-        tuple(sorted_problems(warnings)),
+    control = document.get("control", {})
+    socket_path = control.get("socket")
+    metrics = document.get("metrics")
+    runtime_dir = document.get("runtime_dir")
+    config = Config(
+        tuple(group for _, group in built),
+        OutputConfig(output.get("format", "json")),
+        ControlConfig(
+            socket=os.path.abspath(base / os.path.expanduser(socket_path)) if socket_path else None,
+            stdin=control.get("stdin", "auto"),
+            exit_on_stdin_eof=control.get("exit_on_stdin_eof", False),
+        ),
+        MetricsConfig(metrics["listen"]) if metrics else None,
+        os.path.abspath(base / os.path.expanduser(runtime_dir)) if runtime_dir else None,
     )
+    return LoadedConfig(config, tuple(sorted_problems(warnings)))
 
 
 def load_config(

@@ -11,6 +11,7 @@ from shardbeat.providers.endpoint import split
 
 ProviderName = Literal["sls", "cls"]
 OutputFormat = Literal["json", "msgpack"]
+ReleaseMode = Literal["immediate", "ack"]
 
 DEFAULT_INTERVAL = 20.0
 DEFAULT_TIMEOUT = 60.0
@@ -69,6 +70,10 @@ class GroupConfig:
     region: str | None = None  # CLS
     logset_id: str | None = None  # CLS
     topics: tuple[str, ...] | None = None  # CLS topic ids
+    create_group: bool = False  # create a missing group with `timeout`
+    update_group: bool = False  # overwrite a differing server-side timeout with `timeout`
+    release: ReleaseMode = "immediate"
+    release_grace: float | None = None  # ack mode: longest wait for downstream's ack (None: timeout)
 
     @property
     def identity(self) -> GroupIdentity:
@@ -96,9 +101,24 @@ class GroupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    socket: str | None = None  # absolute path of a Unix socket for control messages
+    stdin: Literal["auto", "off"] = "auto"
+    exit_on_stdin_eof: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: str  # host:port
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     groups: tuple[GroupConfig, ...]
     output: OutputConfig = OutputConfig()
+    control: ControlConfig = ControlConfig()
+    metrics: MetricsConfig | None = None
+    runtime_dir: str | None = None  # instance locks; None: the platform default
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from shardbeat.core import shards
 from shardbeat.core.membership import AssignmentChanged, Event, LeaseRenewed, Lost
+from shardbeat.core.shards import ShardMap
 
 Record = dict[str, Any]
 
@@ -83,10 +84,48 @@ def error(
     status: int | None,
     request_id: str | None,
     retry_in: float,
+    source: str = "heartbeat",
 ) -> Record:
+    """A failed call of a group: `source` is "heartbeat" or "bootstrap" (checking/creating the group)."""
     rec = _base("error", who, at)
+    rec["source"] = source
     rec["error"] = {"code": code, "message": message, "status": status, "request_id": request_id}
     rec["retry_in_ms"] = round(retry_in * 1000)
+    return rec
+
+
+def control_error(at: Instant, code: str, message: str) -> Record:
+    """Bad control input: not about any one group, so it carries no provider/group/consumer."""
+    return {
+        "event": "error",
+        "time": rfc3339(at.wall),
+        "source": "control",
+        "error": {"code": code, "message": message, "status": None, "request_id": None},
+    }
+
+
+def status(
+    who: Identity,
+    at: Instant,
+    epoch: int,
+    assigned: ShardMap,
+    releasing: ShardMap,
+    lease_expires: float | None,
+    last_error: str | None,
+    counters: dict[str, int],
+    clock_offset: float,
+) -> Record:
+    rec = _base("status", who, at)
+    rec["epoch"] = epoch
+    rec["assigned"] = shards.to_json(assigned)
+    rec["releasing"] = shards.to_json(releasing)
+    rec["lease_expires"] = rfc3339(at.wall_of(lease_expires)) if lease_expires is not None else None
+    rec["lease_remaining_ms"] = (
+        max(0, round((lease_expires - at.mono) * 1000)) if lease_expires is not None else None
+    )
+    rec["last_error"] = last_error
+    rec["counters"] = counters
+    rec["clock_offset_s"] = round(clock_offset, 3)
     return rec
 
 

@@ -58,13 +58,24 @@ class ProviderError(Exception):
         retry: Retry,
         status: int | None = None,
         request_id: str | None = None,
+        credentials_rejected: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        # The server refused our key or token (not the request): worth re-reading rotated credentials.
+        self.credentials_rejected = credentials_rejected
         self.message = message
         self.retry = retry
         self.status = status
         self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class ServerGroup:
+    """A consumer group's settings as the server has them."""
+
+    timeout: int
+    detail: str  # provider-specific settings worth logging, e.g. "order=false" or "topics=a,b"
 
 
 class Provider(Protocol):
@@ -80,4 +91,22 @@ class Provider(Protocol):
 
     def parse_heartbeat(self, response: HttpResponse) -> ShardMap:
         """The assignment in a heartbeat answer; raises ProviderError for anything else."""
+        ...
+
+    # Group bootstrap: read the group's server-side settings, create or update it when asked to.
+
+    def describe_group_request(self, now: float, credentials: Credentials) -> HttpRequest: ...
+
+    def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
+        """This group's settings; None when the group does not exist; ProviderError otherwise."""
+        ...
+
+    def setup_group_request(
+        self, timeout: int, create: bool, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """Create the group (create=True) or set its timeout (create=False)."""
+        ...
+
+    def parse_setup_group(self, response: HttpResponse) -> None:
+        """Raises ProviderError unless the create/update succeeded."""
         ...

@@ -15,7 +15,15 @@ from typing import Any
 from shardbeat import __version__
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.providers import endpoint as endpoints
-from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, ProviderError, Retry
+from shardbeat.providers.base import (
+    Credentials,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    ProviderError,
+    Retry,
+    ServerGroup,
+)
 from shardbeat.providers.tc3 import (
     SIGNED_HEADERS,
     TC3_ALGORITHM,
@@ -152,7 +160,15 @@ def _answer(response: HttpResponse) -> dict[str, Any]:
         raise _invalid(f"answer is {what} ({len(response.body)} bytes)", status)
     if server_error is not None:
         code, message = server_error
-        raise ProviderError(code, message, retry=retry_for_code(code), status=status, request_id=request_id)
+        raise ProviderError(
+            code,
+            message,
+            retry=retry_for_code(code),
+            status=status,
+            request_id=request_id,
+            # Every AuthFailure but a stale timestamp is about the key or token itself.
+            credentials_rejected=code.startswith("AuthFailure") and code != "AuthFailure.SignatureExpire",
+        )
     if "Error" in answer:
         raise _invalid("Response.Error without a string Code", status, request_id)
     return answer
@@ -381,3 +397,26 @@ class ClsProvider:
                 )
             groups.append(GroupInfo(name, timeout, tuple(topics)))
         return groups
+
+    # -- the Provider protocol's bootstrap view of the calls above
+
+    def describe_group_request(self, now: float, credentials: Credentials) -> HttpRequest:
+        return self.describe_groups_request(now, credentials)
+
+    def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
+        for group in self.parse_describe_groups(response):
+            if group.name == self.consumer_group:
+                return ServerGroup(group.timeout, "topics=" + ",".join(group.topics))
+        return None
+
+    def setup_group_request(
+        self, timeout: int, create: bool, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        if create:
+            return self.create_group_request(timeout, now, credentials)
+        return self.modify_group_request(timeout, now, credentials)
+
+    def parse_setup_group(self, response: HttpResponse) -> None:
+        error = error_from_response(response)
+        if error is not None:
+            raise error

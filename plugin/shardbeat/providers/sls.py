@@ -22,7 +22,15 @@ from urllib.parse import quote
 
 from shardbeat import __version__
 from shardbeat.core.shards import ShardMap, shard_map
-from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, ProviderError, Retry
+from shardbeat.providers.base import (
+    Credentials,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    ProviderError,
+    Retry,
+    ServerGroup,
+)
 from shardbeat.providers.endpoint import resolve
 
 API_VERSION = "0.6.0"
@@ -167,6 +175,15 @@ _FAST_CODES = (
 # Named so that they stay SLOW whatever status a proxy puts in front of them.
 _SLOW_CODES = """Unauthorized SignatureNotMatch InvalidAccessKeyId Forbidden ProjectForbidden
     SecurityTokenExpired InvalidSecurityToken ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"""
+_CREDENTIAL_CODES = frozenset(
+    [
+        "Unauthorized",
+        "SignatureNotMatch",
+        "InvalidAccessKeyId",
+        "SecurityTokenExpired",
+        "InvalidSecurityToken",
+    ]
+)
 _RETRY_BY_CODE: dict[str, Retry] = {
     "NotExistConsumerWithBody": Retry.REJOIN,
     "RequestTimeExpired": Retry.RESIGN,
@@ -244,6 +261,7 @@ def error_from_response(response: HttpResponse) -> ProviderError:
         retry=_RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
         status=response.status,
         request_id=_request_id(response),
+        credentials_rejected=code in _CREDENTIAL_CODES or response.status == 401,
     )
 
 
@@ -397,6 +415,27 @@ class SlsProvider:
         """Create/update answers: 200 (body ignored) or a ProviderError."""
         if response.status != 200:
             raise error_from_response(response)
+
+    # -- the Provider protocol's bootstrap view of the calls above
+
+    def describe_group_request(self, now: float, credentials: Credentials) -> HttpRequest:
+        return self.list_groups_request(now, credentials)
+
+    def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
+        for group in self.parse_list_groups(response):
+            if group.name == self.consumer_group:
+                return ServerGroup(group.timeout, f"order={str(group.order).lower()}")
+        return None
+
+    def setup_group_request(
+        self, timeout: int, create: bool, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        if create:
+            return self.create_group_request(timeout, False, now, credentials)
+        return self.update_group_request(timeout, None, now, credentials)
+
+    def parse_setup_group(self, response: HttpResponse) -> None:
+        self.parse_group_change(response)
 
 
 def _timeout(timeout: int) -> int:

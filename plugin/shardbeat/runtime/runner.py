@@ -1,9 +1,9 @@
-"""The imperative shell: wires sessions, the scheduler/watchdog, workers, signals and stdout.
+"""The scheduler: drives every group's heartbeats, bootstrap and lease watchdog off one heap.
 
 Threads:
-- the calling (main) thread runs the scheduler and the lease watchdog off one heap of due times; it
-  never does I/O, so a hanging request can never delay a `lost` record;
-- a small pool of daemon workers sends heartbeats (no thread per group);
+- the calling (main) thread runs the heap: due beats go to the worker pool, lease deadlines and ack
+  deadlines are acted on in place. It never does I/O, so a hanging request cannot delay a `lost`;
+- a small pool of daemon workers does the network calls (no thread per group);
 - the record writer (output.py) drains the record queue to stdout.
 Everything mutable is guarded by one lock (`self._cond`); no lock is held during network I/O.
 """
@@ -16,7 +16,6 @@ import itertools
 import logging
 import queue
 import random
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,24 +23,24 @@ from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
-from shardbeat.core.records import Identity
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
 from shardbeat.providers.base import HttpResponse, Provider, ProviderError
+from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
-from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
-from shardbeat.runtime.session import Session
+from shardbeat.runtime.output import RecordWriter
+from shardbeat.runtime.session import Session, SessionSnapshot
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
 
 if TYPE_CHECKING:
-    from shardbeat.config import Config, GroupConfig
+    from shardbeat.config import GroupConfig
 
 log = logging.getLogger("shardbeat.runner")
 
 STOP_FLUSH_SECONDS = 1.0
 MAX_WORKERS = 32
-BEAT, LEASE = 0, 1
+BEAT, LEASE, ACK = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +96,7 @@ class Runner:
         spread = min(min((g.heartbeat_interval for g in groups), default=1.0), 0.005 * len(groups))
         self.sessions = [
             Session.create(
-                index=i,
-                provider=make_provider(g),
-                identity=Identity(g.provider, g.consumer_group, g.consumer),
-                credentials=g.credentials,
-                interval=g.heartbeat_interval,
-                timeout=g.timeout,
-                margin=g.lease_margin,
-                start=now + (self._rng.uniform(0, spread) if i else 0.0),
-                rng=self._rng,
+                i, g, make_provider(g), now + (self._rng.uniform(0, spread) if i else 0.0), self._rng
             )
             for i, g in enumerate(groups)
         ]
@@ -145,6 +136,8 @@ class Runner:
                     due = heapq.heappop(self._heap)
                     if due.kind == LEASE:
                         self._watchdog(due.session, now)
+                    elif due.kind == ACK:
+                        self._ack_deadline(due.session, now)
                     elif due.version == due.session.due_version and not due.session.in_flight:
                         due.session.in_flight = True
                         self._work.put(due.session)
@@ -180,17 +173,46 @@ class Runner:
         log.info("stopped")
         return 0
 
-    # -- heartbeats (worker threads) ----------------------------------------------------------------
+    # -- network calls (worker threads) -------------------------------------------------------------
 
     def _worker(self) -> None:
         while (session := self._work.get()) is not None:
             try:
-                self._beat(session)
+                if session.bootstrapped:
+                    self._beat(session)
+                else:
+                    self._bootstrap(session)
             except Exception:  # a bug must not take the whole process down with it
-                log.exception("internal error during a heartbeat of group %s", session.identity.group)
+                log.exception("internal error in group %s", session.config.label)
                 with self._cond:
                     session.in_flight = False
                     self._push(BEAT, self._clock.monotonic() + session.interval, session)
+
+    def _bootstrap(self, session: Session) -> None:
+        started = self._clock.monotonic()
+        sent_wall = self._clock.wall()
+        outcome = run_bootstrap(
+            session.config,
+            session.provider,
+            self._transport,
+            session.credentials.current(),
+            lambda: session.server_clock.now(self._clock.wall()),
+            started + call_budget(session.interval, None),
+        )
+        if outcome.answer is not None:
+            self._observe_clock(session, outcome.answer, sent_wall)
+        with self._cond:
+            session.in_flight = False
+            if self._stopping:
+                return
+            now = self._clock.monotonic()
+            if outcome.done:
+                session.bootstrapped = True
+                if outcome.timeout is not None and outcome.timeout != session.timeout:
+                    session.use_server_timeout(outcome.timeout)
+                self._push(BEAT, now, session)
+            elif outcome.failure is not None:
+                self._on_failure(session, outcome.failure, now, source="bootstrap")
 
     def _beat(self, session: Session) -> None:
         with self._cond:
@@ -198,7 +220,7 @@ class Runner:
             lease = session.membership.lease
             sent_at = self._clock.monotonic()
             budget = call_budget(session.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
-            credentials = session.credentials
+        credentials = session.credentials.current()
         sent_wall = self._clock.wall()
         provider = session.provider
         response: HttpResponse | None = None
@@ -220,7 +242,7 @@ class Runner:
             if self._stopping:
                 return
             session.counters.beats += 1
-            if failure is None and assigned is not None:
+            if assigned is not None:
                 self._on_success(session, assigned, sent_at, received)
             elif failure is not None:
                 self._on_failure(session, failure, received)
@@ -230,7 +252,7 @@ class Runner:
 
     def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
         if session.last_error is not None:
-            log.info("group %s: heartbeat ok again", session.identity.group)
+            log.info("%s: heartbeat ok again", session.config.label)
             session.last_error = None
         events = session.membership.on_success(assigned, sent_at, received)
         latency_ms = (received - sent_at) * 1000
@@ -240,23 +262,28 @@ class Runner:
             self._push(LEASE, session.membership.lease.expires_at, session)
         self._push(BEAT, session.pacer.after_success(received), session)
 
-    def _on_failure(self, session: Session, failure: ProviderError, received: float) -> None:
+    def _on_failure(
+        self, session: Session, failure: ProviderError, now: float, source: str = "heartbeat"
+    ) -> None:
         session.counters.failures += 1
+        if failure.credentials_rejected:
+            session.credentials.refresh()  # a rotated key may be waiting in the credentials file
         if failure.retry is Retry.REJOIN:
             lost = session.membership.drop(ms.CONSUMER_UNKNOWN)
             if lost is not None:
                 self._emit_event(session, lost)
-        due = session.pacer.after_failure(received, failure.retry)
+        due = session.pacer.after_failure(now, failure.retry)
         streak = session.pacer.streak
         level = logging.WARNING if streak & (streak - 1) == 0 else logging.DEBUG
         log.log(
             level,
-            "group %s: heartbeat failed (%s: %s; attempt %d), retrying in %.2fs",
-            session.identity.group,
+            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs",
+            session.config.label,
+            source,
             failure.code,
             failure.message,
             streak,
-            due - received,
+            due - now,
         )
         session.last_error = failure.code
         self._writer.emit(
@@ -267,7 +294,8 @@ class Runner:
                 failure.message,
                 failure.status,
                 failure.request_id,
-                due - received,
+                due - now,
+                source,
             )
         )
         self._push(BEAT, due, session)
@@ -285,8 +313,8 @@ class Runner:
             offset = session.server_clock.observe(server, sent_wall, self._clock.wall())
         if abs(offset) > WARN_ABOVE and abs(before) <= WARN_ABOVE:
             log.warning(
-                "group %s: this host's clock is %.0fs %s the server's; signing with corrected time",
-                session.identity.group,
+                "%s: this host's clock is %.0fs %s the server's; signing with corrected time",
+                session.config.label,
                 abs(offset),
                 "behind" if offset > 0 else "ahead of",
             )
@@ -299,12 +327,16 @@ class Runner:
         if isinstance(event, ms.AssignmentChanged):
             session.counters.changes += 1
             if event.revoked:
-                on_written = self._releaser(session, event.revoked)
+                if session.release_on_ack:
+                    self._await_ack(session, event.revoked)
+                else:
+                    on_written = self._releaser(session, event.revoked)
         elif isinstance(event, ms.Lost):
             session.counters.lost += 1
+            session.awaiting_ack.clear()
             log.warning(
-                "group %s: %s; dropped %s",
-                session.identity.group,
+                "%s: %s; dropped %s",
+                session.config.label,
                 event.reason.replace("_", " "),
                 shards.to_json(event.lost),
             )
@@ -316,33 +348,110 @@ class Runner:
 
         def release() -> None:
             with self._cond:
-                session.membership.release(revoked)
-                if not self._stopping:
-                    self._beat_now(session)
+                self._release(session, revoked)
 
         return release
 
+    def _release(self, session: Session, released: ShardMap) -> None:
+        """Stop claiming these revoked shards (caller holds the lock) and tell the server at once."""
+        mine = session.releasing_among(released)
+        if not shards.count(mine):
+            return
+        session.membership.release(mine)
+        for topic, ids in mine.items():
+            for shard in ids:
+                session.awaiting_ack.pop((topic, shard), None)
+        if not self._stopping:
+            self._beat_now(session)
 
-def run(config: Config, install_signals: bool = True) -> int:
-    """The `shardbeat run` verb after configuration: guard stdout, start, block until stopped."""
-    fd = guard_stdout()
-    runner_box: list[Runner] = []
-    writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(runner_box))
-    runner = Runner(config.groups, writer)
-    runner_box.append(runner)
-    if install_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: runner.stop())
-        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received: nothing to reload yet"))
-    log.info(
-        "shardbeat starting: %d group(s): %s",
-        len(runner.sessions),
-        ", ".join(f"{s.identity.provider}:{s.identity.group}/{s.identity.consumer}" for s in runner.sessions),
-    )
-    return runner.run()
+    # -- release: ack -------------------------------------------------------------------------------
 
+    def _await_ack(self, session: Session, revoked: ShardMap) -> None:
+        give_up = self._clock.monotonic() + session.release_grace
+        for topic, ids in revoked.items():
+            for shard in ids:
+                session.awaiting_ack[(topic, shard)] = give_up
+        self._push(ACK, give_up, session)
 
-def _stop_quietly(box: list[Runner]) -> None:
-    log.info("stdout closed by the reader: stopping")
-    if box:
-        box[0].stop(quiet=True)
+    def _ack_deadline(self, session: Session, now: float) -> None:
+        late = [key for key, give_up in session.awaiting_ack.items() if give_up <= now]
+        if not late:
+            return
+        overdue: dict[str, set[int]] = {}
+        for topic, shard in late:
+            overdue.setdefault(topic, set()).add(shard)
+        released = shards.shard_map(overdue)
+        log.warning(
+            "%s: no `released` ack within %gs for %s; releasing anyway",
+            session.config.label,
+            session.release_grace,
+            shards.to_json(released),
+        )
+        self._release(session, released)
+
+    # -- control operations (any thread) ------------------------------------------------------------
+
+    def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[Session]:
+        return [s for s in self.sessions if s.matches(group, provider, consumer)]
+
+    def release(self, targets: Sequence[Session], released: ShardMap) -> None:
+        with self._cond:
+            for session in targets:
+                self._release(session, released)
+
+    def held(self, targets: Sequence[Session], held: ShardMap) -> None:
+        """Downstream says what it really holds: releasing shards it no longer holds are done."""
+        with self._cond:
+            for session in targets:
+                self._release(session, shards.minus(session.membership.releasing, held))
+
+    def beat_now(self, targets: Sequence[Session]) -> None:
+        with self._cond:
+            for session in targets:
+                if session.bootstrapped:
+                    self._beat_now(session)
+
+    def refresh_credentials(self) -> None:
+        for session in self.sessions:
+            session.credentials.refresh()
+
+    def emit_status(self) -> None:
+        with self._cond:
+            at = self._clock.instant()
+            for s in self.sessions:
+                m = s.membership
+                c = s.counters
+                counters = {
+                    "beats": c.beats,
+                    "failures": c.failures,
+                    "changes": c.changes,
+                    "lost": c.lost,
+                    "output_dropped": self._writer.dropped,
+                }
+                expires = m.lease.expires_at if m.lease.valid(at.mono) else None
+                self._writer.emit(
+                    records.status(
+                        s.identity,
+                        at,
+                        m.epoch,
+                        m.assigned,
+                        m.releasing,
+                        expires,
+                        s.last_error,
+                        counters,
+                        s.server_clock.offset,
+                    )
+                )
+
+    def snapshot(self) -> list[SessionSnapshot]:
+        with self._cond:
+            now = self._clock.monotonic()
+            return [s.snapshot(now) for s in self.sessions]
+
+    @property
+    def writer_dropped(self) -> int:
+        return self._writer.dropped
+
+    def control_error(self, code: str, message: str) -> None:
+        log.warning("control: %s: %s", code, message)
+        self._writer.emit(records.control_error(self._clock.instant(), code, message))

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from shardbeat.core import shards
 from shardbeat.core.lease import Lease, default_margin
 from shardbeat.core.membership import Membership
 from shardbeat.core.records import Identity
 from shardbeat.core.schedule import Pacer
+from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
-from shardbeat.providers.base import Credentials, Provider
+from shardbeat.providers.base import Provider
+from shardbeat.runtime.credentials import CredentialSource
+
+if TYPE_CHECKING:
+    from shardbeat.config import GroupConfig
 
 
 @dataclass
@@ -24,46 +31,106 @@ class Counters:
     lost: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A consistent copy of one session's figures, for the `status` record and /metrics."""
+
+    provider: str
+    group: str
+    consumer: str
+    epoch: int
+    assigned: int  # shard count
+    releasing: int
+    lease_remaining: float | None  # seconds; None when no lease is held
+    clock_offset: float
+    beats: int
+    failures: int
+    changes: int
+    lost: int
+    last_error: str | None
+
+
 @dataclass(eq=False)
 class Session:
     index: int
+    config: GroupConfig
     provider: Provider
     identity: Identity
-    credentials: Credentials
+    credentials: CredentialSource
     interval: float
     timeout: float
     membership: Membership
     pacer: Pacer
     server_clock: ServerClock = field(default_factory=ServerClock)
     counters: Counters = field(default_factory=Counters)
+    bootstrapped: bool = False
     in_flight: bool = False
     due: float = 0.0
     due_version: int = 0
     beat_soon: bool = False  # a beat was asked for while one was in flight
     last_error: str | None = None
+    # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
+    awaiting_ack: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @classmethod
     def create(
-        cls,
-        index: int,
-        provider: Provider,
-        identity: Identity,
-        credentials: Credentials,
-        interval: float,
-        timeout: float,
-        margin: float | None,
-        start: float,
-        rng: random.Random,
+        cls, index: int, group: GroupConfig, provider: Provider, start: float, rng: random.Random
     ) -> Session:
-        lease = Lease(timeout, default_margin(timeout) if margin is None else margin)
-        return cls(
+        session = cls(
             index=index,
+            config=group,
             provider=provider,
-            identity=identity,
-            credentials=credentials,
-            interval=interval,
-            timeout=timeout,
-            membership=Membership(lease),
-            pacer=Pacer.create(interval, start, rng),
+            identity=Identity(group.provider, group.consumer_group, group.consumer),
+            credentials=CredentialSource(group),
+            interval=group.heartbeat_interval,
+            timeout=group.timeout,
+            membership=Membership(Lease(group.timeout, group.margin)),
+            pacer=Pacer.create(group.heartbeat_interval, start, rng),
             due=start,
         )
+        return session
+
+    @property
+    def release_on_ack(self) -> bool:
+        return self.config.release == "ack"
+
+    @property
+    def release_grace(self) -> float:
+        return self.config.release_grace if self.config.release_grace is not None else self.timeout
+
+    def use_server_timeout(self, timeout: float) -> None:
+        """Lease by the group's real timeout (the server's clock is what matters). Before joining only."""
+        margin = self.config.lease_margin
+        if margin is None or margin >= timeout:
+            margin = default_margin(timeout)
+        self.timeout = timeout
+        self.membership.lease = Lease(timeout, margin)
+
+    def matches(self, group: str | None, provider: str | None, consumer: str | None) -> bool:
+        who = self.identity
+        return (
+            (group is None or group == who.group)
+            and (provider is None or provider == who.provider)
+            and (consumer is None or consumer == who.consumer)
+        )
+
+    def snapshot(self, now: float) -> SessionSnapshot:
+        m = self.membership
+        return SessionSnapshot(
+            provider=self.identity.provider,
+            group=self.identity.group,
+            consumer=self.identity.consumer,
+            epoch=m.epoch,
+            assigned=shards.count(m.assigned),
+            releasing=shards.count(m.releasing),
+            lease_remaining=m.lease.remaining(now) if m.lease.valid(now) else None,
+            clock_offset=self.server_clock.offset,
+            beats=self.counters.beats,
+            failures=self.counters.failures,
+            changes=self.counters.changes,
+            lost=self.counters.lost,
+            last_error=self.last_error,
+        )
+
+    def releasing_among(self, given: ShardMap) -> ShardMap:
+        return {t: ids & given.get(t, frozenset()) for t, ids in self.membership.releasing.items()}

@@ -1,0 +1,137 @@
+"""The `shardbeat run` process: everything around the Runner that touches the operating system.
+
+Guards stdout, takes the per-consumer instance locks, installs signal handlers, starts the control
+channel readers, the parent watcher and the metrics endpoint, then blocks in Runner.run() until a stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
+from shardbeat.runtime.runner import Runner
+
+if TYPE_CHECKING:
+    from shardbeat.config import Config
+    from shardbeat.runtime.control import ControlMessage
+
+log = logging.getLogger("shardbeat.process")
+
+USAGE_ERROR = 2
+
+
+class ControlHandler:
+    """Turns validated control messages into runner operations (the runtime.control ControlSink)."""
+
+    def __init__(self, runner: Runner, config: Config, config_path: str | None) -> None:
+        self._runner = runner
+        self._config = config
+        self._config_path = config_path
+
+    def control(self, message: ControlMessage) -> None:
+        runner = self._runner
+        op = message.op
+        if op == "stop":
+            log.info("control: stop requested")
+            runner.stop()
+            return
+        if op == "status":
+            runner.emit_status()
+            return
+        if op == "reload":
+            self.reload()
+            return
+        targets = runner.select(message.group, message.provider, message.consumer)
+        if not targets:
+            runner.control_error("UnknownGroup", f"{op}: no configured group matches {_who(message)}")
+            return
+        if op == "heartbeat":
+            runner.beat_now(targets)
+        elif op == "released" and message.shards is not None:
+            runner.release(targets, message.shards)
+        elif op == "held" and message.shards is not None:
+            runner.held(targets, message.shards)
+
+    def control_error(self, source: str, code: str, message: str) -> None:
+        self._runner.control_error(code, f"{source}: {message}")
+
+    def control_eof(self) -> None:
+        if self._config.control.exit_on_stdin_eof:
+            log.info("stdin closed: stopping (exit_on_stdin_eof)")
+            self._runner.stop()
+        else:
+            log.info("stdin closed: no more control messages from it")
+
+    def reload(self) -> None:
+        """Re-read credentials now; say which other config changes need a restart."""
+        self._runner.refresh_credentials()
+        self._runner.beat_now(self._runner.sessions)
+        if self._config_path is None:
+            log.info("reload: credentials will be re-read (no config file to re-read)")
+            return
+        from shardbeat.config import ConfigError, load_config
+
+        try:
+            fresh = load_config(self._config_path).config
+        except ConfigError as exc:
+            log.error("reload: %s no longer loads, keeping the running config: %s", self._config_path, exc)
+            return
+        if _without_credentials(fresh) != _without_credentials(self._config):
+            log.warning(
+                "reload: credentials re-read; other changes in %s take effect on restart", self._config_path
+            )
+        else:
+            log.info("reload: credentials re-read")
+
+
+def _without_credentials(config: Config) -> object:
+    import dataclasses
+
+    from shardbeat.providers.base import Credentials
+
+    blank = Credentials("", "")
+    groups = tuple(dataclasses.replace(g, credentials=blank) for g in config.groups)
+    return groups, config.output, config.control
+
+
+def _who(message: ControlMessage) -> str:
+    parts = [f"{k} {v!r}" for k, v in (("group", message.group), ("provider", message.provider)) if v]
+    if message.consumer:
+        parts.append(f"consumer {message.consumer!r}")
+    return ", ".join(parts) or "(any)"
+
+
+def run(config: Config, config_path: str | None = None) -> int:
+    from shardbeat.runtime.instance_lock import InstanceLockError, acquire_instance_locks
+
+    try:
+        locks = acquire_instance_locks(config.groups, config.runtime_dir)
+    except InstanceLockError as exc:
+        log.error("%s", exc)
+        return USAGE_ERROR
+    with locks:
+        fd = guard_stdout()
+        box: list[Runner] = []
+        writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))
+        runner = Runner(config.groups, writer)
+        box.append(runner)
+        handler = ControlHandler(runner, config, config_path)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: runner.stop())
+            signal.signal(signal.SIGHUP, lambda *_: handler.reload())
+        log.info(
+            "shardbeat starting: %d group(s): %s",
+            len(runner.sessions),
+            ", ".join(s.config.label for s in runner.sessions),
+        )
+        return runner.run()
+
+
+def _stop_quietly(box: list[Runner]) -> None:
+    log.info("stdout closed by the reader: stopping")
+    if box:
+        box[0].stop(quiet=True)

@@ -1,0 +1,253 @@
+"""The Runner in-process against the emulator: bootstrap, release on ack, status, credential rotation."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from shardbeat.config import config_from_dict
+from shardbeat.emulator.fixtures import parse_fixtures
+from shardbeat.emulator.server import EmulatorServer
+from shardbeat.runtime.output import RecordWriter
+from shardbeat.runtime.runner import Runner
+
+ROOT = Path(__file__).parent.parent
+SCHEMA = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.schema.json").read_text()))
+Record = dict[str, Any]
+
+
+def fixtures(timeout: int = 3, shards: int = 6) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((ROOT / "plugin/shardbeat/emulator/default_fixtures.json").read_text())
+    ls = doc["sls"]["projects"]["demo-project"]["logstores"]["demo-logstore"]
+    ls["shards"] = shards
+    ls["consumer_groups"]["demo-group"]["timeout"] = timeout
+    return doc
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(parse_fixtures(fixtures())).start()
+    yield server
+    server.stop()
+
+
+class InProcess:
+    """A Runner on a thread, its records read back from a pipe."""
+
+    def __init__(self, groups: list[dict[str, Any]], base_dir: Path | None = None) -> None:
+        config = config_from_dict({"groups": groups}, base_dir=base_dir).config
+        self._r, w = os.pipe()
+        self.writer = RecordWriter(w)
+        self.runner = Runner(config.groups, self.writer)
+        self.records: list[Record] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._thread = threading.Thread(target=self.runner.run, daemon=True)
+        self._thread.start()
+        self._w = w
+
+    def _read(self) -> None:
+        with os.fdopen(self._r, "rb") as stream:
+            for line in stream:
+                rec = json.loads(line)
+                SCHEMA.validate(rec)
+                with self._cond:
+                    self.records.append(rec)
+                    self._cond.notify_all()
+
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 10.0) -> Record:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for rec in self.records:
+                    if pred(rec):
+                        return rec
+                left = deadline - time.monotonic()
+                assert left > 0, f"no such record; got {[r['event'] for r in self.records]}"
+                self._cond.wait(left)
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self._thread.join(5)
+        os.close(self._w)
+
+
+def sls(emulator: EmulatorServer, **over: Any) -> dict[str, Any]:
+    group: dict[str, Any] = {
+        "provider": "sls",
+        "endpoint": emulator.url,
+        "project": "demo-project",
+        "logstore": "demo-logstore",
+        "consumer_group": "demo-group",
+        "consumer": "c1",
+        "credentials": {"access_key_id": "emulator-akid", "access_key_secret": "emulator-secret"},
+        "heartbeat_interval": 0.3,
+        "timeout": 3,
+    }
+    group.update(over)
+    return group
+
+
+def state(emulator: EmulatorServer) -> dict[str, Any]:
+    doc: dict[str, Any] = emulator.world.state_json()
+    return doc
+
+
+def server_group(emulator: EmulatorServer, name: str) -> dict[str, Any] | None:
+    return next((g for g in state(emulator)["groups"] if g["group"] == name), None)
+
+
+def is_event(name: str, **fields: Any) -> Callable[[Record], bool]:
+    return lambda r: r["event"] == name and all(r.get(k) == v for k, v in fields.items())
+
+
+def seconds_between(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def test_missing_group_is_a_slow_retried_bootstrap_error(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, consumer_group="absent-group")])
+    try:
+        rec = p.wait_for(is_event("error"))
+        assert rec["source"] == "bootstrap" and rec["error"]["code"] == "ConsumerGroupNotExist"
+        assert rec["retry_in_ms"] >= 2500  # slow: half of max(interval, 5 s) at least
+        assert not [r for r in p.records if r["event"] == "assignment"]
+    finally:
+        p.stop()
+
+
+def test_create_group_creates_it_with_the_configured_timeout(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, consumer_group="fresh-group", create_group=True, timeout=4)])
+    try:
+        rec = p.wait_for(is_event("assignment"))
+        assert rec["assigned"] == {"demo-logstore": [0, 1, 2, 3, 4, 5]}
+        created = server_group(emulator, "fresh-group")
+        assert created is not None and created["timeout"] == 4
+    finally:
+        p.stop()
+
+
+def test_a_differing_server_timeout_is_used_for_the_lease(emulator: EmulatorServer) -> None:
+    # configured 10 s, server 3 s: the lease must follow the server (3 - 1 margin), not the config.
+    p = InProcess([sls(emulator, timeout=10, heartbeat_interval=0.5)])
+    try:
+        rec = p.wait_for(is_event("assignment"))
+        assert seconds_between(rec["time"], rec["lease_expires"]) <= 3 - 1 + 0.05
+        group = server_group(emulator, "demo-group")
+        assert group is not None and group["timeout"] == 3  # not overwritten
+    finally:
+        p.stop()
+
+
+def test_update_group_brings_the_server_timeout_in_line(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, timeout=5, update_group=True)])
+    try:
+        rec = p.wait_for(is_event("assignment"))
+        group = server_group(emulator, "demo-group")
+        assert group is not None and group["timeout"] == 5
+        assert seconds_between(rec["time"], rec["lease_expires"]) == pytest.approx(4, abs=0.1)
+    finally:
+        p.stop()
+
+
+def held_by(emulator: EmulatorServer, consumer: str) -> list[int]:
+    receipts, _ = emulator.world.receipts(0)
+    mine = [j for j in (r.to_json() for r in receipts) if j["consumer"] == consumer and j["status"] == 200]
+    return sorted(mine[-1]["held"]["demo-logstore"]) if mine else []
+
+
+def test_release_on_ack_holds_revoked_shards_until_acked(emulator: EmulatorServer) -> None:
+    a = InProcess([sls(emulator, consumer="a", release="ack", release_grace=60)])
+    b: InProcess | None = None
+    try:
+        a.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"]["demo-logstore"]) == 6)
+        b = InProcess([sls(emulator, consumer="b")])
+        revoke = a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
+        revoked = revoke["revoked"]["demo-logstore"]
+        assert len(revoked) == 3
+        time.sleep(1.0)  # several beats: a still lists the revoked shards, b cannot have them
+        assert set(revoked) <= set(held_by(emulator, "a"))
+        assert not any(r["event"] == "assignment" and r["assigned"] for r in b.records)
+        a.runner.release(a.runner.sessions, {"demo-logstore": frozenset(revoked)})
+        got = b.wait_for(lambda r: r["event"] == "assignment" and r["assigned"] != {}, timeout=5)
+        assert got["assigned"]["demo-logstore"] == revoked
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def test_release_on_ack_gives_up_after_the_grace(emulator: EmulatorServer) -> None:
+    a = InProcess([sls(emulator, consumer="a", release="ack", release_grace=0.8)])
+    b: InProcess | None = None
+    try:
+        a.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"]["demo-logstore"]) == 6)
+        b = InProcess([sls(emulator, consumer="b")])
+        revoke = a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
+        t0 = time.monotonic()
+        got = b.wait_for(lambda r: r["event"] == "assignment" and r["assigned"] != {}, timeout=5)
+        assert time.monotonic() - t0 >= 0.6  # held for the grace, not released at once
+        assert got["assigned"] == revoke["revoked"]
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def test_immediate_release_hands_over_within_about_one_beat(emulator: EmulatorServer) -> None:
+    a = InProcess([sls(emulator, consumer="a", heartbeat_interval=1.0)])
+    b: InProcess | None = None
+    try:
+        a.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"]["demo-logstore"]) == 6)
+        b = InProcess([sls(emulator, consumer="b", heartbeat_interval=1.0)])
+        a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
+        t0 = time.monotonic()
+        b.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"].get("demo-logstore", [])) == 3)
+        assert time.monotonic() - t0 < 1.5  # a beats right after writing the revoke; b's next beat gets them
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def test_status_record(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator)])
+    try:
+        p.wait_for(is_event("assignment"))
+        p.runner.emit_status()
+        rec = p.wait_for(is_event("status"))
+        assert rec["assigned"] == {"demo-logstore": [0, 1, 2, 3, 4, 5]}
+        assert rec["counters"]["beats"] >= 1 and 0 < rec["lease_remaining_ms"] <= 2000
+    finally:
+        p.stop()
+
+
+def test_rotated_credentials_file_is_picked_up_without_restart(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"access_key_id": "emulator-akid", "access_key_secret": "old-wrong-secret"}))
+    creds.chmod(0o600)
+    group = sls(emulator, credentials_file=str(creds))
+    del group["credentials"]
+    p = InProcess([group], base_dir=tmp_path)
+    try:
+        p.wait_for(lambda r: r["event"] == "error" and r["error"]["code"] == "SignatureNotMatch")
+        creds.write_text(
+            json.dumps({"access_key_id": "emulator-akid", "access_key_secret": "emulator-secret"})
+        )
+        rec = p.wait_for(is_event("assignment"), timeout=15)  # the slow retry picks up the new file
+        assert rec["assigned"]
+        assert not any("old-wrong-secret" in json.dumps(r) for r in p.records)
+    finally:
+        p.stop()

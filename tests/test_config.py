@@ -627,3 +627,25 @@ def test_label() -> None:
 def test_config_is_equal_for_equal_input() -> None:
     assert load(sls_group(), cls_group()).config == load(sls_group(), cls_group()).config
     assert isinstance(load(sls_group()).config, Config)
+
+
+def test_cls_groups_beyond_the_account_rate_limit_are_warned_about() -> None:
+    def cls_group(i: int, interval: float) -> dict[str, Any]:
+        return {
+            "provider": "cls",
+            "region": "ap-guangzhou",
+            "logset_id": "logset-1",
+            "topics": ["topic-1"],
+            "consumer_group": f"group{i}",
+            "consumer": "node1",
+            "credentials": {"secret_id": "AKID1", "secret_key": "secret-value"},
+            "heartbeat_interval": interval,
+            "timeout": 60,
+        }
+
+    quiet = config_from_dict({"groups": [cls_group(i, 1.0) for i in range(5)]})
+    assert not [w for w in quiet.warnings if "limit" in w.message]
+    loud = config_from_dict({"groups": [cls_group(i, 1.0) for i in range(25)]})
+    [warning] = [w for w in loud.warnings if "limit" in w.message]
+    assert "25.0 heartbeats/s" in warning.message and "exceeds" in warning.message
+    assert "secret-value" not in warning.message

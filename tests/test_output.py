@@ -103,3 +103,37 @@ def test_guard_sends_stray_prints_to_stderr() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, check=True)
     assert out.stdout == b'{"event":"x"}\n'
     assert b"stray library noise" in out.stderr
+
+
+def test_full_queue_coalesces_assignment_snapshots_of_a_group_and_keeps_callbacks() -> None:
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    writer = RecordWriter(w, capacity=2)
+    called: list[int] = []
+
+    def snap(n: int, group: str = "g") -> dict:  # type: ignore[type-arg]
+        return {"event": "assignment", "provider": "sls", "group": group, "consumer": "c", "n": n}
+
+    writer.emit({"event": "lost", "n": -1})  # taken by the writer thread, which then blocks
+    assert not writer.flush(0.2)
+    writer.emit(snap(1), on_written=lambda: called.append(1))
+    writer.emit(snap(2, group="other"))
+    writer.emit(snap(3), on_written=lambda: called.append(3))  # full: replaces snapshot 1
+    writer.emit(snap(4), on_written=lambda: called.append(4))  # full: replaces snapshot 3
+    assert writer.dropped == 2
+    chunks: list[bytes] = []
+    t = threading.Thread(target=lambda: chunks.append(b"".join(iter(lambda: os.read(r, 1 << 16), b""))))
+    t.start()
+    assert writer.flush(5)
+    writer.close(1)
+    os.close(w)
+    t.join(5)
+    lines = [json.loads(line) for line in chunks[0].replace(b"x", b"").splitlines() if line]
+    assert [x["n"] for x in lines] == [-1, 2, 4]
+    assert called == [1, 3, 4]  # every replaced snapshot's release still happens, in order

@@ -222,6 +222,32 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     return problems
 
 
+CLS_RATE_LIMIT = 20.0  # SendConsumerHeartbeat requests per second per account (cls.md)
+
+
+def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
+    """CLS throttles heartbeats per account: warn when this process alone would come near the limit."""
+    per_key: dict[str, list[tuple[int, GroupConfig]]] = {}
+    for index, group in groups:
+        if group.provider == "cls":
+            per_key.setdefault(group.credentials.key_id, []).append((index, group))
+    warnings: list[Problem] = []
+    for members in per_key.values():
+        rate = sum(1.0 / g.heartbeat_interval for _, g in members)
+        if rate > CLS_RATE_LIMIT / 2:
+            paths = ", ".join(f"groups[{i}]" for i, _ in members)
+            verdict = "exceeds" if rate > CLS_RATE_LIMIT else "uses over half of"
+            warnings.append(
+                Problem(
+                    f"groups[{members[0][0]}]",
+                    f"{len(members)} CLS group(s) on one SecretId ({paths}) send {rate:.1f} heartbeats/s, "
+                    f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
+                    "(RequestLimitExceeded); raise heartbeat_interval or split across accounts",
+                )
+            )
+    return warnings
+
+
 def config_from_dict(
     raw: Any,
     *,
@@ -252,6 +278,7 @@ def config_from_dict(
         if group is not None:
             built.append((index, group))
     problems.extend(_duplicates(built))
+    warnings.extend(_cls_rate_warnings(built))
     if problems:
         raise ConfigError(sorted_problems(problems))
     output = document.get("output", {})

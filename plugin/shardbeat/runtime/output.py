@@ -4,8 +4,11 @@
   print() from any library lands in the log, never in the record stream.
 - Writer thread: a stalled reader (host backpressure) blocks only this thread, never a heartbeat or
   the lease watchdog. Each record is one write() of one whole line (or one msgpack map).
-- Bounded queue: when full, `lease` and `error` records are dropped first (each is superseded by the
-  next one); assignment snapshots and `lost` are always kept. Drops are counted and logged.
+- Bounded queue: when full, `lease`, `error` and `status` records are dropped first (each is superseded
+  by the next one); then a queued `assignment` snapshot of the same group gives way to the newer one
+  (every snapshot is complete, so the newest state is all a consumer needs; the older one's release
+  callback still runs when the newer is written). `lost` and `stopped` are always kept. Drops are
+  counted, logged and reported in `status` records.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ class RecordWriter:
         with self._cond:
             if self.broken or self._closing:
                 return
-            full = len(self._queue) >= self._capacity and not self._make_room()
-            if full and record["event"] in _DROPPABLE:
-                self._count_drop()
-                return
+            if len(self._queue) >= self._capacity and not self._make_room():
+                if record["event"] in _DROPPABLE:
+                    self._count_drop()
+                    return
+                if record["event"] == "assignment":
+                    on_written = self._coalesce(record, on_written)
             self._queue.append((record, on_written))
             self._cond.notify()
 
@@ -90,6 +95,20 @@ class RecordWriter:
                 self._count_drop()
                 return True
         return False
+
+    def _coalesce(self, record: Record, on_written: Callable[[], None] | None) -> Callable[[], None] | None:
+        """Drop the newest queued snapshot of the same group; return the callbacks both need run."""
+        key = (record.get("provider"), record.get("group"), record.get("consumer"))
+        for i in range(len(self._queue) - 1, -1, -1):
+            queued, queued_cb = self._queue[i]
+            if (
+                queued["event"] == "assignment"
+                and (queued["provider"], queued["group"], queued["consumer"]) == key
+            ):
+                del self._queue[i]
+                self._count_drop()
+                return _chain(queued_cb, on_written)
+        return on_written
 
     def _count_drop(self) -> None:
         self.dropped += 1
@@ -141,6 +160,17 @@ class RecordWriter:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+
+
+def _chain(first: Callable[[], None] | None, second: Callable[[], None] | None) -> Callable[[], None] | None:
+    if first is None or second is None:
+        return first or second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
 
 
 def _write_all(fd: int, data: bytes) -> None:

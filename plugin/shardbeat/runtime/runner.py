@@ -92,14 +92,15 @@ class Runner:
         self._quiet = False
         self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
         now = self._clock.monotonic()
-        # Spread first beats a little so many groups do not fire in lockstep forever.
+        # First beats come promptly (spread a little so a big config does not fire in one burst); after
+        # that each group keeps its own random phase on the grid, so many groups never beat in lockstep
+        # (which also keeps CLS under its per-account request rate).
         spread = min(min((g.heartbeat_interval for g in groups), default=1.0), 0.005 * len(groups))
-        self.sessions = [
-            Session.create(
-                i, g, make_provider(g), now + (self._rng.uniform(0, spread) if i else 0.0), self._rng
-            )
-            for i, g in enumerate(groups)
-        ]
+        self.sessions = []
+        for i, g in enumerate(groups):
+            first = now + (self._rng.uniform(0, spread) if i else 0.0)
+            grid = now + (self._rng.uniform(0, g.heartbeat_interval) if i else 0.0)
+            self.sessions.append(Session.create(i, g, make_provider(g), first, grid, self._rng))
         with self._cond:
             for s in self.sessions:
                 self._push(BEAT, s.due, s)

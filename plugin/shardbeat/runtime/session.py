@@ -74,8 +74,15 @@ class Session:
 
     @classmethod
     def create(
-        cls, index: int, group: GroupConfig, provider: Provider, start: float, rng: random.Random
+        cls,
+        index: int,
+        group: GroupConfig,
+        provider: Provider,
+        first_beat: float,
+        grid_start: float,
+        rng: random.Random,
     ) -> Session:
+        """`first_beat`: when to bootstrap and beat first; `grid_start`: tick 0 of the grid after that."""
         session = cls(
             index=index,
             config=group,
@@ -85,8 +92,8 @@ class Session:
             interval=group.heartbeat_interval,
             timeout=group.timeout,
             membership=Membership(Lease(group.timeout, group.margin)),
-            pacer=Pacer.create(group.heartbeat_interval, start, rng),
-            due=start,
+            pacer=Pacer.create(group.heartbeat_interval, grid_start, rng),
+            due=first_beat,
         )
         return session
 

@@ -1,4 +1,4 @@
-"""Command line: verbs run, validate, schema, emulator. Parses flags and hands over; nothing else.
+"""Command line: verbs run, validate, doctor, schema, emulator. Parses flags and hands over; nothing else.
 
 Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
 Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
@@ -78,28 +78,9 @@ def _add_logging_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="shardbeat",
-        description="Keep consumer-group memberships alive on Alibaba Cloud SLS and Tencent Cloud CLS, "
-        "and write shard assignments as records on stdout.",
-    )
-    parser.add_argument("--version", action="version", version=f"shardbeat {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-
-    run = verbs.add_parser(
-        "run",
-        help="heartbeat and write records (the plugin)",
-        description="Run the plugin: records on stdout, logs on stderr. Give --config FILE, or one group "
-        "as flags (credentials from the environment or --credentials-file), or --emulator.",
-    )
-    run.add_argument("--config", metavar="FILE", help="JSON or TOML (.toml) config file")
-    run.add_argument(
-        "--emulator",
-        action="store_true",
-        help="start the embedded emulator and run its demo group (--provider picks sls or cls)",
-    )
-    flags = run.add_argument_group("a single group, without a config file")
+def _add_group_flags(parser: argparse.ArgumentParser) -> None:
+    """One group as flags (run, doctor): the same document a config file holds."""
+    flags = parser.add_argument_group("a single group, without a config file")
     helps = {
         "endpoint": "host[:port], optional http:// or https:// (cls default: cls.REGION.tencentcloudapi.com)",
         "project": "sls",
@@ -124,13 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
             flags.add_argument(flag, dest=key, metavar="FILE", help=helps[key])
         else:
             flags.add_argument(flag, dest=key, help=helps.get(key))
-    secrets = run.add_argument_group(
+    secrets = parser.add_argument_group(
         "credentials on the command line (visible to other users in ps: prefer the environment "
         "or --credentials-file)"
     )
     for flag in CREDENTIAL_FLAGS:
         provider, key, _ = CREDENTIAL_FLAGS[flag]
         secrets.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=f"{provider} credentials.{key}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shardbeat",
+        description="Keep consumer-group memberships alive on Alibaba Cloud SLS and Tencent Cloud CLS, "
+        "and write shard assignments as records on stdout.",
+    )
+    parser.add_argument("--version", action="version", version=f"shardbeat {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    run = verbs.add_parser(
+        "run",
+        help="heartbeat and write records (the plugin)",
+        description="Run the plugin: records on stdout, logs on stderr. Give --config FILE, or one group "
+        "as flags (credentials from the environment or --credentials-file), or --emulator.",
+    )
+    run.add_argument("--config", metavar="FILE", help="JSON or TOML (.toml) config file")
+    run.add_argument(
+        "--emulator",
+        action="store_true",
+        help="start the embedded emulator and run its demo group (--provider picks sls or cls)",
+    )
+    _add_group_flags(run)
     run.add_argument("--output-format", choices=["json", "msgpack"], help="overrides output.format")
     run.add_argument(
         "--control-socket",
@@ -151,6 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--config", metavar="FILE", required=True)
     validate.set_defaults(handler=_validate, parser=validate)
+
+    doctor = verbs.add_parser(
+        "doctor",
+        help="preflight checks against the real service",
+        description="Check each group against its service: config sanity, instance lock, endpoint "
+        "reachability, credentials, clock offset, the consumer group, and (CLS) the rate budget. One "
+        "line per check (PASS, WARN or FAIL) on stdout; exit 0 without FAIL, 1 with, 2 for config errors.",
+    )
+    doctor.add_argument("--config", metavar="FILE", help="JSON or TOML (.toml) config file")
+    doctor.add_argument(
+        "--heartbeat",
+        action="store_true",
+        help="also send one heartbeat (empty claim) as the configured consumer to test the permission. "
+        "Side effect: the consumer JOINS the group, the server rebalances shards to it, and they stay "
+        "unread until the group's timeout passes. Use a consumer name no running instance uses.",
+    )
+    doctor.add_argument(
+        "--call-timeout", type=float, default=5.0, metavar="SECONDS", help="deadline of each network step"
+    )
+    _add_group_flags(doctor)
+    doctor.set_defaults(handler=_doctor, parser=doctor, output_format=None)
 
     schema = verbs.add_parser("schema", help="print a JSON Schema", description="Print a JSON Schema.")
     schema.add_argument("name", nargs="?", choices=SCHEMA_NAMES, default="config")
@@ -342,6 +368,28 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    group_flags = _group_flags_given(args)
+    if args.config and group_flags:
+        return _usage(parser, f"--config cannot be combined with {', '.join(group_flags)}")
+    if not (args.config or group_flags):
+        return _usage(parser, "give --config FILE, or --provider and the group flags")
+    if not args.call_timeout > 0:
+        return _usage(parser, "--call-timeout must be a positive number of seconds")
+    try:
+        loaded = _config_from_file(args) if args.config else _config_from_flags(args)
+    except ValueError as exc:  # a credential flag of the other provider
+        return _usage(parser, str(exc))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return USAGE_ERROR
+    from shardbeat.runtime.doctor import run_doctor  # lazy: sockets and providers
+
+    return run_doctor(loaded, sys.stdout, heartbeat=args.heartbeat, call_timeout=args.call_timeout)
+
+
 def _schema(args: argparse.Namespace) -> int:
     name: SchemaName = args.name
     sys.stdout.write(schema_text(name))
@@ -371,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # argparse: usage errors exit 2 (message already on stderr), --help 0
             return _exit_code(exc)
         if args.verb is None:
-            return _usage(parser, "give a verb: run, validate, schema or emulator")
+            return _usage(parser, "give a verb: run, validate, doctor, schema or emulator")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ each conversion takes the pair (wall_now, mono_now) read once by the caller.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,11 @@ class Instant:
 
 
 def rfc3339(wall: float) -> str:
-    """UTC with milliseconds and a `Z`, e.g. 2026-11-23T17:10:00.123Z (sortable as text)."""
-    ms = round(wall * 1000)
+    """UTC with milliseconds and a `Z`, e.g. 2026-11-23T17:10:00.123Z (sortable as text).
+
+    Truncated, never rounded up: a printed `lease_expires` must not be later than the real deadline.
+    """
+    ms = math.floor(wall * 1000)
     t = _dt.datetime.fromtimestamp(ms // 1000, _dt.UTC)
     return f"{t:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 

@@ -74,8 +74,17 @@ class ProviderError(Exception):
 class ServerGroup:
     """A consumer group's settings as the server has them."""
 
+    name: str
     timeout: int
-    detail: str  # provider-specific settings worth logging, e.g. "order=false" or "topics=a,b"
+    order: bool | None = None  # SLS
+    topics: tuple[str, ...] | None = None  # CLS
+
+    @property
+    def detail(self) -> str:
+        """Provider-specific settings worth logging, e.g. "order=false" or "topics=a,b"."""
+        if self.order is not None:
+            return f"order={str(self.order).lower()}"
+        return "topics=" + ",".join(self.topics or ())
 
 
 class Provider(Protocol):

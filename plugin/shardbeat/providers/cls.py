@@ -406,7 +406,7 @@ class ClsProvider:
     def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
         for group in self.parse_describe_groups(response):
             if group.name == self.consumer_group:
-                return ServerGroup(group.timeout, "topics=" + ",".join(group.topics))
+                return ServerGroup(group.name, group.timeout, topics=group.topics)
         return None
 
     def setup_group_request(

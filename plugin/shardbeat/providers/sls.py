@@ -424,7 +424,7 @@ class SlsProvider:
     def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
         for group in self.parse_list_groups(response):
             if group.name == self.consumer_group:
-                return ServerGroup(group.timeout, f"order={str(group.order).lower()}")
+                return ServerGroup(group.name, group.timeout, order=group.order)
         return None
 
     def setup_group_request(

@@ -242,6 +242,9 @@ class Runner:
             session.in_flight = False
             if self._stopping:
                 return
+            # A lease that ran out while this call was in flight (or the process was frozen) is
+            # reported before anything this answer says, whatever it says.
+            self._watchdog(session, received)
             session.counters.beats += 1
             if assigned is not None:
                 self._on_success(session, assigned, sent_at, received)

@@ -1,0 +1,150 @@
+"""The doctor's judgments, pure: config, clock offset, server-side group vs config, CLS rate budget.
+
+Each takes plain values (what the network part measured) and returns a status and a detail line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from shardbeat.config import GroupConfig, Problem
+from shardbeat.core.skew import WARN_ABOVE
+from shardbeat.providers.base import ServerGroup
+
+Status = Literal["PASS", "WARN", "FAIL"]
+Verdict = tuple[Status, str]
+
+CLS_RATE_LIMIT = 20.0  # SendConsumerHeartbeat requests per second per account
+CLOCK_WINDOW = {"sls": 15 * 60.0, "cls": 5 * 60.0}  # how far off a signature's time may be
+_NTP = "fix this host's time sync (NTP, chrony)"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    status: Status
+    subject: str  # the group's label, or "(config)"
+    name: str  # config, instance, endpoint, credentials, clock, group, heartbeat, rate budget
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status}  {self.subject}  {self.name}: {self.detail}"
+
+
+def ms(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def shown_key(key_id: str) -> str:
+    """Key ids are not secret, but there is no need to print one whole either."""
+    return key_id if len(key_id) <= 8 else f"{key_id[:4]}...{key_id[-4:]}"
+
+
+def config_verdict(group: GroupConfig, warnings: Sequence[Problem]) -> Verdict:
+    """The timing in force (the loader already refused impossible ones), plus the loader's warnings."""
+    lease = group.timeout - group.margin
+    detail = (
+        f"interval {group.heartbeat_interval:g} s, timeout {group.timeout:g} s, lease margin "
+        f"{group.margin:g} s: {lease / group.heartbeat_interval:.1f} intervals per lease"
+    )
+    if warnings:
+        return "WARN", detail + "; " + "; ".join(str(w) for w in warnings)
+    return "PASS", detail
+
+
+def clock_verdict(provider: str, offset: float | None) -> Verdict:
+    """`offset`: seconds to add to this host's clock to get the server's (core.skew.ServerClock), which
+    is 0 when within its noise; None when no answer carried a Date header."""
+    if offset is None:
+        return "WARN", "offset unknown: no answer carried a Date header"
+    window = CLOCK_WINDOW[provider]
+    how_far = (
+        f"this host's clock is {abs(offset):.0f} s {'behind' if offset > 0 else 'ahead of'} the server's"
+    )
+    limit = f"{provider.upper()} refuses signatures more than {window / 60:.0f} min off"
+    if abs(offset) > window:
+        return "FAIL", f"{how_far}: {limit} (shardbeat corrects after the first answer); {_NTP}"
+    if abs(offset) > WARN_ABOVE:
+        return "WARN", f"{how_far} ({limit}); {_NTP}"
+    if offset:
+        return "PASS", how_far
+    return "PASS", "agrees with the server's within 2 s"
+
+
+def group_verdict(group: GroupConfig, found: ServerGroup | None, where: str) -> Verdict:
+    """The configured group vs what the service says about it (`found` None: not there)."""
+    name = group.consumer_group
+    if found is None:
+        if group.create_group:
+            return "WARN", (
+                f"{name} does not exist in {where}; create_group is on: "
+                f"shardbeat will create it with timeout {group.timeout:g} s"
+            )
+        return "FAIL", f"{name} does not exist in {where}: create it, or set create_group: true"
+    shape = (
+        f"order {str(found.order).lower()}"
+        if found.order is not None
+        else f"topics {', '.join(found.topics or ()) or 'none'}"
+    )
+    notes = [f"{name} exists: timeout {found.timeout} s, {shape}"]
+    status: Status = "PASS"
+    timeout_differs = found.timeout != group.timeout
+    if timeout_differs:
+        notes.append(f"the config says timeout {group.timeout:g} s")
+    configured = set(group.topics or ())
+    absent = sorted(configured - set(found.topics)) if found.topics is not None else []
+    extra = sorted(set(found.topics) - configured) if found.topics is not None else []
+    if absent:
+        notes.append(f"configured topics {', '.join(absent)} are not in the group (never assigned)")
+    if group.update_group:
+        if timeout_differs or absent or extra:
+            if extra:
+                notes.append(f"the group also has topics {', '.join(extra)}")
+            notes.append(
+                "update_group is on: shardbeat will change the server's group to the config at start"
+            )
+    else:
+        if extra:
+            status = "FAIL"
+            notes.append(
+                f"the group also has topics {', '.join(extra)}, which the config lacks: their partitions "
+                "would be assigned here and every heartbeat refused (UnknownTopic); add them to topics"
+            )
+        if timeout_differs:
+            notes.append(
+                f"the lease will follow the server's {found.timeout} s (set timeout to {found.timeout}, "
+                "or update_group: true to change the server's)"
+            )
+            if group.heartbeat_interval >= found.timeout:
+                status = "FAIL"
+                notes.append(
+                    f"the interval ({group.heartbeat_interval:g} s) is not below it: the server would "
+                    "drop this consumer between heartbeats"
+                )
+    if len(notes) > 1 and status == "PASS":
+        status = "WARN"
+    return status, "; ".join(notes)
+
+
+def rate_budget(groups: Sequence[GroupConfig]) -> dict[int, Check]:
+    """CLS heartbeats per second on each key vs the per-account limit, as a check for each CLS group."""
+    per_key: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        if group.provider == "cls":
+            per_key.setdefault(group.credentials.key_id, []).append(index)
+    checks: dict[int, Check] = {}
+    for key_id, indexes in per_key.items():
+        rate = sum(1 / groups[i].heartbeat_interval for i in indexes)
+        share = rate / CLS_RATE_LIMIT
+        status: Status = "FAIL" if share > 1 else "WARN" if share > 0.5 else "PASS"
+        detail = (
+            f"{rate:.2f} heartbeats/s from {len(indexes)} group(s) on key {shown_key(key_id)} in this "
+            f"config: {share:.0%} of CLS's {CLS_RATE_LIMIT:g}/s per account (other processes count too)"
+        )
+        if status != "PASS":
+            detail += "; raise heartbeat_interval or spread the groups over accounts"
+        for i in indexes:
+            checks[i] = Check(status, groups[i].label, "rate budget", detail)
+    return checks

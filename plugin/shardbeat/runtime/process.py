@@ -6,6 +6,7 @@ channel readers, the parent watcher and the metrics endpoint, then blocks in Run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -112,13 +113,18 @@ def run(config: Config, config_path: str | None = None) -> int:
     except InstanceLockError as exc:
         log.error("%s", exc)
         return USAGE_ERROR
-    with locks:
+    with locks, contextlib.ExitStack() as cleanup:
         fd = guard_stdout()
         box: list[Runner] = []
         writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))
         runner = Runner(config.groups, writer)
         box.append(runner)
         handler = ControlHandler(runner, config, config_path)
+        try:
+            _start_services(runner, handler, config, cleanup)
+        except (OSError, ValueError) as exc:  # ControlSocketError, MetricsError: a bad path or address
+            log.error("%s", exc)
+            return USAGE_ERROR
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: runner.stop())
@@ -129,6 +135,26 @@ def run(config: Config, config_path: str | None = None) -> int:
             ", ".join(s.config.label for s in runner.sessions),
         )
         return runner.run()
+
+
+def _start_services(
+    runner: Runner, handler: ControlHandler, config: Config, cleanup: contextlib.ExitStack
+) -> None:
+    """Control channels, the parent watch and /metrics: each stopped by `cleanup` on the way out."""
+    from shardbeat.runtime.control_channels import start_control
+    from shardbeat.runtime.parent import watch_parent
+
+    channels = start_control(handler, config.control)
+    cleanup.callback(channels.close)
+    watch = watch_parent(lambda old, new: runner.stop())
+    cleanup.callback(watch.stop)
+    if config.metrics is not None:
+        from shardbeat.runtime.metrics import MetricsServer
+
+        metrics = MetricsServer(config.metrics.listen, lambda: (runner.snapshot(), runner.writer_dropped))
+        cleanup.callback(metrics.stop)
+        metrics.start()
+        log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
 
 
 def _stop_quietly(box: list[Runner]) -> None:

@@ -116,8 +116,10 @@ class Runner:
         if kind == BEAT:
             session.due_version += 1
             session.due = at
-        heapq.heappush(self._heap, _Due(at, next(self._seq), kind, session, session.due_version))
-        self._cond.notify()
+        entry = _Due(at, next(self._seq), kind, session, session.due_version)
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:  # only an earlier wake-up needs the scheduler's attention
+            self._cond.notify()
 
     def _beat_now(self, session: Session) -> None:
         if session.in_flight:
@@ -136,7 +138,7 @@ class Runner:
                 while self._heap and self._heap[0].at <= now:
                     due = heapq.heappop(self._heap)
                     if due.kind == LEASE:
-                        self._watchdog(due.session, now)
+                        self._lease_fired(due.session, now)
                     elif due.kind == ACK:
                         self._ack_deadline(due.session, now)
                     elif due.version == due.session.due_version and not due.session.in_flight:
@@ -157,6 +159,19 @@ class Runner:
         lost = session.membership.expire(now)
         if lost is not None:
             self._emit_event(session, lost)
+
+    def _lease_fired(self, session: Session, now: float) -> None:
+        """A session's one queued lease deadline came due: expire, or wait for the renewed deadline."""
+        session.lease_queued = False
+        self._watchdog(session, now)
+        self._queue_lease(session)
+
+    def _queue_lease(self, session: Session) -> None:
+        # Leases only grow, so one entry per session suffices: when it fires early it re-queues itself.
+        expires = session.membership.lease.expires_at
+        if expires is not None and not session.lease_queued:
+            session.lease_queued = True
+            self._push(LEASE, expires, session)
 
     def _shutdown(self) -> int:
         for _ in self._threads:
@@ -259,11 +274,11 @@ class Runner:
             log.info("%s: heartbeat ok again", session.config.label)
             session.last_error = None
         events = session.membership.on_success(assigned, sent_at, received)
+        session.latency.observe(received - sent_at)
         latency_ms = (received - sent_at) * 1000
         for event in events:
             self._emit_event(session, event, latency_ms)
-        if session.membership.lease.expires_at is not None:
-            self._push(LEASE, session.membership.lease.expires_at, session)
+        self._queue_lease(session)
         self._push(BEAT, session.pacer.after_success(received), session)
 
     def _on_failure(
@@ -308,10 +323,14 @@ class Runner:
         date = response.headers.get("date")
         if not date:
             return
-        try:
-            server = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return
+        if date == session.last_date[0]:
+            server = session.last_date[1]  # Date changes once a second: most beats reuse the parse
+        else:
+            try:
+                server = email.utils.parsedate_to_datetime(date).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return
+            session.last_date = (date, server)
         with self._cond:
             before = session.server_clock.offset
             offset = session.server_clock.observe(server, sent_wall, self._clock.wall())
@@ -338,7 +357,8 @@ class Runner:
         elif isinstance(event, ms.Lost):
             session.counters.lost += 1
             session.awaiting_ack.clear()
-            log.warning(
+            log.log(
+                logging.INFO if event.reason == ms.STOPPED else logging.WARNING,
                 "%s: %s; dropped %s",
                 session.config.label,
                 event.reason.replace("_", " "),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shardbeat.core import shards
+from shardbeat.core.histogram import Histogram, HistogramSnapshot
 from shardbeat.core.lease import Lease, default_margin
 from shardbeat.core.membership import Membership
 from shardbeat.core.records import Identity
@@ -48,6 +49,7 @@ class SessionSnapshot:
     changes: int
     lost: int
     last_error: str | None
+    latency: HistogramSnapshot
 
 
 @dataclass(eq=False)
@@ -68,7 +70,10 @@ class Session:
     due: float = 0.0
     due_version: int = 0
     beat_soon: bool = False  # a beat was asked for while one was in flight
+    lease_queued: bool = False  # the scheduler holds this session's lease deadline
+    last_date: tuple[str, float] = ("", 0.0)  # the last Date header seen and its parse
     last_error: str | None = None
+    latency: Histogram = field(default_factory=Histogram)  # answered heartbeats, seconds
     # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
     awaiting_ack: dict[tuple[str, int], float] = field(default_factory=dict)
 
@@ -137,6 +142,7 @@ class Session:
             changes=self.counters.changes,
             lost=self.counters.lost,
             last_error=self.last_error,
+            latency=self.latency.snapshot(),
         )
 
     def releasing_among(self, given: ShardMap) -> ShardMap:

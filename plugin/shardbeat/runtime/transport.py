@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 
@@ -93,14 +94,21 @@ class HttpTransport:
             conn.putheader(name, value)
         # One segment for headers and body: avoids the Nagle/delayed-ACK stall on small requests.
         conn.endheaders(request.body)
-        self._set_timeout(conn, deadline)
+        # The answer is read through a reader that re-arms the socket timeout from the one deadline
+        # before every recv: an answer that trickles in byte by byte cannot outlast the call.
+        monotonic = self._monotonic
+        conn.response_class = lambda sock, *a, **k: http.client.HTTPResponse(  # type: ignore[assignment]
+            _DeadlineSocket(sock, deadline, monotonic),  # type: ignore[arg-type]
+            *a,
+            **k,
+        )
         raw = conn.getresponse()
-        self._set_timeout(conn, deadline)
-        body = raw.read(MAX_RESPONSE_BYTES + 1)
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
-        if self._monotonic() > deadline:
-            raise TransportError("Timeout", "answer arrived after the call's deadline")
+        try:
+            body = _read_body(raw)
+        except TimeoutError:
+            raise TransportError("Timeout", "answer body did not arrive before the call's deadline") from None
+        except (http.client.HTTPException, OSError) as exc:  # the status line came: no retry from here
+            raise TransportError("InvalidHTTP", f"answer cut short ({type(exc).__name__})") from None
         headers = {name.lower(): value for name, value in raw.getheaders()}
         if raw.will_close:
             conn.close()
@@ -144,6 +152,56 @@ class HttpTransport:
         for idle in pools.values():
             for conn in idle:
                 conn.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, deadline: float, monotonic: Callable[[], float]) -> None:
+        self._sock = sock
+        # makefile() holds a reference: the socket stays open for this answer even when http.client
+        # closes the connection under it ("Connection: close").
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+        self._monotonic = monotonic
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - self._monotonic()
+        if left <= 0:
+            raise TimeoutError("call deadline passed while reading the answer")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What HTTPResponse reads from: the real socket behind a deadline-aware reader."""
+
+    def __init__(self, sock: socket.socket, deadline: float, monotonic: Callable[[], float]) -> None:
+        self._raw = _DeadlineReader(sock, deadline, monotonic)
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(self._raw)
+
+
+def _read_body(raw: http.client.HTTPResponse) -> bytes:
+    """The whole body, refusing broken framing: a short body, a bad or oversize Content-Length."""
+    declared = raw.getheader("content-length")
+    chunked = "chunked" in (raw.getheader("transfer-encoding") or "").lower()
+    if declared is not None and not chunked:
+        if not declared.strip().isdigit():
+            raise TransportError("InvalidHTTP", "answer has an invalid Content-Length")
+        if int(declared) > MAX_RESPONSE_BYTES:
+            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
+        return raw.read()  # raises IncompleteRead when the connection closes early
+    body = raw.read(MAX_RESPONSE_BYTES + 1)
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
+    return body
 
 
 def _nodelay(conn: http.client.HTTPConnection) -> None:

@@ -1,0 +1,224 @@
+"""The control socket: a Unix stream socket (mode 0600) taking control messages from several clients.
+
+For hosts that give the plugin no usable stdin (Vector: /dev/null; Fluent Bit: its own stdin).
+Each connection is a stream of its own (JSON lines or MessagePack, detected per connection, with
+its own decoder). The server never answers: a client writes and may close at once (`socat`,
+`nc -U`); the effect of a message shows as records on stdout (`status` writes one per group),
+problems as `error` records and log lines.
+
+Creating the socket:
+- an existing socket file nobody listens on (left by a killed process) is replaced; one with a live
+  listener is refused with a ControlSocketError, and so is a path that is not a socket;
+- the mode is set to 0600 between bind() and listen(): no client can connect before listen(), so
+  no client ever sees looser permissions (and the process umask is left alone);
+- close() removes the file, if it is still the one this server created.
+One daemon thread serves the listener and every client through a selector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import socket
+import stat
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shardbeat.runtime.control_channels import Feed
+
+log = logging.getLogger("shardbeat.control")
+
+MAX_PATH_BYTES = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
+MAX_CLIENTS = 32
+BACKLOG = 16
+RECV_SIZE = 64 * 1024
+PROBE_SECONDS = 1.0
+_WAKE = "wake"
+
+
+class ControlSocketError(OSError):
+    """The socket cannot be served; the message says why and names the path."""
+
+
+class ControlSocketServer:
+    def __init__(self, path: str, new_feed: Callable[[], Feed], max_clients: int = MAX_CLIENTS) -> None:
+        self.path = path
+        self._new_feed = new_feed
+        self._max_clients = max_clients
+        self._listener: socket.socket | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we bound
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = -1, -1
+        self._clients: dict[socket.socket, Feed] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def start(self) -> ControlSocketServer:
+        self._listener = bind_control_socket(self.path)
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+        self._listener.setblocking(False)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._thread = threading.Thread(target=self._serve, name="shardbeat-control-socket", daemon=True)
+        self._thread.start()
+        log.info("control socket listening on %s", self.path)
+        return self
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Idempotent: stop serving, disconnect clients, remove the socket file if it is ours."""
+        with self._lock:
+            if self._closed or self._thread is None:
+                self._closed = True
+                return
+            self._closed = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._thread.join(timeout)
+        self._remove_file()
+
+    def _remove_file(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == self._identity:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    # -- the serving thread
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                for key, _ in self._selector.select():
+                    if key.data == _WAKE:
+                        return
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    else:
+                        assert isinstance(key.fileobj, socket.socket)
+                        self._receive(key.fileobj)
+        except Exception:  # a bug here must not go unnoticed, nor take the process down
+            log.exception("internal error in the control socket server; it stops serving")
+        finally:
+            self._teardown()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # e.g. EMFILE: keep serving the clients already connected
+            log.warning("control socket: cannot accept a client: %s", exc.strerror or exc)
+            return
+        if len(self._clients) >= self._max_clients:
+            log.warning("control socket: %d clients already connected; refusing another", len(self._clients))
+            conn.close()
+            return
+        conn.setblocking(False)
+        self._clients[conn] = self._new_feed()
+        self._selector.register(conn, selectors.EVENT_READ)
+
+    def _receive(self, conn: socket.socket) -> None:
+        feed = self._clients[conn]
+        try:
+            chunk = conn.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("control socket: client gone: %s", exc.strerror or exc)
+            chunk = b""
+        if chunk:
+            feed.data(chunk)
+            return
+        feed.end()
+        self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._clients.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn)
+        conn.close()
+
+    def _teardown(self) -> None:
+        for conn, feed in list(self._clients.items()):
+            feed.closed = True
+            self._drop(conn)
+        self._selector.close()
+        if self._listener is not None:
+            self._listener.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def bind_control_socket(path: str) -> socket.socket:
+    """A bound, listening socket at `path`, mode 0600, replacing a stale socket file."""
+    size = len(os.fsencode(path))
+    if size > MAX_PATH_BYTES:
+        raise ControlSocketError(
+            f"control socket path {path} is {size} bytes long; the limit is {MAX_PATH_BYTES}"
+        )
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ControlSocketError(f"control socket {path} was just taken by another process") from None
+            raise ControlSocketError(f"cannot create control socket {path}: {exc.strerror or exc}") from None
+        os.chmod(path, 0o600)  # before listen(): until then every connect() is refused
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _clear_stale(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlSocketError(f"cannot use control socket path {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlSocketError(f"control socket path {path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_SECONDS)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass  # nobody listens: left behind by a process that died
+    except FileNotFoundError:
+        return
+    except (TimeoutError, BlockingIOError):  # a listener with a full backlog is still a listener
+        raise ControlSocketError(f"another process is listening on control socket {path}") from None
+    except OSError as exc:
+        raise ControlSocketError(f"cannot check control socket {path}: {exc.strerror or exc}") from None
+    else:
+        raise ControlSocketError(f"another process is listening on control socket {path}")
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlSocketError(f"cannot remove old control socket {path}: {exc.strerror or exc}") from None
+    log.info("removed a stale control socket left at %s", path)

@@ -321,11 +321,12 @@ def test_random_faults_never_give_one_shard_two_owners(
     # A server-side expiry must have happened, or the run proved little about handovers.
     assert report.gaps, "no node was ever expired by the server: the schedule is too gentle"
 
-    # Skew: each change costs a node at most one signature-window error; and it did cost some.
+    # Skew: each change costs a node at most one signature-window error. (It may cost none: the Date
+    # of any answer corrects the clock, a fault's 500 included; test_fault_guarantees.py shows the
+    # error-and-one-retry path on its own.)
     code = SKEW_CODE[run.provider]
     bounds = [*(t - EARLY for t in run.skew_changes), float("inf")]
     for lo, hi in itertools.pairwise(bounds):
-        hits = 0
         for name, rs in recs.items():
             n = sum(
                 1
@@ -335,8 +336,6 @@ def test_random_faults_never_give_one_shard_two_owners(
                 and lo <= ownership.parse_time(r["time"]) < hi
             )
             assert n <= 1, f"{name}: {n} {code} errors after one skew change"
-            hits += n
-        assert hits >= 1, f"no node noticed the skew change at {lo}"
     before = [r for rs in recs.values() for r in rs if r["event"] == "error" and r["error"]["code"] == code]
     assert all(ownership.parse_time(r["time"]) >= run.skew_changes[0] - EARLY for r in before)
 

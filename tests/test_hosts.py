@@ -474,6 +474,10 @@ GARBAGE = [
 ]
 
 
+def control_errors(records: list[Record]) -> list[Record]:
+    return [r for r in records if r["event"] == "error" and r.get("source") == "control"]
+
+
 def test_garbage_control_input_is_survived(emulator: EmulatorServer, tmp_path: Path) -> None:
     consumer = "garbage"
     sock = tmp_path / "ctl.sock"
@@ -486,16 +490,8 @@ def test_garbage_control_input_is_survived(emulator: EmulatorServer, tmp_path: P
         for bad in GARBAGE:
             os.write(w, bad)
         send_socket(sock, b"\x81\xc1\xc1 not msgpack")  # a MessagePack client gone wrong
-        errors = host.wait_for(
-            lambda rs: (
-                [r for r in rs if r["event"] == "error" and r.get("source") == "control"]
-                if len([r for r in rs if r["event"] == "error" and r.get("source") == "control"])
-                >= len(GARBAGE) + 1
-                else None
-            ),
-            5,
-        )
-        assert errors, host.log()
+        assert host.wait_for(lambda rs: len(control_errors(rs)) >= len(GARBAGE) + 1, 5), host.log()
+        errors = control_errors(host.all())
         codes = [e["error"]["code"] for e in errors]
         assert {"InvalidJson", "InvalidEncoding", "MessageTooLarge", "UnknownOp", "InvalidMessage"} <= set(
             codes

@@ -7,16 +7,11 @@ with the very code that signed it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from operator import itemgetter
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +27,51 @@ from shardbeat.providers.base import (
     ServerGroup,
 )
 from shardbeat.providers.endpoint import resolve
+from shardbeat.providers.sls_signing import (
+    V4_ALGORITHM as V4_ALGORITHM,
+)
+from shardbeat.providers.sls_signing import (
+    authorization_v4 as authorization_v4,
+)
+from shardbeat.providers.sls_signing import (
+    canonical_headers_v1 as canonical_headers_v1,
+)
+from shardbeat.providers.sls_signing import (
+    canonical_request_v4 as canonical_request_v4,
+)
+from shardbeat.providers.sls_signing import (
+    canonical_resource as canonical_resource,
+)
+from shardbeat.providers.sls_signing import (
+    content_md5 as content_md5,
+)
+from shardbeat.providers.sls_signing import (
+    content_sha256 as content_sha256,
+)
+from shardbeat.providers.sls_signing import (
+    rfc1123 as rfc1123,
+)
+from shardbeat.providers.sls_signing import (
+    scope_v4 as scope_v4,
+)
+from shardbeat.providers.sls_signing import (
+    sign_v1 as sign_v1,
+)
+from shardbeat.providers.sls_signing import (
+    sign_v4 as sign_v4,
+)
+from shardbeat.providers.sls_signing import (
+    string_to_sign_v1 as string_to_sign_v1,
+)
+from shardbeat.providers.sls_signing import (
+    string_to_sign_v1_from_canonical as _string_to_sign_v1,
+)
+from shardbeat.providers.sls_signing import (
+    string_to_sign_v4 as string_to_sign_v4,
+)
+from shardbeat.providers.sls_signing import (
+    v4_date as v4_date,
+)
 
 API_VERSION = "0.6.0"
 USER_AGENT = f"shardbeat/{__version__}"
@@ -47,132 +87,6 @@ _CONSTANT_SIGNED = (
     ("x-log-bodyrawsize", "0"),
     ("x-log-signaturemethod", "hmac-sha1"),
 )
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # struct_time.tm_wday: Monday is 0
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-# ---------------------------------------------------------------------------------------------------
-# Signature v1 (hmac-sha1): what we send
-
-
-def content_md5(body: bytes) -> str:
-    """Upper-case hex MD5 of a non-empty body ("[]" included); "" for an empty one."""
-    return hashlib.md5(body, usedforsecurity=False).hexdigest().upper() if body else ""
-
-
-def rfc1123(epoch: float) -> str:
-    """HTTP date in GMT with English names, whatever the process locale (strftime would follow it)."""
-    t = time.gmtime(epoch)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
-
-
-def _signed_v1(name: str) -> bool:
-    # x-log-date is excluded: the Python SDK adds it after signing, so the server cannot sign it.
-    if name.startswith("x-acs-"):
-        return True
-    return name.startswith("x-log-") and not name.startswith("x-log-meta-") and name != "x-log-date"
-
-
-def canonical_headers_v1(headers: Iterable[tuple[str, str]]) -> str:
-    """Signed x-log-*/x-acs-* headers, names lower-cased, sorted by name, each "name:value\\n"."""
-    picked = sorted(((n.lower(), v) for n, v in headers if _signed_v1(n.lower())), key=itemgetter(0))
-    return "".join(f"{name}:{value}\n" for name, value in picked)
-
-
-def canonical_resource(path: str, query: Mapping[str, str]) -> str:
-    """Path plus "?k=v&..." sorted by key, with raw (not percent-encoded) values, as the server signs."""
-    if not query:
-        return path
-    return path + "?" + "&".join(f"{key}={query[key]}" for key in sorted(query))
-
-
-def string_to_sign_v1(
-    method: str,
-    content_md5: str,
-    content_type: str,
-    date: str,
-    headers: Iterable[tuple[str, str]],
-    resource: str,
-) -> str:
-    return _string_to_sign_v1(
-        method, content_md5, content_type, date, canonical_headers_v1(headers), resource
-    )
-
-
-def _string_to_sign_v1(
-    method: str, content_md5: str, content_type: str, date: str, canonical_headers: str, resource: str
-) -> str:
-    return f"{method}\n{content_md5}\n{content_type}\n{date}\n{canonical_headers}{resource}"
-
-
-def sign_v1(access_key_secret: str, string_to_sign: str) -> str:
-    """base64(HMAC-SHA1(secret, string_to_sign)): the part after "LOG {key_id}:"."""
-    digest = hmac.new(access_key_secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Signature v4 (SLS4-HMAC-SHA256): not sent by us; here so the emulator can verify v4 SDK clients.
-
-V4_ALGORITHM = "SLS4-HMAC-SHA256"
-
-
-def v4_date(epoch: float) -> str:
-    """The x-log-date value v4 signs, e.g. 20180506T094410Z."""
-    t = time.gmtime(epoch)
-    return f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}T{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}Z"
-
-
-def content_sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def _signed_v4(name: str) -> bool:
-    if name in ("content-type", "host") or name.startswith("x-acs-"):
-        return True
-    return name.startswith("x-log-") and not name.startswith("x-log-meta-")
-
-
-def canonical_request_v4(
-    method: str,
-    path: str,
-    query: Mapping[str, str],
-    headers: Iterable[tuple[str, str]],
-    payload_sha256: str,
-) -> str:
-    """Method, path, RFC 3986-encoded sorted query, signed headers, blank line, their names, hash."""
-    picked = sorted(((n.lower(), v.strip()) for n, v in headers if _signed_v4(n.lower())), key=itemgetter(0))
-    # Like the SDK: an empty value leaves the bare key; "~" stays unescaped, "/" does not.
-    encoded = (
-        quote(k, safe="~") + (f"={quote(query[k], safe='~')}" if query[k] else "") for k in sorted(query)
-    )
-    lines = [method, path, "&".join(encoded), *(f"{n}:{v}" for n, v in picked), ""]
-    lines += [";".join(n for n, _ in picked), payload_sha256]
-    return "\n".join(lines)
-
-
-def scope_v4(x_log_date: str, region: str) -> str:
-    return f"{x_log_date[:8]}/{region}/sls/aliyun_v4_request"
-
-
-def string_to_sign_v4(x_log_date: str, region: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
-    return f"{V4_ALGORITHM}\n{x_log_date}\n{scope_v4(x_log_date, region)}\n{digest}"
-
-
-def sign_v4(access_key_secret: str, x_log_date: str, region: str, string_to_sign: str) -> str:
-    """Hex HMAC-SHA256 with the key chain "aliyun_v4"+secret -> date -> region -> "sls" -> request."""
-    key = ("aliyun_v4" + access_key_secret).encode()
-    for part in (x_log_date[:8], region, "sls", "aliyun_v4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-def authorization_v4(key_id: str, x_log_date: str, region: str, signature: str) -> str:
-    return f"{V4_ALGORITHM} Credential={key_id}/{scope_v4(x_log_date, region)},Signature={signature}"
-
 
 # ---------------------------------------------------------------------------------------------------
 # Answers and errors

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import sys
+import threading
+import time
 from typing import Any, Literal
 
 from shardbeat.core.records import rfc3339
@@ -84,28 +87,79 @@ class JsonFormatter(logging.Formatter):
 
 
 class StderrHandler(logging.Handler):
-    """Writes to whatever sys.stderr is at the time (tests swap it), and never raises."""
+    """Writes to whatever sys.stderr is at the time (tests swap it), and never raises.
+
+    In the plugin process it writes from a thread of its own (`write_in_background`): a host that stops
+    reading stderr (Vector under backpressure) then blocks only that thread, never a heartbeat worker or
+    the lease watchdog; lines beyond a bounded backlog are dropped and counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._backlog: queue.Queue[str] | None = None
+        self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
         except Exception:
             line = _one_line(f"{record.levelname} {record.name}: [log record could not be formatted]")
-        stream = sys.stderr
-        if stream is None:
+        backlog = self._backlog
+        if backlog is None:
+            _write_line(line)
             return
         try:
-            try:
-                stream.write(line + "\n")
-            except UnicodeError:  # e.g. a lone surrogate from a file name, on a strict stream
-                encoding = getattr(stream, "encoding", None) or "ascii"
-                stream.write(line.encode(encoding, "backslashreplace").decode(encoding) + "\n")
-            stream.flush()
-        except Exception:
-            pass  # stderr gone (host exited): nothing useful left to do with a log line
+            backlog.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
 
     def handleError(self, record: logging.LogRecord) -> None:
         pass
+
+    def write_in_background(self, capacity: int = 1024) -> None:
+        if self._backlog is not None:
+            return
+        backlog: queue.Queue[str] = queue.Queue(capacity)
+        self._backlog = backlog
+
+        def drain() -> None:
+            while True:
+                line = backlog.get()
+                if self.dropped:
+                    lost, self.dropped = self.dropped, 0
+                    _write_line(
+                        _one_line(f"WARNING shardbeat.logs: stderr was not read: {lost} log lines dropped")
+                    )
+                _write_line(line)
+                backlog.task_done()
+
+        threading.Thread(target=drain, name="shardbeat-stderr", daemon=True).start()
+
+    def flush_backlog(self, timeout: float) -> None:
+        """Give queued lines up to `timeout` seconds to reach stderr (at exit)."""
+        backlog = self._backlog
+        deadline = time.monotonic() + timeout
+        while backlog is not None and backlog.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _write_line(line: str) -> None:
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        try:
+            stream.write(line + "\n")
+        except UnicodeError:  # e.g. a lone surrogate from a file name, on a strict stream
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(line.encode(encoding, "backslashreplace").decode(encoding) + "\n")
+        stream.flush()
+    except Exception:
+        pass  # stderr gone (host exited): nothing useful left to do with a log line
+
+
+def stderr_handler() -> StderrHandler | None:
+    return next((h for h in logging.getLogger().handlers if isinstance(h, StderrHandler)), None)
 
 
 def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handler:

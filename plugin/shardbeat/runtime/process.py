@@ -12,6 +12,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from shardbeat.runtime.logs import stderr_handler
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
 from shardbeat.runtime.runner import Runner
 
@@ -114,6 +115,10 @@ def run(config: Config, config_path: str | None = None) -> int:
         log.error("%s", exc)
         return USAGE_ERROR
     with locks, contextlib.ExitStack() as cleanup:
+        handler_for_logs = stderr_handler()
+        if handler_for_logs is not None:
+            handler_for_logs.write_in_background()
+            cleanup.callback(handler_for_logs.flush_backlog, 0.5)
         fd = guard_stdout()
         box: list[Runner] = []
         writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))

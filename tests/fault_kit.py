@@ -74,8 +74,7 @@ def start_plugin(emulator: EmulatorServer, tmp_path: Path, provider: str, consum
 
 
 def records(p: Plugin) -> list[dict[str, Any]]:
-    with p._cond:  # the harness appends under this lock
-        return [dict(r) for _, r in p.records]
+    return [dict(r) for r in p.all_records()]
 
 
 def live_cover(plugins: dict[str, Plugin], provider: str) -> bool:

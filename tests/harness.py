@@ -67,6 +67,11 @@ class Plugin:
                 self._cond.wait(min(left, 0.1))
         return True
 
+    def all_records(self) -> list[Record]:
+        """Every record so far, in stdout order (a snapshot: the reader thread keeps appending)."""
+        with self._cond:
+            return [r for _, r in self.records]
+
     def events(self, name: str) -> list[Record]:
         with self._cond:
             return [r for _, r in self.records if r["event"] == name]

@@ -188,8 +188,7 @@ def start(proxy: Proxy, tmp_path: Path, provider: str) -> Plugin:
 
 
 def records_since(p: Plugin, n: int) -> list[dict[str, Any]]:
-    with p._cond:
-        return [r for _, r in p.records[n:]]
+    return p.all_records()[n:]
 
 
 def wait_error(p: Plugin, n: int, timeout: float = 5.0, what: str = "") -> dict[str, Any]:

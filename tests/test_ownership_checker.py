@@ -149,7 +149,7 @@ def test_assignment_after_a_lapse_is_flagged_and_starts_afresh() -> None:
 
 
 def test_record_at_the_lease_millisecond_is_not_a_lapse() -> None:
-    # rounding: an answer handled a hair before expiry can print the same millisecond as the lease
+    # millisecond resolution: an answer handled a hair before expiry can print the lease's millisecond
     assert record_violations("a", [assignment(0, [0], 2), lease(2.0, 4)]) == []
 
 

@@ -221,7 +221,7 @@ def _as_transport_error(exc: BaseException) -> TransportError:
         return TransportError("NameResolution", f"cannot resolve host: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLError):
         return TransportError("TLSError", str(exc))
-    if isinstance(exc, _STALE):
+    if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
         return TransportError("ConnectionReset", "connection closed by the server without an answer")
     if isinstance(exc, http.client.HTTPException):
         return TransportError("InvalidHTTP", f"{type(exc).__name__}: {exc}"[:200])

@@ -162,7 +162,7 @@ def test_bom_is_accepted(tmp_path: Path) -> None:
 def test_toml_dates_get_a_type_error(tmp_path: Path) -> None:
     text = SLS_TOML.replace("timeout = 60", "timeout = 2026-01-01")
     problems = file_problems(write(tmp_path / "c.toml", text))
-    assert problems == [Problem("groups[0].timeout", "must be a number, not a date/time")]
+    assert problems == [Problem("groups[0].timeout", "must be a number, not a date")]
 
 
 # -- credentials_file ---------------------------------------------------------------------------------

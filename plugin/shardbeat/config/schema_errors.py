@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 
 from shardbeat.config.expand import json_path
 from shardbeat.config.model import Problem
+from shardbeat.core.json_kind import json_kind
 from shardbeat.schemas import SchemaName, load_schema
 
 _TYPE_NAMES = {
@@ -35,23 +36,6 @@ def validator_for(name: SchemaName) -> Any:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
-
-
-def kind_of(value: Any) -> str:
-    """The JSON type of a parsed value, in words (TOML adds dates and times)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "a date/time"
 
 
 def _types(expected: Any) -> str:
@@ -105,7 +89,7 @@ def problems_for(error: ValidationError) -> Iterator[Problem]:
                 yield Problem(json_path((*parts, key)), _unknown_key(key, allowed))
         return
     if keyword == "type":
-        yield Problem(path, f"must be {_types(expected)}, not {kind_of(instance)}")
+        yield Problem(path, f"must be {_types(expected)}, not {json_kind(instance)}")
         return
     custom = schema.get("errorMessage")
     message = custom if isinstance(custom, str) else _message(keyword, expected, instance)

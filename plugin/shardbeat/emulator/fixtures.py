@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shardbeat.core.json_kind import json_kind
+
 MAX_SLS_GROUPS_PER_LOGSTORE = 30
 DEFAULT_CLS_RATE_LIMIT = 20
 _DEFAULT_NAME = "default_fixtures.json"
@@ -161,7 +163,7 @@ def parse_fixtures(doc: object) -> Fixtures:
 
 def _object(value: object, where: str, known: set[str] | None) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise FixtureError(f"{where}: must be an object, not {_kind(value)}")
+        raise FixtureError(f"{where}: must be an object, not {json_kind(value)}")
     if known is not None:
         unknown = sorted(set(value) - known)
         if unknown:
@@ -177,15 +179,9 @@ def _named(value: object, where: str) -> dict[str, Any]:
     return items
 
 
-def _kind(value: object) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    kinds |= {list: "an array", dict: "an object", type(None): "null"}
-    return kinds.get(type(value), type(value).__name__)
-
-
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise FixtureError(f"{where}: must be a non-empty string, not {_kind(value)}")
+        raise FixtureError(f"{where}: must be a non-empty string, not {json_kind(value)}")
     return value
 
 
@@ -205,7 +201,7 @@ def _ids(value: object, where: str, first: int) -> tuple[int, ...]:
         return tuple(range(first, first + _positive_int(value, where)))
     if not isinstance(value, list) or not value:
         raise FixtureError(
-            f"{where}: must be a positive count or a non-empty list of ids, not {_kind(value)}"
+            f"{where}: must be a positive count or a non-empty list of ids, not {json_kind(value)}"
         )
     for item in value:
         if type(item) is not int or item < 0:
@@ -217,7 +213,7 @@ def _ids(value: object, where: str, first: int) -> tuple[int, ...]:
 
 def _sls_credentials(value: object, where: str) -> tuple[SlsCredential, ...]:
     if not isinstance(value, list):
-        raise FixtureError(f"{where}: must be an array, not {_kind(value)}")
+        raise FixtureError(f"{where}: must be an array, not {json_kind(value)}")
     found: dict[str, SlsCredential] = {}
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
@@ -235,7 +231,7 @@ def _sls_credentials(value: object, where: str) -> tuple[SlsCredential, ...]:
 
 def _cls_credentials(value: object, where: str) -> tuple[ClsCredential, ...]:
     if not isinstance(value, list):
-        raise FixtureError(f"{where}: must be an array, not {_kind(value)}")
+        raise FixtureError(f"{where}: must be an array, not {json_kind(value)}")
     found: dict[str, ClsCredential] = {}
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
@@ -292,7 +288,7 @@ def _cls_logset(value: object, where: str) -> ClsLogset:
         group = _object(item, at, {"timeout", "topics"})
         listed = group.get("topics")
         if not isinstance(listed, list) or not listed:
-            raise FixtureError(f"{at}.topics: must be a non-empty array of TopicIDs, not {_kind(listed)}")
+            raise FixtureError(f"{at}.topics: must be a non-empty array of TopicIDs, not {json_kind(listed)}")
         for topic_id in listed:
             if topic_id not in topics:
                 raise FixtureError(f"{at}.topics: {topic_id!r} is not a topic of this logset")

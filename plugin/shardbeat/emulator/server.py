@@ -17,7 +17,6 @@ import copy
 import logging
 import signal
 import socket
-import socketserver
 import struct
 import sys
 import threading
@@ -36,6 +35,7 @@ from shardbeat.emulator.faults import FaultRule
 from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
 from shardbeat.emulator.model import EmuRequest, EmuResponse
 from shardbeat.emulator.world import World
+from shardbeat.http_server import PromptServerMixin
 
 __all__ = ["EmulatorServer", "FixtureError", "load_fixtures", "main"]
 
@@ -59,7 +59,7 @@ _SERVICES = {
 }
 
 
-class _HttpServer(ThreadingHTTPServer):
+class _HttpServer(PromptServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() closes connections itself; never wait for handler threads
     request_queue_size = 128
@@ -73,17 +73,6 @@ class _HttpServer(ThreadingHTTPServer):
         self.resets: set[socket.socket] = set()  # to be closed with RST instead of FIN
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind also calls getfqdn(), a reverse DNS lookup that can stall for seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def get_request(self) -> tuple[socket.socket, object]:
-        connection, address = self.socket.accept()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self.connections_lock:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shardbeat import __version__
+from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.providers.base import (
     Credentials,
@@ -133,12 +134,6 @@ def _excerpt(body: bytes | str, limit: int = 120) -> str:
     return repr(text[:limit]) + (f" ... ({len(body)} in all)" if len(text) > limit else "")
 
 
-def _json_kind(value: object) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    kinds |= {list: "an array", dict: "an object", type(None): "null"}
-    return kinds.get(type(value), type(value).__name__)
-
-
 def _request_id(response: HttpResponse) -> str | None:
     request_id = response.headers.get("x-log-requestid")
     return _clip(request_id, 128) if request_id else None
@@ -175,7 +170,7 @@ def error_from_response(response: HttpResponse) -> ProviderError:
         return exc
     code = doc.get("errorCode") if isinstance(doc, dict) else None
     if not isinstance(code, str) or not code.strip():
-        return _invalid(response, f"not an SLS error body ({_json_kind(doc)}): {_excerpt(response.body)}")
+        return _invalid(response, f"not an SLS error body ({json_kind(doc)}): {_excerpt(response.body)}")
     message = doc.get("errorMessage")
     return ProviderError(
         _clip(code, 64),
@@ -299,10 +294,10 @@ class SlsProvider:
         """{logstore: ids} from a 200 JSON array of shard ids; "[]" gives the empty map."""
         doc = _success_json(response)
         if not isinstance(doc, list):
-            raise _invalid(response, f"expected a JSON array of shard ids, got {_json_kind(doc)}")
+            raise _invalid(response, f"expected a JSON array of shard ids, got {json_kind(doc)}")
         for item in doc:
             if type(item) is not int or not 0 <= item <= MAX_SHARD_ID:
-                raise _invalid(response, f"not a shard id: {_json_kind(item)} {_clip(json.dumps(item), 40)}")
+                raise _invalid(response, f"not a shard id: {json_kind(item)} {_clip(json.dumps(item), 40)}")
         return shard_map({self.logstore: doc})
 
     # -- group bootstrap
@@ -313,7 +308,7 @@ class SlsProvider:
     def parse_list_groups(self, response: HttpResponse) -> list[GroupInfo]:
         doc = _success_json(response)
         if not isinstance(doc, list):
-            raise _invalid(response, f"expected a JSON array of consumer groups, got {_json_kind(doc)}")
+            raise _invalid(response, f"expected a JSON array of consumer groups, got {json_kind(doc)}")
         groups = []
         for item in doc:
             match item:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, get_args
 
+from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
 
 Op = Literal["released", "held", "heartbeat", "status", "reload", "stop"]
@@ -98,24 +99,6 @@ def _show(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + '..."'
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, bytes | bytearray):
-        return "binary data"
-    return f"a {type(value).__name__}"
-
-
 class _Invalid(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -127,7 +110,7 @@ def _name(doc: Mapping[str, Any], key: str) -> str | None:
     if value is None and key not in doc:
         return None
     if not isinstance(value, str):
-        raise _Invalid(INVALID_MESSAGE, f"{key} must be a string, not {_kind(value)}")
+        raise _Invalid(INVALID_MESSAGE, f"{key} must be a string, not {json_kind(value)}")
     if not 1 <= len(value) <= MAX_NAME_CHARS:
         raise _Invalid(INVALID_MESSAGE, f"{key} must be 1 to {MAX_NAME_CHARS} characters long")
     return value
@@ -139,7 +122,7 @@ def _shard_id(topic: str, value: object) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid(
-            INVALID_MESSAGE, f"shards[{_show(topic)}]: shard ids must be integers, not {_kind(value)}"
+            INVALID_MESSAGE, f"shards[{_show(topic)}]: shard ids must be integers, not {json_kind(value)}"
         )
     if value < 0:
         raise _Invalid(INVALID_MESSAGE, f"shards[{_show(topic)}]: shard ids must be >= 0")
@@ -148,13 +131,15 @@ def _shard_id(topic: str, value: object) -> int:
 
 def _shards(value: object) -> ShardMap:
     if not isinstance(value, Mapping):
-        raise _Invalid(INVALID_MESSAGE, f"shards must be an object {{topic: [ids]}}, not {_kind(value)}")
+        raise _Invalid(INVALID_MESSAGE, f"shards must be an object {{topic: [ids]}}, not {json_kind(value)}")
     parsed: dict[str, list[int]] = {}
     for topic, ids in value.items():
         if not isinstance(topic, str) or not topic:
             raise _Invalid(INVALID_MESSAGE, "shards: topic names must be non-empty strings")
         if not isinstance(ids, list | tuple):
-            raise _Invalid(INVALID_MESSAGE, f"shards[{_show(topic)}] must be a list of ids, not {_kind(ids)}")
+            raise _Invalid(
+                INVALID_MESSAGE, f"shards[{_show(topic)}] must be a list of ids, not {json_kind(ids)}"
+            )
         numbers = [_shard_id(topic, v) for v in ids]
         if len(set(numbers)) != len(numbers):
             raise _Invalid(INVALID_MESSAGE, f"shards[{_show(topic)}] lists a shard id twice")
@@ -172,14 +157,14 @@ def message_from(doc: object) -> ControlMessage | ControlProblem:
 
 def _message(doc: object) -> ControlMessage:
     if not isinstance(doc, Mapping):
-        raise _Invalid(INVALID_MESSAGE, f"a control message must be an object, not {_kind(doc)}")
+        raise _Invalid(INVALID_MESSAGE, f"a control message must be an object, not {json_kind(doc)}")
     if not all(isinstance(key, str) for key in doc):
         raise _Invalid(INVALID_MESSAGE, "field names must be strings")
     if "op" not in doc:
         raise _Invalid(INVALID_MESSAGE, f"missing op (one of {', '.join(OPS)})")
     op = doc["op"]
     if not isinstance(op, str):
-        raise _Invalid(INVALID_MESSAGE, f"op must be a string, not {_kind(op)}")
+        raise _Invalid(INVALID_MESSAGE, f"op must be a string, not {json_kind(op)}")
     if op not in OPS:
         raise _Invalid(UNKNOWN_OP, f"unknown op {_show(op)}; known: {', '.join(OPS)}")
     unknown = sorted(key for key in doc if key not in _FIELDS)
@@ -192,7 +177,7 @@ def _message(doc: object) -> ControlMessage:
     consumer = _name(doc, "consumer")
     provider = doc.get("provider")
     if "provider" in doc and provider not in PROVIDERS:
-        what = _show(provider) if isinstance(provider, str) else _kind(provider)
+        what = _show(provider) if isinstance(provider, str) else json_kind(provider)
         raise _Invalid(INVALID_MESSAGE, f"provider must be sls or cls, not {what}")
     shards = _shards(doc["shards"]) if "shards" in doc else None
     if op in _NEEDS_GROUP_AND_SHARDS:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Protocol
 
 from shardbeat.core.histogram import Histogram, HistogramSnapshot
+from shardbeat.http_server import PromptServerMixin
 
 log = logging.getLogger("shardbeat.metrics")
 
@@ -230,7 +230,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 Snapshotter = Callable[[], tuple[Sequence[SessionFigures], int]]
 
 
-class _Server(HTTPServer):
+class _Server(PromptServerMixin, HTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
@@ -242,18 +242,6 @@ class _Server(HTTPServer):
         self.snapshot = snapshot
         self.client_timeout = client_timeout
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind also calls getfqdn(), a reverse DNS lookup that can stall for seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def get_request(self) -> tuple[socket.socket, object]:
-        connection, address = self.socket.accept()
-        # Headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms.
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
 
 
 class _Handler(BaseHTTPRequestHandler):

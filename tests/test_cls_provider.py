@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shardbeat
-from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, Retry
+from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, Retry, ServerGroup
 from shardbeat.providers.cls import (
     ClsProvider,
-    GroupInfo,
     authorization_tc3,
     canonical_request_tc3,
     error_from_response,
@@ -547,8 +546,8 @@ def test_parse_describe_groups() -> None:
     ]
     response = answer({"Response": {"ConsumerGroupsInfo": groups, "RequestId": "r"}})
     assert provider().parse_describe_groups(response) == [
-        GroupInfo("group-1", 40, (T1, T2)),
-        GroupInfo("other", 60, ()),
+        ServerGroup("group-1", 40, topics=(T1, T2)),
+        ServerGroup("other", 60, topics=()),
     ]
 
 

@@ -228,6 +228,7 @@ def test_status_record(emulator: EmulatorServer) -> None:
         rec = p.wait_for(is_event("status"))
         assert rec["assigned"] == {"demo-logstore": [0, 1, 2, 3, 4, 5]}
         assert rec["counters"]["beats"] >= 1 and 0 < rec["lease_remaining_ms"] <= 2000
+        assert rec["latency_ms"]["count"] >= 1 and 0 < rec["latency_ms"]["p50"] <= rec["latency_ms"]["p99"]
     finally:
         p.stop()
 

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from shardbeat.core.shards import ShardMap
 from shardbeat.providers import sls
-from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, Provider, ProviderError, Retry
+from shardbeat.providers.base import (
+    Credentials,
+    HttpRequest,
+    HttpResponse,
+    Provider,
+    ProviderError,
+    Retry,
+    ServerGroup,
+)
 from shardbeat.providers.endpoint import EndpointError
 
 VECTORS: list[dict[str, Any]] = json.loads((Path(__file__).parent / "vectors.json").read_text())["sls_v1"]
@@ -434,8 +442,8 @@ def test_parse_list_groups(provider: sls.SlsProvider) -> None:
         [{"name": "g1", "timeout": 40, "order": False}, {"name": "g2", "timeout": 60, "order": True}]
     )
     assert provider.parse_list_groups(answer(200, body)) == [
-        sls.GroupInfo("g1", 40, False),
-        sls.GroupInfo("g2", 60, True),
+        ServerGroup("g1", 40, order=False),
+        ServerGroup("g2", 60, order=True),
     ]
     assert provider.parse_list_groups(answer(200, b"[]")) == []
 

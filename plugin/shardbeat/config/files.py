@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +70,8 @@ def parse_json(text: str, name: str, what: str) -> Any:
 
 
 def parse_toml(text: str, name: str, what: str) -> Any:
+    import tomllib  # lazy: most configs are JSON
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shardbeat.core import shards
+from shardbeat.core.histogram import HistogramSnapshot
 from shardbeat.core.membership import AssignmentChanged, Event, LeaseRenewed, Lost
 from shardbeat.core.shards import ShardMap
 
@@ -118,6 +119,7 @@ def status(
     last_error: str | None,
     counters: dict[str, int],
     clock_offset: float,
+    latency: HistogramSnapshot,
 ) -> Record:
     rec = _base("status", who, at)
     rec["epoch"] = epoch
@@ -130,6 +132,12 @@ def status(
     rec["last_error"] = last_error
     rec["counters"] = counters
     rec["clock_offset_s"] = round(clock_offset, 3)
+    p50, p99 = latency.quantile(0.5), latency.quantile(0.99)
+    rec["latency_ms"] = {
+        "count": latency.count,
+        "p50": None if p50 is None else round(p50 * 1000, 3),
+        "p99": None if p99 is None else round(p99 * 1000, 3),
+    }
     return rec
 
 

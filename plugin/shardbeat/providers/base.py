@@ -6,7 +6,7 @@ claim into request bytes for a given instant and an HTTP answer into an assignme
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +85,10 @@ class ServerGroup:
         if self.order is not None:
             return f"order={str(self.order).lower()}"
         return "topics=" + ",".join(self.topics or ())
+
+
+def find_group(groups: Iterable[ServerGroup], name: str) -> ServerGroup | None:
+    return next((g for g in groups if g.name == name), None)
 
 
 class Provider(Protocol):

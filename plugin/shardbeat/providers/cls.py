@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from shardbeat import __version__
@@ -23,6 +22,7 @@ from shardbeat.providers.base import (
     ProviderError,
     Retry,
     ServerGroup,
+    find_group,
 )
 from shardbeat.providers.tc3 import (
     SIGNED_HEADERS,
@@ -48,7 +48,6 @@ __all__ = [
     "TC3_ALGORITHM",
     "UNKNOWN_TOPIC",
     "ClsProvider",
-    "GroupInfo",
     "Tc3Authorization",
     "authorization_tc3",
     "canonical_request_tc3",
@@ -201,13 +200,6 @@ def _list(answer: Mapping[str, Any], name: str, response: HttpResponse) -> list[
 
 def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-@dataclass(frozen=True, slots=True)
-class GroupInfo:
-    name: str
-    timeout: int  # heartbeat timeout, seconds
-    topics: tuple[str, ...]
 
 
 # --- the provider ------------------------------------------------------------------------------
@@ -372,13 +364,13 @@ class ClsProvider:
             assignment[topic] = assignment.get(topic, frozenset()) | frozenset(partitions)
         return shard_map(assignment)
 
-    def parse_describe_groups(self, response: HttpResponse) -> list[GroupInfo]:
+    def parse_describe_groups(self, response: HttpResponse) -> list[ServerGroup]:
         """Response.ConsumerGroupsInfo; null means none (Tencent marks "no value" so), absent is an error."""
         answer = _answer(response)
         request_id = _text(answer.get("RequestId"))
         if "ConsumerGroupsInfo" in answer and answer["ConsumerGroupsInfo"] is None:
             return []
-        groups: list[GroupInfo] = []
+        groups: list[ServerGroup] = []
         for item in _list(answer, "ConsumerGroupsInfo", response):
             name = item.get("ConsumerGroup") if isinstance(item, dict) else None
             timeout = item.get("Timeout") if isinstance(item, dict) else None
@@ -395,19 +387,15 @@ class ClsProvider:
                 raise _invalid(
                     "ConsumerGroupsInfo entry without ConsumerGroup, Timeout and Topics", 200, request_id
                 )
-            groups.append(GroupInfo(name, timeout, tuple(topics)))
+            groups.append(ServerGroup(name, timeout, topics=tuple(topics)))
         return groups
 
     # -- the Provider protocol's bootstrap view of the calls above
 
-    def describe_group_request(self, now: float, credentials: Credentials) -> HttpRequest:
-        return self.describe_groups_request(now, credentials)
+    describe_group_request = describe_groups_request
 
     def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
-        for group in self.parse_describe_groups(response):
-            if group.name == self.consumer_group:
-                return ServerGroup(group.name, group.timeout, topics=group.topics)
-        return None
+        return find_group(self.parse_describe_groups(response), self.consumer_group)
 
     def setup_group_request(
         self, timeout: int, create: bool, now: float, credentials: Credentials

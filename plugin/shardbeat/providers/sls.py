@@ -26,6 +26,7 @@ from shardbeat.providers.base import (
     ProviderError,
     Retry,
     ServerGroup,
+    find_group,
 )
 from shardbeat.providers.endpoint import resolve
 from shardbeat.providers.sls_signing import (
@@ -202,13 +203,6 @@ def server_time(response: HttpResponse) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupInfo:
-    name: str
-    timeout: int  # seconds without a heartbeat before the server drops a consumer
-    order: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Route:
     target: str  # path and percent-encoded query, as on the request line
     resource: str  # what v1 signs: raw values, sorted keys
@@ -305,7 +299,7 @@ class SlsProvider:
     def list_groups_request(self, now: float, credentials: Credentials) -> HttpRequest:
         return self._signed("GET", self._groups, b"", now, credentials)
 
-    def parse_list_groups(self, response: HttpResponse) -> list[GroupInfo]:
+    def parse_list_groups(self, response: HttpResponse) -> list[ServerGroup]:
         doc = _success_json(response)
         if not isinstance(doc, list):
             raise _invalid(response, f"expected a JSON array of consumer groups, got {json_kind(doc)}")
@@ -315,7 +309,7 @@ class SlsProvider:
                 case {"name": str(name), "timeout": int(timeout), "order": bool(order)} if (
                     name and type(timeout) is int
                 ):
-                    groups.append(GroupInfo(name, timeout, order))
+                    groups.append(ServerGroup(name, timeout, order=order))
                 case _:
                     shown = _excerpt(json.dumps(item))
                     raise _invalid(response, f"not a consumer group {{name, timeout, order}}: {shown}")
@@ -346,14 +340,11 @@ class SlsProvider:
 
     # -- the Provider protocol's bootstrap view of the calls above
 
-    def describe_group_request(self, now: float, credentials: Credentials) -> HttpRequest:
-        return self.list_groups_request(now, credentials)
+    describe_group_request = list_groups_request
+    parse_setup_group = parse_group_change
 
     def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
-        for group in self.parse_list_groups(response):
-            if group.name == self.consumer_group:
-                return ServerGroup(group.name, group.timeout, order=group.order)
-        return None
+        return find_group(self.parse_list_groups(response), self.consumer_group)
 
     def setup_group_request(
         self, timeout: int, create: bool, now: float, credentials: Credentials
@@ -361,9 +352,6 @@ class SlsProvider:
         if create:
             return self.create_group_request(timeout, False, now, credentials)
         return self.update_group_request(timeout, None, now, credentials)
-
-    def parse_setup_group(self, response: HttpResponse) -> None:
-        self.parse_group_change(response)
 
 
 def _timeout(timeout: int) -> int:

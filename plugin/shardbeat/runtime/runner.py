@@ -464,6 +464,7 @@ class Runner:
                         s.last_error,
                         counters,
                         s.server_clock.offset,
+                        s.latency.snapshot(),
                     )
                 )
 

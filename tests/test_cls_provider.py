@@ -260,12 +260,12 @@ def test_group_requests_are_signed_actions_with_their_parameters() -> None:
             {"LogsetId": "logset-1", "Topics": [T1, T2]},
         ),
         (
-            cls.create_group_request(40, 1551113065, CREDS),
+            cls.setup_group_request(40, True, 1551113065, CREDS),
             "CreateConsumerGroup",
             {"ConsumerGroup": "group-1", "Timeout": 40, "Topics": [T1, T2], "LogsetId": "logset-1"},
         ),
         (
-            cls.modify_group_request(60, 1551113065, CREDS),
+            cls.setup_group_request(60, False, 1551113065, CREDS),
             "ModifyConsumerGroup",
             {"ConsumerGroup": "group-1", "Timeout": 60, "Topics": [T1, T2], "LogsetId": "logset-1"},
         ),
@@ -280,7 +280,7 @@ def test_group_requests_are_signed_actions_with_their_parameters() -> None:
 @pytest.mark.parametrize("timeout", [0, -1, True, 1.5])
 def test_group_timeout_must_be_positive_seconds(timeout: Any) -> None:
     with pytest.raises(ValueError, match="timeout"):
-        provider().create_group_request(timeout, 1551113065, CREDS)
+        provider().setup_group_request(timeout, True, 1551113065, CREDS)
 
 
 # --- heartbeat answers -------------------------------------------------------------------------

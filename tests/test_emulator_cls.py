@@ -290,8 +290,8 @@ def test_rate_limit_of_twenty_heartbeats_per_second(world: World, clock: FakeClo
 
 def test_create_describe_modify_delete(world: World) -> None:
     p = provider(group="g2", topics=("demo-topic-a",))
-    assert answer(send(world, p.create_group_request(10, NOW, KEY)))["ConsumerGroup"] == "g2"
-    duplicate = send(world, p.create_group_request(10, NOW, KEY))
+    assert answer(send(world, p.setup_group_request(10, True, NOW, KEY)))["ConsumerGroup"] == "g2"
+    duplicate = send(world, p.setup_group_request(10, True, NOW, KEY))
     assert error_code(duplicate) == "FailedOperation"
     error = wire.error_from_response(HttpResponse(200, {"content-type": "application/json"}, duplicate.body))
     assert error is not None and wire.is_group_exists(error)
@@ -303,7 +303,7 @@ def test_create_describe_modify_delete(world: World) -> None:
     only_b = raw("DescribeConsumerGroups", {"LogsetId": "demo-logset", "Topics": ["demo-topic-b"]})
     assert [g["ConsumerGroup"] for g in answer(send(world, only_b))["ConsumerGroupsInfo"]] == ["demo-group"]
     wider = provider(group="g2")  # both topics
-    assert answer(send(world, wider.modify_group_request(20, NOW, KEY))) is not None
+    assert answer(send(world, wider.setup_group_request(20, False, NOW, KEY))) is not None
     doc = answer(send(world, wider.heartbeat_request({}, NOW, KEY)))
     assert assignment(doc) == {"demo-topic-a": [1, 2], "demo-topic-b": [1, 2]}
     assert set(

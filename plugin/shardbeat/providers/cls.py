@@ -292,11 +292,12 @@ class ClsProvider:
         params = {"LogsetId": self.logset_id, "Topics": list(self.topics)}
         return self._signed(DESCRIBE_GROUPS, _dump(params).encode(), now, credentials)
 
-    def create_group_request(self, timeout: int, now: float, credentials: Credentials) -> HttpRequest:
-        return self._signed(CREATE_GROUP, self._group_body(timeout), now, credentials)
-
-    def modify_group_request(self, timeout: int, now: float, credentials: Credentials) -> HttpRequest:
-        return self._signed(MODIFY_GROUP, self._group_body(timeout), now, credentials)
+    def setup_group_request(
+        self, timeout: int, create: bool, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """CreateConsumerGroup (create=True) or ModifyConsumerGroup: same parameters, this group's topics."""
+        action = CREATE_GROUP if create else MODIFY_GROUP
+        return self._signed(action, self._group_body(timeout), now, credentials)
 
     def _group_body(self, timeout: int) -> bytes:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
@@ -396,13 +397,6 @@ class ClsProvider:
 
     def parse_describe_group(self, response: HttpResponse) -> ServerGroup | None:
         return find_group(self.parse_describe_groups(response), self.consumer_group)
-
-    def setup_group_request(
-        self, timeout: int, create: bool, now: float, credentials: Credentials
-    ) -> HttpRequest:
-        if create:
-            return self.create_group_request(timeout, now, credentials)
-        return self.modify_group_request(timeout, now, credentials)
 
     def parse_setup_group(self, response: HttpResponse) -> None:
         error = error_from_response(response)

@@ -226,6 +226,16 @@ class Runner:
                 session.bootstrapped = True
                 if outcome.timeout is not None and outcome.timeout != session.timeout:
                     session.use_server_timeout(outcome.timeout)
+                    lease = session.membership.lease
+                    if session.interval >= lease.timeout - lease.margin:
+                        log.error(
+                            "%s: heartbeat_interval %gs is too long for the server's timeout %ds: the lease "
+                            "(%gs) runs out between heartbeats; lower heartbeat_interval",
+                            session.config.label,
+                            session.interval,
+                            outcome.timeout,
+                            lease.timeout - lease.margin,
+                        )
                 self._push(BEAT, now, session)
             elif outcome.failure is not None:
                 self._on_failure(session, outcome.failure, now, source="bootstrap")

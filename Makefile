@@ -7,14 +7,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench emulator clean
 
+# Set-up and run print nothing on stdout but records (progress goes to stderr), so `make run | jq .` works.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,sdk]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (first run only)..." >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[dev,sdk]' >&2
+	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/shardbeat run --emulator --provider $(PROVIDER)
+	@$(BIN)/shardbeat run --emulator --provider $(PROVIDER)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -39,6 +39,7 @@ class SessionSnapshot:
     provider: str
     group: str
     consumer: str
+    scope: str  # SLS "project/logstore", CLS "region/logset_id": tells same-named groups apart
     epoch: int
     assigned: int  # shard count
     releasing: int
@@ -132,6 +133,7 @@ class Session:
             provider=self.identity.provider,
             group=self.identity.group,
             consumer=self.identity.consumer,
+            scope="/".join(self.config.identity.scope),
             epoch=m.epoch,
             assigned=shards.count(m.assigned),
             releasing=shards.count(m.releasing),

@@ -11,14 +11,11 @@ Everything mutable is guarded by one lock (`self._cond`); no lock is held during
 from __future__ import annotations
 
 import email.utils
-import heapq
-import itertools
 import logging
 import queue
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
@@ -26,11 +23,12 @@ from shardbeat.core import records, shards
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
-from shardbeat.providers.base import HttpResponse, Provider, ProviderError
+from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.output import RecordWriter
-from shardbeat.runtime.session import Session, SessionSnapshot
+from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
+from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -41,34 +39,6 @@ log = logging.getLogger("shardbeat.runner")
 STOP_FLUSH_SECONDS = 1.0
 MAX_WORKERS = 32
 BEAT, LEASE, ACK = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class _Due:
-    at: float
-    seq: int
-    kind: int
-    session: Session
-    version: int
-
-    def __lt__(self, other: _Due) -> bool:
-        return (self.at, self.seq) < (other.at, other.seq)
-
-
-def make_provider(group: GroupConfig) -> Provider:
-    if group.provider == "sls":
-        from shardbeat.providers.sls import SlsProvider
-
-        assert group.project is not None and group.logstore is not None
-        return SlsProvider(
-            group.endpoint, group.project, group.logstore, group.consumer_group, group.consumer
-        )
-    from shardbeat.providers.cls import ClsProvider
-
-    assert group.region is not None and group.logset_id is not None and group.topics is not None
-    return ClsProvider(
-        group.endpoint, group.region, group.logset_id, group.topics, group.consumer_group, group.consumer
-    )
 
 
 class Runner:
@@ -86,8 +56,7 @@ class Runner:
         self._transport = transport or HttpTransport(self._clock.monotonic)
         self._writer = writer
         self._cond = threading.Condition()
-        self._heap: list[_Due] = []
-        self._seq = itertools.count()
+        self._timeline: Timeline[Session] = Timeline()
         self._stopping = False
         self._quiet = False
         self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
@@ -116,10 +85,8 @@ class Runner:
         if kind == BEAT:
             session.due_version += 1
             session.due = at
-        entry = _Due(at, next(self._seq), kind, session, session.due_version)
-        heapq.heappush(self._heap, entry)
-        if self._heap[0] is entry:  # only an earlier wake-up needs the scheduler's attention
-            self._cond.notify()
+        if self._timeline.push(at, kind, session, session.due_version):
+            self._cond.notify()  # only an earlier wake-up needs the scheduler's attention
 
     def _beat_now(self, session: Session) -> None:
         if session.in_flight:
@@ -135,17 +102,16 @@ class Runner:
         with self._cond:
             while not self._stopping:
                 now = self._clock.monotonic()
-                while self._heap and self._heap[0].at <= now:
-                    due = heapq.heappop(self._heap)
+                for due in self._timeline.pop_due(now):
+                    session = due.item
                     if due.kind == LEASE:
-                        self._lease_fired(due.session, now)
+                        self._lease_fired(session, now)
                     elif due.kind == ACK:
-                        self._ack_deadline(due.session, now)
-                    elif due.version == due.session.due_version and not due.session.in_flight:
-                        due.session.in_flight = True
-                        self._work.put(due.session)
-                wait = self._heap[0].at - now if self._heap else None
-                self._cond.wait(wait)
+                        self._ack_deadline(session, now)
+                    elif due.version == session.due_version and not session.in_flight:
+                        session.in_flight = True
+                        self._work.put(session)
+                self._cond.wait(self._timeline.wait(now))
         return self._shutdown()
 
     def stop(self, quiet: bool = False) -> None:
@@ -366,7 +332,7 @@ class Runner:
                     on_written = self._releaser(session, event.revoked)
         elif isinstance(event, ms.Lost):
             session.counters.lost += 1
-            session.awaiting_ack.clear()
+            session.forget_acks(None)
             log.log(
                 logging.INFO if event.reason == ms.STOPPED else logging.WARNING,
                 "%s: %s; dropped %s",
@@ -392,9 +358,7 @@ class Runner:
         if not shards.count(mine):
             return
         session.membership.release(mine)
-        for topic, ids in mine.items():
-            for shard in ids:
-                session.awaiting_ack.pop((topic, shard), None)
+        session.forget_acks(mine)
         if not self._stopping:
             self._beat_now(session)
 
@@ -402,19 +366,13 @@ class Runner:
 
     def _await_ack(self, session: Session, revoked: ShardMap) -> None:
         give_up = self._clock.monotonic() + session.release_grace
-        for topic, ids in revoked.items():
-            for shard in ids:
-                session.awaiting_ack[(topic, shard)] = give_up
+        session.await_acks(revoked, give_up)
         self._push(ACK, give_up, session)
 
     def _ack_deadline(self, session: Session, now: float) -> None:
-        late = [key for key, give_up in session.awaiting_ack.items() if give_up <= now]
-        if not late:
+        released = session.overdue_acks(now)
+        if not released:
             return
-        overdue: dict[str, set[int]] = {}
-        for topic, shard in late:
-            overdue.setdefault(topic, set()).add(shard)
-        released = shards.shard_map(overdue)
         log.warning(
             "%s: no `released` ack within %gs for %s; releasing anyway",
             session.config.label,

@@ -149,3 +149,42 @@ class Session:
 
     def releasing_among(self, given: ShardMap) -> ShardMap:
         return {t: ids & given.get(t, frozenset()) for t, ids in self.membership.releasing.items()}
+
+    # -- release: ack bookkeeping
+
+    def await_acks(self, revoked: ShardMap, give_up: float) -> None:
+        for topic, ids in revoked.items():
+            for shard in ids:
+                self.awaiting_ack[(topic, shard)] = give_up
+
+    def forget_acks(self, released: ShardMap | None) -> None:
+        """Stop waiting for these shards' acks (None: for all of them)."""
+        if released is None:
+            self.awaiting_ack.clear()
+            return
+        for topic, ids in released.items():
+            for shard in ids:
+                self.awaiting_ack.pop((topic, shard), None)
+
+    def overdue_acks(self, now: float) -> ShardMap:
+        overdue: dict[str, set[int]] = {}
+        for (topic, shard), give_up in self.awaiting_ack.items():
+            if give_up <= now:
+                overdue.setdefault(topic, set()).add(shard)
+        return shards.shard_map(overdue)
+
+
+def make_provider(group: GroupConfig) -> Provider:
+    if group.provider == "sls":
+        from shardbeat.providers.sls import SlsProvider
+
+        assert group.project is not None and group.logstore is not None
+        return SlsProvider(
+            group.endpoint, group.project, group.logstore, group.consumer_group, group.consumer
+        )
+    from shardbeat.providers.cls import ClsProvider
+
+    assert group.region is not None and group.logset_id is not None and group.topics is not None
+    return ClsProvider(
+        group.endpoint, group.region, group.logset_id, group.topics, group.consumer_group, group.consumer
+    )

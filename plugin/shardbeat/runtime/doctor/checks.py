@@ -35,7 +35,7 @@ from shardbeat.runtime.instance_lock import (
     InstanceLocks,
     acquire_instance_locks,
 )
-from shardbeat.runtime.runner import make_provider
+from shardbeat.runtime.session import make_provider
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
 
 CALL_TIMEOUT = 5.0

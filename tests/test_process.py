@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
 from harness import Plugin, write_config
 from shardbeat.emulator.fixtures import load_fixtures, parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
@@ -24,25 +24,11 @@ pytestmark = pytest.mark.slow
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "record.schema.json").read_text())
 RECORD = jsonschema.Draft202012Validator(SCHEMA)
-INTERVAL, TIMEOUT = 0.5, 3
 
 
 def default_doc() -> dict[str, Any]:
     path = Path(__file__).parent.parent / "plugin" / "shardbeat" / "emulator" / "default_fixtures.json"
     doc: dict[str, Any] = json.loads(path.read_text())
-    return doc
-
-
-def fast_fixtures() -> dict[str, Any]:
-    """The default fixture with 6 shards / partitions per group and a 3 s group timeout."""
-    doc = copy.deepcopy(default_doc())
-    ls = doc["sls"]["projects"]["demo-project"]["logstores"]["demo-logstore"]
-    ls["shards"] = 6
-    ls["consumer_groups"]["demo-group"]["timeout"] = TIMEOUT
-    logset = doc["cls"]["logsets"]["demo-logset"]
-    for topic in logset["topics"].values():
-        topic["partitions"] = 3
-    logset["consumer_groups"]["demo-group"]["timeout"] = TIMEOUT
     return doc
 
 

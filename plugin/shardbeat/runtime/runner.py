@@ -66,13 +66,12 @@ class Runner:
         # (which also keeps CLS under its per-account request rate).
         spread = min(min((g.heartbeat_interval for g in groups), default=1.0), 0.005 * len(groups))
         self.sessions = []
-        for i, g in enumerate(groups):
-            first = now + (self._rng.uniform(0, spread) if i else 0.0)
-            grid = now + (self._rng.uniform(0, g.heartbeat_interval) if i else 0.0)
-            self.sessions.append(Session.create(i, g, make_provider(g), first, grid, self._rng))
         with self._cond:
-            for s in self.sessions:
-                self._push(BEAT, s.due, s)
+            for i, g in enumerate(groups):
+                grid = now + (self._rng.uniform(0, g.heartbeat_interval) if i else 0.0)
+                session = Session.create(i, g, make_provider(g), grid, self._rng)
+                self.sessions.append(session)
+                self._push(BEAT, now + (self._rng.uniform(0, spread) if i else 0.0), session)
         n_workers = workers or min(len(self.sessions), MAX_WORKERS)
         self._threads = [
             threading.Thread(target=self._worker, name=f"shardbeat-beat-{i}", daemon=True)
@@ -84,7 +83,6 @@ class Runner:
     def _push(self, kind: int, at: float, session: Session) -> None:
         if kind == BEAT:
             session.due_version += 1
-            session.due = at
         if self._timeline.push(at, kind, session, session.due_version):
             self._cond.notify()  # only an earlier wake-up needs the scheduler's attention
 

@@ -68,7 +68,6 @@ class Session:
     counters: Counters = field(default_factory=Counters)
     bootstrapped: bool = False
     in_flight: bool = False
-    due: float = 0.0
     due_version: int = 0
     beat_soon: bool = False  # a beat was asked for while one was in flight
     lease_queued: bool = False  # the scheduler holds this session's lease deadline
@@ -84,11 +83,10 @@ class Session:
         index: int,
         group: GroupConfig,
         provider: Provider,
-        first_beat: float,
         grid_start: float,
         rng: random.Random,
     ) -> Session:
-        """`first_beat`: when to bootstrap and beat first; `grid_start`: tick 0 of the grid after that."""
+        """`grid_start`: tick 0 of the fixed-rate grid the beats keep after the first one."""
         session = cls(
             index=index,
             config=group,
@@ -99,7 +97,6 @@ class Session:
             timeout=group.timeout,
             membership=Membership(Lease(group.timeout, group.margin)),
             pacer=Pacer.create(group.heartbeat_interval, grid_start, rng),
-            due=first_beat,
         )
         return session
 

@@ -68,8 +68,8 @@ class HttpTransport:
         except _STALE as exc:
             conn.close()
             if not reused:
-                raise TransportError("ConnectionReset", str(exc) or type(exc).__name__) from None
-            conn, _ = self._new(key), False
+                raise _as_transport_error(exc) from None
+            conn = self._new(key)  # the pooled connection died while idle: one fresh try
             try:
                 response = self._exchange(conn, request, deadline)
             except BaseException as exc2:

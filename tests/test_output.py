@@ -42,14 +42,16 @@ def test_msgpack_roundtrip() -> None:
     assert msgpack.unpackb(msgpack_map({"event": "lease", "n": 1})) == {"event": "lease", "n": 1}
 
 
-def test_broken_pipe_stops_quietly_and_reports_once() -> None:
+def test_broken_pipe_reports_once_with_the_reason() -> None:
     r, w = os.pipe()
     os.close(r)
     broken = threading.Event()
-    writer = RecordWriter(w, on_broken=broken.set)
+    reasons: list[str] = []
+    writer = RecordWriter(w, on_broken=lambda why: (reasons.append(why), broken.set()))
     writer.emit(rec("assignment", 1))
     assert broken.wait(5)
     assert writer.broken
+    assert reasons == ["stdout was closed by the reader"]
     writer.emit(rec("assignment", 2))  # ignored, no exception
     writer.close(1)
     os.close(w)

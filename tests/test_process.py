@@ -199,7 +199,9 @@ def test_wrong_secret_is_an_error_record_not_a_crash(
         p.kill()
 
 
-def test_closed_stdout_stops_quietly(emulator: EmulatorServer, tmp_path: Path) -> None:
+def test_closed_stdout_stops_non_zero_and_says_why(emulator: EmulatorServer, tmp_path: Path) -> None:
+    """The reader went away: nobody can be told about shards any more, so this node lets go of them
+    (tests/test_writer_death.py checks the claims) and exits 1 with one clear line, no traceback."""
     cfg = write_config(tmp_path / "c.json", [group(emulator, "sls", "c1")])
     proc = subprocess.Popen(
         [sys.executable, "-m", "shardbeat", "run", "--config", str(cfg)],
@@ -211,9 +213,10 @@ def test_closed_stdout_stops_quietly(emulator: EmulatorServer, tmp_path: Path) -
         assert proc.stdout is not None and proc.stderr is not None
         assert json.loads(proc.stdout.readline())["event"] == "assignment"
         proc.stdout.close()  # the host went away
-        assert proc.wait(10) == 0
+        assert proc.wait(10) == 1
         err = proc.stderr.read().decode()
         assert "Traceback" not in err and "Broken pipe" not in err
+        assert "stdout was closed by the reader" in err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -409,7 +409,17 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shardbeat.runtime.stdio import reserve_standard_fds
+
+    closed = reserve_standard_fds()  # first: before anything here opens a file (locks, sockets)
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if 1 in closed and arguments[:1] != ["emulator"]:
+        # Nothing could reach downstream: refuse before claiming anything (records into /dev/null
+        # would let this node hold shards nobody is told about).
+        print(
+            "shardbeat: error: stdout is closed: records could not be written; not starting", file=sys.stderr
+        )
+        return USAGE_ERROR
     try:
         if arguments[:1] == ["emulator"]:
             return _emulator(arguments[1:])

@@ -124,19 +124,55 @@ def resolve(
         found = environ.get(keys.env_for(key)) or None
         return found, found is not None
 
-    key_id, _ = pick(keys.key_id)
+    key_id, key_id_from_env = pick(keys.key_id)
     secret, secret_from_env = pick(keys.secret)
     problems = [
         Problem(f"{where}.{key}", missing(key))
         for key, value in ((keys.key_id, key_id), (keys.secret, secret))
         if value is None and key not in given
     ]
-    if key_id is None or secret is None:
-        return None, problems
     token = given.get(keys.token)
+    token_from_env = False
     if not (isinstance(token, str) and token):
         token = (environ.get(keys.token_env) or None) if secret_from_env else None
+        token_from_env = token is not None
+    for key, value, from_env in (
+        (keys.key_id, key_id, key_id_from_env),
+        (keys.secret, secret, secret_from_env),
+        (keys.token, token, token_from_env),
+    ):
+        flaw = credential_flaw(value)
+        if flaw is not None:
+            origin = f"{keys.env_for(key)} (for {key})" if from_env else key
+            origin += f" in {from_file}" if from_file and not from_env else ""
+            problems.append(Problem(f"{where}.{key}", f"{origin} {flaw}"))
+    if key_id is None or secret is None or any(p.path.startswith(f"{where}.") for p in problems):
+        return None, problems
     return Credentials(key_id, secret, token), problems
+
+
+def credential_flaw(value: str | None) -> str | None:
+    """Why `value` cannot be sent as a credential, never quoting it; None when it can.
+
+    Credentials travel in HTTP headers and signatures: a control character (the trailing newline of
+    `echo` or `$(cat)`, a \r from a Windows editor) makes the request fail with an error that quotes
+    the header, and surrounding spaces would be stripped by the server and break the signature. Both
+    are refused at load (exit 2) rather than repaired: a silently changed secret is worse. Keys and
+    tokens of both services are ASCII, so anything else is a copy-paste accident too.
+    """
+    if value is None:
+        return None
+    bad = next((c for c in value if c < " " or c == "\x7f"), None)
+    if bad is not None:
+        what = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+            bad, f"control character {ord(bad):#04x}"
+        )
+        return f"contains {what} (e.g. a trailing newline from echo or a file); remove it"
+    if value != value.strip():
+        return "has leading or trailing whitespace; remove it"
+    if not value.isascii():
+        return "contains a non-ASCII character (keys and tokens are ASCII); check the value"
+    return None
 
 
 def reload_credentials(group: GroupConfig, environ: Mapping[str, str] | None = None) -> Credentials:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shardbeat.core.redaction import register_secret
 from shardbeat.core.schedule import Retry as Retry  # re-exported: providers classify, the schedule reacts
 from shardbeat.core.shards import ShardMap
 
@@ -21,6 +22,11 @@ class Credentials:
     key_id: str
     secret: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Whichever source made them, the secret parts are masked wherever text leaves the process.
+        register_secret(self.secret)
+        register_secret(self.token)
 
 
 @dataclass(frozen=True, slots=True)

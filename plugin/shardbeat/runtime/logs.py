@@ -24,6 +24,7 @@ import time
 from typing import Any, Literal
 
 from shardbeat.core.records import rfc3339
+from shardbeat.core.redaction import redact
 
 LogFormat = Literal["text", "json"]
 LEVELS = {
@@ -36,10 +37,18 @@ LEVELS = {
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# http.client quotes a header it refuses ("Invalid header value b'...'"); the value may be a token.
+_QUOTED_HEADER = re.compile(r"(Invalid header (?:value|name)) (?:b?'(?:[^'\\]|\\.)*'|b?\"(?:[^\"\\]|\\.)*\")")
 
 
 def _one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _redacted(line: str) -> str:
+    """The one redaction point for logs: every line, traceback included, has secrets and the values
+    that exception messages quote from headers masked (see core.redaction)."""
+    return _QUOTED_HEADER.sub(r"\1 [redacted]", redact(line))
 
 
 def _message(record: logging.LogRecord) -> str:
@@ -68,7 +77,7 @@ class TextFormatter(logging.Formatter):
             line += f" {key}={value!s}"
         if record.exc_info:
             line += " | " + self.formatException(record.exc_info)
-        return _one_line(line)
+        return _one_line(_redacted(line))
 
 
 class JsonFormatter(logging.Formatter):
@@ -83,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             entry.setdefault(key, _jsonable(value))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"), ensure_ascii=True, default=repr)
+        return _redacted(json.dumps(entry, separators=(",", ":"), ensure_ascii=True, default=repr))
 
 
 class StderrHandler(logging.Handler):

@@ -9,6 +9,13 @@
   (every snapshot is complete, so the newest state is all a consumer needs; the older one's release
   callback still runs when the newer is written). `lost` and `stopped` are always kept. Drops are
   counted, logged and reported in `status` records.
+- A record that will not encode (a lone surrogate, an integer past 64 bits for msgpack, anything) is
+  repaired (core.encodable) or, failing that, replaced by an `error` record (source `output`); one bad
+  value never stops the stream.
+- When nothing can be written any more (the reader closed the pipe, stdout is unusable, even the
+  replacement record will not encode, or the thread itself fails), the writer is *broken*: it calls
+  `on_broken(reason)` once, and the process must let go of every shard at once (a node that cannot
+  tell downstream must not hold shards; see runtime.process).
 """
 
 from __future__ import annotations
@@ -17,10 +24,16 @@ import collections
 import json
 import logging
 import os
+import select
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
+
+from shardbeat.core.encodable import repaired, safe_text
+from shardbeat.core.records import rfc3339
+from shardbeat.core.redaction import SECRETS, describe_exception, redact
 
 log = logging.getLogger("shardbeat.output")
 
@@ -30,7 +43,8 @@ _DROPPABLE = frozenset({"lease", "error", "status"})
 
 
 def json_line(record: Record) -> bytes:
-    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    # allow_nan=False: NaN/Infinity are not JSON; they go through the repair path instead.
+    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
 def msgpack_map(record: Record) -> bytes:
@@ -58,7 +72,7 @@ class RecordWriter:
         fd: int,
         encoder: Encoder = json_line,
         capacity: int = 1024,
-        on_broken: Callable[[], None] | None = None,
+        on_broken: Callable[[str], None] | None = None,
     ) -> None:
         self._fd = fd
         self._encode = encoder
@@ -71,8 +85,15 @@ class RecordWriter:
         self.broken = False
         self.dropped = 0
         self.written = 0
+        self.repaired = 0
+        self.broken_reason: str | None = None
         self._thread = threading.Thread(target=self._run, name="shardbeat-writer", daemon=True)
         self._thread.start()
+        # The watch holds the descriptor while it polls: close() wakes it through this pipe so a
+        # closed writer leaves nothing behind that keeps the reader from seeing end of file.
+        self._wake_r, self._wake_w = os.pipe()
+        self._watcher = threading.Thread(target=self._watch, name="shardbeat-writer-watch", daemon=True)
+        self._watcher.start()
 
     def emit(self, record: Record, on_written: Callable[[], None] | None = None) -> None:
         """Queue a record; `on_written` runs on the writer thread once it is out (not if dropped)."""
@@ -116,39 +137,111 @@ class RecordWriter:
             log.warning("stdout reader is slow: %d superseded records dropped so far", self.dropped)
 
     def _run(self) -> None:
+        try:
+            reason = self._drain()
+        except BaseException as exc:  # a bug in here must still let go of the shards
+            reason = f"the record writer failed ({describe_exception(exc)})"
+        if reason is not None:
+            self._broke(reason)
+
+    def _watch(self) -> None:
+        """Notice a reader that has gone at once, not at the next record (up to an interval later):
+        the write end of a pipe whose reader closed reports POLLERR even with nothing to write."""
+        poller = select.poll()
+        poller.register(self._fd, 0)  # no events asked: only error, hang-up and invalid are reported
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            events = poller.poll()
+        except OSError:
+            return
+        gone = 0
+        for fd, mask in events:
+            if fd == self._fd:
+                gone |= mask
+        with self._cond:
+            if self._closing:
+                return  # our own shutdown; whatever happens to the descriptor now is not news
+        if gone & select.POLLNVAL:
+            self._broke("stdout is no longer open")
+        elif gone & (select.POLLERR | select.POLLHUP):
+            self._broke("stdout was closed by the reader")
+
+    def _drain(self) -> str | None:
+        """Write until closed (-> None) or until nothing can be written any more (-> why)."""
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                if self.broken:
+                    return None  # the watch found the reader gone; it has said so already
+                while not self._queue and not self._closing and not self.broken:
                     self._idle = True
                     self._cond.notify_all()
                     self._cond.wait()
                 if not self._queue:
                     self._idle = True
                     self._cond.notify_all()
-                    return
+                    return None
                 self._idle = False
                 record, on_written = self._queue.popleft()
+            data = self._encoded(record)
+            if data is None:
+                return "records cannot be encoded (even the replacement error record failed)"
             try:
-                _write_all(self._fd, self._encode(record))
+                _write_all(self._fd, data)
             except BrokenPipeError:
-                self._broke()
-                return
+                return "stdout was closed by the reader"
             except OSError as exc:
-                log.error("cannot write records to stdout: %s", exc)
-                self._broke()
-                return
+                return f"cannot write records to stdout: {exc.strerror or type(exc).__name__}"
             self.written += 1
             if on_written is not None:
-                on_written()
+                try:
+                    on_written()
+                except Exception:  # a bug in a callback is not a broken stream
+                    log.exception("internal error after writing a %s record", record.get("event"))
 
-    def _broke(self) -> None:
+    def _encoded(self, record: Record) -> bytes | None:
+        """The record's bytes, with any secret masked; else a repaired copy's; else an `error`
+        record's; else None."""
+        data = self._encoded_as_is(record)
+        if data is not None and SECRETS.found_in(data):
+            # A server or library echoed a secret into some field: mask it wherever it sits.
+            data = self._encoded_as_is(_masked(record))
+        return data
+
+    def _encoded_as_is(self, record: Record) -> bytes | None:
+        try:
+            return self._encode(record)
+        except Exception as exc:
+            failure = exc
+        self.repaired += 1
+        level = logging.WARNING if self.repaired & (self.repaired - 1) == 0 else logging.DEBUG
+        what = _event_name(record)
+        try:
+            data = self._encode(repaired(record))
+        except Exception:
+            log.log(
+                level, "a %s record could not be encoded (%s): replaced", what, describe_exception(failure)
+            )
+            try:
+                return self._encode(unencodable(record, failure))
+            except Exception:
+                return None
+        log.log(
+            level, "a %s record could not be encoded as is (%s): repaired", what, describe_exception(failure)
+        )
+        return data
+
+    def _broke(self, reason: str) -> None:
+        """Once only (the writer thread and the watch may both find out)."""
         with self._cond:
+            if self.broken:
+                return
             self.broken = True
+            self.broken_reason = reason
             self._queue.clear()
             self._idle = True
             self._cond.notify_all()
         if self._on_broken is not None:
-            self._on_broken()
+            self._on_broken(reason)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
@@ -157,9 +250,53 @@ class RecordWriter:
 
     def close(self, timeout: float) -> None:
         with self._cond:
+            if self._closing:
+                return
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        os.write(self._wake_w, b"x")
+        self._watcher.join(timeout)
+        if not self._watcher.is_alive():
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+
+def unencodable(record: Record, failure: BaseException) -> Record:
+    """The `error` record written in place of one that would not encode even when repaired."""
+    at = record.get("time")
+    replacement: Record = {
+        "event": "error",
+        "time": safe_text(at) if isinstance(at, str) else rfc3339(time.time()),
+    }
+    for key in ("provider", "group", "consumer"):
+        value = record.get(key)
+        if isinstance(value, str) and value:
+            replacement[key] = safe_text(value)
+    replacement["source"] = "output"
+    replacement["error"] = {
+        "code": "UnencodableRecord",
+        "message": f"a {_event_name(record)} record could not be encoded ({describe_exception(failure)})",
+        "status": None,
+        "request_id": None,
+    }
+    return replacement
+
+
+def _masked(value: Any) -> Any:
+    """A copy with every registered secret masked in every string (keys included)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _event_name(record: Record) -> str:
+    event = record.get("event")
+    return repr(safe_text(event)) if isinstance(event, str) else "malformed"
 
 
 def _chain(first: Callable[[], None] | None, second: Callable[[], None] | None) -> Callable[[], None] | None:

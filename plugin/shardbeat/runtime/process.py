@@ -121,9 +121,11 @@ def run(config: Config, config_path: str | None = None) -> int:
             cleanup.callback(handler_for_logs.flush_backlog, 0.5)
         fd = guard_stdout()
         box: list[Runner] = []
-        writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))
+        writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda why: _abandon(box, why))
         runner = Runner(config.groups, writer)
         box.append(runner)
+        if writer.broken:  # it broke before the runner was there to hear it
+            runner.abandon(writer.broken_reason or "the record writer stopped")
         handler = ControlHandler(runner, config, config_path)
         try:
             _start_services(runner, handler, config, cleanup)
@@ -162,7 +164,9 @@ def _start_services(
         log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
 
 
-def _stop_quietly(box: list[Runner]) -> None:
-    log.info("stdout closed by the reader: stopping")
+def _abandon(box: list[Runner], reason: str) -> None:
+    """The writer is broken: the runner lets go of every shard and stops non-zero."""
     if box:
-        box[0].stop(quiet=True)
+        box[0].abandon(reason)
+    else:  # broken before the runner existed: nothing is claimed yet; say why all the same
+        log.error("%s: stopping", reason)

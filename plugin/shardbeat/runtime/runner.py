@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardbeat.runner")
 
 STOP_FLUSH_SECONDS = 1.0
+OUTPUT_LOST = 1  # exit status when records could no longer be written (see `abandon`)
 MAX_WORKERS = 32
 BEAT, LEASE, ACK = 0, 1, 2
 
@@ -59,6 +60,7 @@ class Runner:
         self._timeline: Timeline[Session] = Timeline()
         self._stopping = False
         self._quiet = False
+        self._exit_status = 0
         self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
@@ -119,6 +121,25 @@ class Runner:
             self._stopping = True
             self._cond.notify_all()
 
+    def abandon(self, reason: str) -> None:
+        """Records can no longer be written: let go of every shard now and stop (exit OUTPUT_LOST).
+
+        A node that cannot tell downstream must not hold shards. Every membership is dropped at once
+        (no record: there is no one to write it to), so no heartbeat from here on claims anything,
+        and no new heartbeat starts; the server hands the shards on after its timeout. Idempotent,
+        any thread.
+        """
+        with self._cond:
+            if self._exit_status == OUTPUT_LOST:
+                return
+            self._exit_status = OUTPUT_LOST
+            for session in self.sessions:
+                session.membership.drop(ms.STOPPED)
+            self._quiet = True
+            self._stopping = True
+            self._cond.notify_all()
+        log.error("%s: downstream can no longer be told anything; let go of all shards and stopping", reason)
+
     def _watchdog(self, session: Session, now: float) -> None:
         lost = session.membership.expire(now)
         if lost is not None:
@@ -151,7 +172,7 @@ class Runner:
         self._writer.close(0.2)
         self._transport.close()
         log.info("stopped")
-        return 0
+        return self._exit_status
 
     # -- network calls (worker threads) -------------------------------------------------------------
 
@@ -167,6 +188,12 @@ class Runner:
                 with self._cond:
                     session.in_flight = False
                     self._push(BEAT, self._clock.monotonic() + session.interval, session)
+
+    def _cancelled(self, session: Session) -> bool:
+        """A stop (or an abandon) came while this beat waited for a worker: do not send it."""
+        if self._stopping:
+            session.in_flight = False
+        return self._stopping
 
     def _bootstrap(self, session: Session) -> None:
         started = self._clock.monotonic()
@@ -206,6 +233,8 @@ class Runner:
 
     def _beat(self, session: Session) -> None:
         with self._cond:
+            if self._cancelled(session):
+                return
             claim = session.membership.claim()
             lease = session.membership.lease
             sent_at = self._clock.monotonic()

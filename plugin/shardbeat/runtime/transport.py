@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 
 MAX_RESPONSE_BYTES = 1 << 20
@@ -220,13 +221,15 @@ def _as_transport_error(exc: BaseException) -> TransportError:
     if isinstance(exc, socket.gaierror):
         return TransportError("NameResolution", f"cannot resolve host: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLError):
-        return TransportError("TLSError", str(exc))
+        return TransportError("TLSError", describe_exception(exc))
     if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
         return TransportError("ConnectionReset", "connection closed by the server without an answer")
     if isinstance(exc, http.client.HTTPException):
-        return TransportError("InvalidHTTP", f"{type(exc).__name__}: {exc}"[:200])
+        return TransportError("InvalidHTTP", describe_exception(exc)[:200])
     if isinstance(exc, OSError):
-        return TransportError("NetworkError", f"{type(exc).__name__}: {exc.strerror or exc}"[:200])
+        reason = f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else describe_exception(exc)
+        return TransportError("NetworkError", reason[:200])
     if isinstance(exc, Exception):
-        return TransportError("TransportFailure", f"{type(exc).__name__}: {exc}"[:200])
+        # e.g. http.client's ValueError("Invalid header value b'...'"): it quotes the header (a token)
+        return TransportError("TransportFailure", describe_exception(exc)[:200])
     raise exc

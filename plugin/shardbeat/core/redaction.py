@@ -1,0 +1,90 @@
+"""The one redaction point for text that leaves the process: log lines, record messages, doctor output.
+
+Two things are cut out, whatever field or message they sit in:
+- every secret this process holds (a secret key or session token): `Credentials` registers its own
+  values when it is created, whichever source loaded them, so a server that echoes a token, or a
+  library that quotes a header, cannot carry it out;
+- quoted byte/str literals in exception text (`http.client`'s "Invalid header value b'...'" quotes the
+  header it refused, and a header may be a signature or a token): `describe_exception` keeps the
+  exception's type and words but drops what it quotes.
+
+The registry is process-wide state (no I/O): secrets are registered where credentials are made and
+looked for where text leaves, which are far apart. Values shorter than MIN_SECRET are not registered
+(they would cut ordinary words out of every line); real keys and tokens are far longer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+
+MIN_SECRET = 8
+MAX_SECRETS = 256  # rotation keeps adding; the oldest fall out
+MASK = "[redacted]"
+MAX_DESCRIPTION = 300
+# b'...' / b"..." / '...' / "..." as repr() writes them (escaped quotes included).
+_QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'" + r'|b?"(?:[^"\\]|\\.)*"')
+
+
+class SecretRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._text: re.Pattern[str] | None = None
+        self._bytes: re.Pattern[bytes] | None = None
+
+    def register(self, value: str | None) -> None:
+        if not value or len(value) < MIN_SECRET:
+            return
+        with self._lock:
+            if value in self._values:
+                self._values.move_to_end(value)
+                return
+            self._values[value] = None
+            while len(self._values) > MAX_SECRETS:
+                self._values.popitem(last=False)
+            self._compile()
+
+    def _compile(self) -> None:
+        forms: set[str] = set()
+        for value in self._values:
+            forms.add(value)
+            forms.add(json.dumps(value, ensure_ascii=False)[1:-1])  # as it appears inside a JSON string
+        ordered = sorted(forms, key=len, reverse=True)  # longest first: no partial masks
+        self._text = re.compile("|".join(map(re.escape, ordered)))
+        encoded = sorted({f.encode("utf-8", "surrogatepass") for f in forms}, key=len, reverse=True)
+        self._bytes = re.compile(b"|".join(map(re.escape, encoded)))
+
+    def redact(self, text: str) -> str:
+        pattern = self._text
+        return text if pattern is None else pattern.sub(MASK, text)
+
+    def found_in(self, data: bytes) -> bool:
+        """Cheap check on encoded output: does it hold any secret?"""
+        pattern = self._bytes
+        return pattern is not None and pattern.search(data) is not None
+
+
+SECRETS = SecretRegistry()
+
+
+def register_secret(value: str | None) -> None:
+    SECRETS.register(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret masked."""
+    return SECRETS.redact(text)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message` safe to log or put in a record: secrets and quoted literals masked, one size."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    message = _QUOTED.sub(MASK, redact(message))
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:MAX_DESCRIPTION]

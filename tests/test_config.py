@@ -600,13 +600,24 @@ def test_duplicate_by_default_consumer() -> None:
         {"consumer_group": "g2"},
         {"logstore": "other-logstore"},
         {"project": "other-project"},
-        {"endpoint": "cn-shanghai.log.aliyuncs.com"},
-        {"endpoint": "http://cn-hangzhou.log.aliyuncs.com"},
     ],
 )
 def test_groups_differing_in_identity_are_fine(change: dict[str, str]) -> None:
     groups = load(sls_group(), sls_group(**change)).config.groups
     assert groups[0].identity != groups[1].identity
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "cn-hangzhou-intranet.log.aliyuncs.com",
+        "http://cn-hangzhou.log.aliyuncs.com",
+        "CN-HANGZHOU.log.aliyuncs.com:443",
+    ],
+)
+def test_another_spelling_of_the_endpoint_is_the_same_consumer(endpoint: str) -> None:
+    """Public or intranet host, http or https: the server sees one consumer, so it is a duplicate."""
+    assert only({"groups": [sls_group(), sls_group(endpoint=endpoint)]}).path == "groups[1]"
 
 
 def test_cls_identity_includes_region_and_logset() -> None:

@@ -225,15 +225,20 @@ def test_lock_file_names() -> None:
         for g in (
             sls_group("c2"),
             sls_group(group="g2"),
-            sls_group(endpoint="http://127.0.0.1:10"),
             cls_group(),
         )
     }
-    assert len(others | {a}) == 5
-    # endpoint case and default port do not make a different consumer
-    assert lock_file_name(sls_group(endpoint="HTTP://127.0.0.1:80").identity) == lock_file_name(
-        sls_group(endpoint="http://127.0.0.1").identity
-    )
+    assert len(others | {a}) == 4
+    # The endpoint's spelling never makes a different consumer: the server sees one.
+    spellings = [
+        "http://127.0.0.1:9",
+        "http://localhost:9",
+        "HTTP://[::ffff:127.0.0.1]:9",
+        "https://127.0.0.1:9",
+        "cn-hangzhou.log.aliyuncs.com",
+        "cn-hangzhou-intranet.log.aliyuncs.com",
+    ]
+    assert {lock_file_name(sls_group(endpoint=e).identity) for e in spellings} == {a}
     odd = lock_file_name(sls_group(consumer="../../etc/passwd x" + "y" * 300).identity)
     assert "/" not in odd and " " not in odd and len(odd) < 128
 
@@ -361,5 +366,39 @@ def test_second_shardbeat_run_exits_2_while_the_first_keeps_running(
             assert third.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 15), third.log()
         finally:
             third.terminate()
+    finally:
+        first.kill()
+
+
+@pytest.mark.slow
+def test_three_spellings_of_one_endpoint_are_one_consumer(emulator: EmulatorServer, tmp_path: Path) -> None:
+    """localhost, 127.0.0.1 and an IPv4-mapped IPv6 literal (upper-case scheme) reach one server: the
+    second and third process are refused before they send anything."""
+    port = emulator.port
+    spellings = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"HTTP://[::ffff:127.0.0.1]:{port}"]
+    configs = []
+    for i, endpoint in enumerate(spellings):
+        group: dict[str, Any] = emulator.demo_config("sls") | {
+            "heartbeat_interval": 0.5,
+            "endpoint": endpoint,
+        }
+        configs.append(write_config(tmp_path / f"c{i}.json", [group], runtime_dir=str(tmp_path / "run")))
+    first = Plugin(["run", "--config", str(configs[0])])
+    try:
+        assert first.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 15), first.log()
+        _, since = emulator.world.receipts()
+        for config in configs[1:]:
+            other = subprocess.run(
+                [sys.executable, "-m", "shardbeat", "run", "--config", str(config)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert other.returncode == 2, other.stderr
+            assert "already runs consumer demo-consumer" in other.stderr
+        later, _ = emulator.world.receipts(since)
+        assert {r.call.consumer for r in later} <= {"demo-consumer"}
+        assert all(r.status == 200 for r in later)
     finally:
         first.kill()

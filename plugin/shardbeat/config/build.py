@@ -213,8 +213,8 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
             problems.append(
                 Problem(
                     f"groups[{index}]",
-                    f"same consumer as groups[{first_at[identity]}] (provider, endpoint, {scope}, "
-                    "consumer_group and consumer all equal): one consumer cannot join a group twice",
+                    f"same consumer as groups[{first_at[identity]}] (provider, {scope}, consumer_group "
+                    "and consumer all equal, whatever the endpoint): one consumer cannot join a group twice",
                 )
             )
         else:

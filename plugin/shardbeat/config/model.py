@@ -7,7 +7,6 @@ from typing import Literal
 
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
-from shardbeat.providers.endpoint import split
 
 ProviderName = Literal["sls", "cls"]
 OutputFormat = Literal["json", "msgpack"]
@@ -45,10 +44,13 @@ class OutputConfig:
 
 @dataclass(frozen=True, slots=True)
 class GroupIdentity:
-    """What the server sees as one consumer: two configured groups with the same identity would fight."""
+    """What the server sees as one consumer: two configured groups with the same identity would fight.
+
+    No endpoint: one group is reached under many spellings (localhost or 127.0.0.1, public or intranet
+    host, http or https), and SLS project names and CLS logset ids already say which service holds it.
+    """
 
     provider: ProviderName
-    endpoint: tuple[str, str, int]  # scheme, lower-case host, port
     scope: tuple[str, ...]  # SLS (project, logstore); CLS (region, logset_id)
     consumer_group: str
     consumer: str
@@ -77,10 +79,7 @@ class GroupConfig:
 
     @property
     def identity(self) -> GroupIdentity:
-        scheme, host, port, _ = split(self.endpoint)
-        return GroupIdentity(
-            self.provider, (scheme, host.lower(), port), self._scope, self.consumer_group, self.consumer
-        )
+        return GroupIdentity(self.provider, self._scope, self.consumer_group, self.consumer)
 
     @property
     def _scope(self) -> tuple[str, str]:

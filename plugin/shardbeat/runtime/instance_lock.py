@@ -1,10 +1,11 @@
 """One process per consumer identity on this machine: an flock'ed file per identity in a runtime dir.
 
-Two plugins heartbeating as the same consumer would each be told they own the same shards, so a
-second process with the same (provider, endpoint, project/logstore or region/logset, group, consumer)
-refuses to start. The lock is `flock(LOCK_EX | LOCK_NB)` on a file held open for the life of the
-process: the kernel drops it when the process dies, SIGKILL included, so there are no stale locks
-to clean up by hand. The file holds the holder's pid and a readable label for the refusal message.
+Two plugins heartbeating as the same consumer would each be told they own the same shards, so a second
+process with the same (provider, project/logstore or region/logset, group, consumer) refuses to start,
+whatever endpoint spelling it reaches the service by (see config.GroupIdentity). The lock is
+`flock(LOCK_EX | LOCK_NB)` on a file held open for the life of the process: the kernel drops it when the
+process dies, SIGKILL included, so there are no stale locks to clean up by hand. The file holds the
+holder's pid and a readable label for the refusal message.
 
 A released lock file is unlinked while still locked; an acquirer checks after locking that the path
 still names the inode it locked (else retries), so unlinking cannot let two holders in at once.
@@ -141,7 +142,6 @@ def lock_file_name(identity: GroupIdentity) -> str:
     canonical = json.dumps(
         [
             identity.provider,
-            list(identity.endpoint),
             list(identity.scope),
             identity.consumer_group,
             identity.consumer,

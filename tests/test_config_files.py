@@ -133,7 +133,7 @@ def test_json_nan_and_repeated_keys_are_refused(tmp_path: Path) -> None:
     ("setup", "words"),
     [
         (lambda p: None, "No such file"),
-        (lambda p: p.mkdir(), "Is a directory"),
+        (lambda p: p.mkdir(), "not a directory"),
         (lambda p: p.write_bytes(b'{"groups": "\xff\xfe"}'), "not UTF-8"),
         (lambda p: p.write_bytes(b" " * (1 << 20) + b"{}"), "larger than"),
     ],

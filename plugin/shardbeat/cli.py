@@ -34,6 +34,7 @@ from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
 log = logging.getLogger("shardbeat.cli")
 
 USAGE_ERROR = 2
+MAX_CALL_TIMEOUT = 600.0  # doctor: beyond this a "deadline" is no deadline
 INTERNAL_ERROR = 1
 
 # Group flags -> config keys, in the order `run --help` shows them.
@@ -375,8 +376,10 @@ def _doctor(args: argparse.Namespace) -> int:
         return _usage(parser, f"--config cannot be combined with {', '.join(group_flags)}")
     if not (args.config or group_flags):
         return _usage(parser, "give --config FILE, or --provider and the group flags")
-    if not args.call_timeout > 0:
-        return _usage(parser, "--call-timeout must be a positive number of seconds")
+    if not 0 < args.call_timeout <= MAX_CALL_TIMEOUT:  # NaN and inf fail too
+        return _usage(
+            parser, f"--call-timeout must be a number of seconds above 0 and at most {MAX_CALL_TIMEOUT:g}"
+        )
     try:
         loaded = _config_from_file(args) if args.config else _config_from_flags(args)
     except ValueError as exc:  # a credential flag of the other provider

@@ -41,6 +41,7 @@ from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
 
 MAX_SECONDS = 86400.0  # as in the schema
+MIN_SAFE_MARGIN = 0.1
 
 
 def cls_default_endpoint(region: str) -> str:
@@ -71,11 +72,15 @@ class _Group:
         value = self.raw[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, False
-        if math.isnan(value):
+        if isinstance(value, float) and math.isnan(value):
             self.problems.append(Problem(self.at(key), "must be a number (not NaN)"))
             return None, False
+        # Compared before any float(): a 400-digit integer does not fit a float (OverflowError);
+        # out of range, it is the schema's to report, naming the field.
         low_ok = value > 0 if minimum_exclusive else value >= 0
-        return float(value), low_ok and value <= MAX_SECONDS
+        if not (low_ok and value <= MAX_SECONDS):
+            return None, False
+        return float(value), True
 
     def endpoint(self, provider: ProviderName) -> str | None:
         endpoint = self.text("endpoint")
@@ -118,6 +123,14 @@ class _Group:
                 )
             )
             return None
+        if margin is not None and margin < MIN_SAFE_MARGIN:
+            self.warnings.append(
+                Problem(
+                    self.at("lease_margin"),
+                    f"is below {MIN_SAFE_MARGIN:g} s: it leaves no room for a late watchdog or for the "
+                    "server's clock running faster than this one; the default is max(1 s, timeout/10)",
+                )
+            )
         if interval > timeout / 3:
             self.warnings.append(
                 Problem(

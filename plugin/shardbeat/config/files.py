@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,44 @@ def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_CONFIG_B
     """The file's UTF-8 text; raises ConfigError naming the file and the reason (never its content)."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is
+        # refused before a read could block on it (a FIFO, a terminal, /dev/zero) or never end.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([Problem(name, f"cannot read {what}: {reason}")]) from None
+    try:
+        kind = _file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ConfigError([Problem(name, f"{what} must be a regular file, not {kind}")])
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(limit + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError([Problem(name, f"cannot read {what}: {reason}")]) from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ConfigError([Problem(name, f"{what} is larger than {limit // 1024} KiB")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(name, f"{what} is not UTF-8 text (byte {exc.start})")]) from None
+
+
+def _file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is instead."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def parse_json(text: str, name: str, what: str) -> Any:

@@ -386,3 +386,75 @@ def test_stop_closes_the_port(source: Source) -> None:
     assert time.monotonic() - started < 2.0  # the idle server does not poll: stop() must wake it
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_idle_clients_never_delay_other_scrapes(server: MetricsServer) -> None:
+    """Idle connections (default client timeout) each hold only their own thread: every scrape made
+    meanwhile is answered at once, not after the idle ones time out."""
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+    try:
+        idle[0].sendall(b"GET /metr")  # one that started a request and stalled
+        for _ in range(8):
+            started = time.monotonic()
+            assert get(server, "/metrics")[0] == 200
+            assert time.monotonic() - started < 1.0
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_a_flood_of_idle_clients_is_turned_away_not_queued(server: MetricsServer) -> None:
+    from shardbeat.runtime.metrics import MAX_CONNECTIONS
+
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(MAX_CONNECTIONS + 8)]
+    try:
+        time.sleep(0.3)
+        # over the cap, connections are closed at once (never a thread each): a scrape then is turned
+        # away or answered, but never left hanging
+        started = time.monotonic()
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        conn.recv(1)
+        conn.close()
+        assert time.monotonic() - started < 1.0
+        assert threading.active_count() <= before + MAX_CONNECTIONS
+    finally:
+        for c in idle:
+            c.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # their slots come back as they are closed
+        try:
+            if get(server, "/metrics")[0] == 200:
+                break
+        except (ConnectionError, http.client.HTTPException):
+            time.sleep(0.05)
+    assert get(server, "/metrics")[0] == 200
+
+
+def test_a_client_that_resets_is_logged_as_one_line_not_a_raw_traceback(
+    server: MetricsServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import logging
+    import struct
+
+    from shardbeat.runtime.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    setup_logging("debug", "json")
+    try:
+        for _ in range(20):
+            conn = socket.create_connection(("127.0.0.1", server.port))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sendall(b"GET /metrics HTTP/1.0\r\n")  # headers unfinished, then RST
+            conn.close()
+        time.sleep(0.3)
+        assert get(server, "/metrics")[0] == 200
+    finally:
+        root.handlers[:], root.level = saved
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    for line in err.splitlines():
+        json.loads(line)  # every stderr line stays one JSON object

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
 from shardbeat.core.histogram import Histogram, HistogramSnapshot
@@ -25,7 +25,8 @@ log = logging.getLogger("shardbeat.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_PATH = "/metrics"
-CLIENT_TIMEOUT = 5.0  # seconds a scraper may take to send its request: one thread serves everyone
+CLIENT_TIMEOUT = 2.0  # seconds a scraper may stay silent mid-request before it is hung up on
+MAX_CONNECTIONS = 16  # served at once, each on its own thread; more are turned away at once
 IDLE_POLL = 3600.0  # serve_forever's select() timeout
 
 
@@ -230,7 +231,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
 Snapshotter = Callable[[], tuple[Sequence[SessionFigures], int]]
 
 
-class _Server(PromptServerMixin, HTTPServer):
+class _Server(PromptServerMixin, ThreadingHTTPServer):
+    """One thread per connection, so an idle or slow scraper holds only its own; at most
+    MAX_CONNECTIONS at once, so a flood of them cannot grow threads without bound."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
     def __init__(
         self,
         address: tuple[str, int],
@@ -241,7 +249,27 @@ class _Server(PromptServerMixin, HTTPServer):
         self.address_family = family
         self.snapshot = snapshot
         self.client_timeout = client_timeout
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not self.slots.acquire(blocking=False):
+            log.debug(
+                "metrics: %d connections already open; turning %s away", MAX_CONNECTIONS, client_address
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):

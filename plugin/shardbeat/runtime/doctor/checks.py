@@ -13,6 +13,7 @@ from typing import Generic, TextIO, TypeVar
 
 from shardbeat import __version__
 from shardbeat.config import GroupConfig, LoadedConfig, Problem
+from shardbeat.core.redaction import redact
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
@@ -74,10 +75,8 @@ class _GroupDoctor:
         self.checks: list[Check] = []
 
     def add(self, status: Status, name: str, detail: str) -> None:
-        creds = self.group.credentials
-        for secret in (creds.secret, creds.token):  # belt and braces: no server should echo them
-            if secret and len(secret) >= 8:  # a shorter one would match by chance and mangle the line
-                detail = detail.replace(secret, "***")
+        # Belt and braces: no server should echo a secret, but the one redaction point masks any.
+        detail = redact(detail)
         self.checks.append(Check(status, self.group.label, name, detail))
 
     def run(self, warnings: Sequence[Problem], heartbeat: bool) -> list[Check]:

@@ -252,3 +252,54 @@ def test_rotated_credentials_file_is_picked_up_without_restart(
         assert not any("old-wrong-secret" in json.dumps(r) for r in p.records)
     finally:
         p.stop()
+
+
+def test_a_broken_writer_stops_claims_even_when_nobody_told_the_runner(emulator: EmulatorServer) -> None:
+    """Belt and braces for the principle: a beat checks the writer itself before it claims."""
+    node = InProcess([sls(emulator)])  # the writer has no on_broken: nobody tells the runner
+    result: list[int] = []
+    try:
+        node.wait_for(is_event("assignment"))
+
+        def hopeless(record: Record) -> bytes:
+            raise ValueError("nothing encodes any more")
+
+        node.writer._encode = hopeless
+        broke_at = time.time()
+        node._thread.join(5)
+        assert not node._thread.is_alive(), "the runner kept going with a broken writer"
+        result.append(0)
+        # The next beat's answer is the first record that fails; the beat after it must not be sent.
+        late = [
+            r
+            for r in emulator.world.receipts()[0]
+            if r.call.consumer == "c1" and r.wall > broke_at + 2 * 0.3 and any((r.call.held or {}).values())
+        ]
+        assert late == []
+    finally:
+        if not result:
+            node.runner.stop()
+        os.close(node._w)
+
+
+def test_abandon_drops_every_claim_and_the_run_exits_1(emulator: EmulatorServer) -> None:
+    config = config_from_dict({"groups": [sls(emulator)]}).config
+    r, w = os.pipe()
+    writer = RecordWriter(w)
+    runner = Runner(config.groups, writer)
+    exit_status: list[int] = []
+    thread = threading.Thread(target=lambda: exit_status.append(runner.run()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(s.membership.claim() for s in runner.sessions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(s.membership.claim() for s in runner.sessions)
+        runner.abandon("test: stdout gone")
+        assert all(not s.membership.claim() for s in runner.sessions)
+        thread.join(5)
+        assert exit_status == [1]
+    finally:
+        runner.stop()
+        os.close(w)
+        os.close(r)

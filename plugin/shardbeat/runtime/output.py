@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from shardbeat.core.encodable import repaired, safe_text
+from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP, repaired, safe_text
 from shardbeat.core.records import rfc3339
 from shardbeat.core.redaction import SECRETS, describe_exception, redact
 
@@ -241,7 +241,10 @@ class RecordWriter:
             self._idle = True
             self._cond.notify_all()
         if self._on_broken is not None:
-            self._on_broken(reason)
+            try:
+                self._on_broken(reason)
+            except Exception:  # the shards must still be let go of: say so loudly, never silently
+                log.exception("internal error while reacting to a broken record stream (%s)", reason)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
@@ -283,14 +286,16 @@ def unencodable(record: Record, failure: BaseException) -> Record:
     return replacement
 
 
-def _masked(value: Any) -> Any:
+def _masked(value: Any, depth: int = 0) -> Any:
     """A copy with every registered secret masked in every string (keys included)."""
     if isinstance(value, str):
         return redact(value)
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {_masked(k): _masked(v) for k, v in value.items()}
+        return {_masked(k, depth): _masked(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
+        return [_masked(v, depth + 1) for v in value]
     return value
 
 

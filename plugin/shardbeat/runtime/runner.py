@@ -190,7 +190,10 @@ class Runner:
                     self._push(BEAT, self._clock.monotonic() + session.interval, session)
 
     def _cancelled(self, session: Session) -> bool:
-        """A stop (or an abandon) came while this beat waited for a worker: do not send it."""
+        """A stop (or an abandon) came while this beat waited for a worker: do not send it. A broken
+        writer cancels it too, even if nobody told us (belt and braces for on_broken)."""
+        if self._writer.broken:
+            self.abandon(self._writer.broken_reason or "the record writer stopped")
         if self._stopping:
             session.in_flight = False
         return self._stopping

@@ -418,7 +418,7 @@ def test_a_flood_of_idle_clients_is_turned_away_not_queued(server: MetricsServer
         conn.recv(1)
         conn.close()
         assert time.monotonic() - started < 1.0
-        assert threading.active_count() <= before + MAX_CONNECTIONS
+        assert threading.active_count() <= before + 2 * MAX_CONNECTIONS  # a thread and a cutoff timer each
     finally:
         for c in idle:
             c.close()
@@ -458,3 +458,31 @@ def test_a_client_that_resets_is_logged_as_one_line_not_a_raw_traceback(
     assert "Traceback" not in err
     for line in err.splitlines():
         json.loads(line)  # every stderr line stays one JSON object
+
+
+def test_a_trickling_client_is_cut_at_the_connection_deadline(source: Source) -> None:
+    server = MetricsServer("127.0.0.1:0", source, client_timeout=0.5, connection_deadline=1.0).start()
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        started = time.monotonic()
+        cut = False
+        for byte in b"GET /metrics HTTP/1.0\r\nX-Slow: " + b"y" * 200:  # one byte per 0.2 s: never idle 0.5 s
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                cut = True
+                break
+            time.sleep(0.2)
+            if time.monotonic() - started > 4:
+                break
+        if not cut:
+            conn.settimeout(2)
+            try:
+                cut = conn.recv(1) == b""
+            except OSError:
+                cut = True
+        assert cut and time.monotonic() - started < 3.5
+        assert get(server, "/metrics")[0] == 200
+    finally:
+        conn.close()
+        server.stop()

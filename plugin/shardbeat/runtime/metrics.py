@@ -27,6 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_PATH = "/metrics"
 CLIENT_TIMEOUT = 2.0  # seconds a scraper may stay silent mid-request before it is hung up on
 MAX_CONNECTIONS = 16  # served at once, each on its own thread; more are turned away at once
+CONNECTION_DEADLINE = 5.0  # a whole connection, however it trickles: then it is cut
 IDLE_POLL = 3600.0  # serve_forever's select() timeout
 
 
@@ -245,10 +246,12 @@ class _Server(PromptServerMixin, ThreadingHTTPServer):
         family: socket.AddressFamily,
         snapshot: Snapshotter,
         client_timeout: float,
+        connection_deadline: float,
     ) -> None:
         self.address_family = family
         self.snapshot = snapshot
         self.client_timeout = client_timeout
+        self.connection_deadline = connection_deadline
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
 
@@ -282,6 +285,21 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.client_timeout)
+        # The timeout above is per read: a client trickling a byte at a time would never trip it.
+        self._cutoff = threading.Timer(self.server.connection_deadline, self._cut)
+        self._cutoff.daemon = True
+        self._cutoff.start()
+
+    def _cut(self) -> None:
+        log.debug(
+            "metrics: %s took over %gs; closing it", self.client_address, self.server.connection_deadline
+        )
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._cutoff.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: object) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -322,11 +340,17 @@ class MetricsServer:
     `.start()`. `snapshot` is called on the serving thread for every scrape.
     """
 
-    def __init__(self, listen: str, snapshot: Snapshotter, client_timeout: float = CLIENT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        listen: str,
+        snapshot: Snapshotter,
+        client_timeout: float = CLIENT_TIMEOUT,
+        connection_deadline: float = CONNECTION_DEADLINE,
+    ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self._httpd = _Server((host, port), family, snapshot, client_timeout)
+            self._httpd = _Server((host, port), family, snapshot, client_timeout, connection_deadline)
         except (OSError, OverflowError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise MetricsError(f"metrics.listen {listen!r}: cannot listen there ({reason})") from None

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 from shardbeat import __version__
 from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
+from shardbeat.providers import server_values
 from shardbeat.providers.base import (
     Credentials,
     Endpoint,
@@ -93,20 +92,26 @@ _CONSTANT_SIGNED = (
 # ---------------------------------------------------------------------------------------------------
 # Answers and errors
 
-_FAST_CODES = (
-    "InternalServerError ServerBusy RequestTimeout ExceedQuota QuotaExceed WriteQuotaExceed Throttling"
-)
-# Named so that they stay SLOW whatever status a proxy puts in front of them.
-_SLOW_CODES = """Unauthorized SignatureNotMatch InvalidAccessKeyId Forbidden ProjectForbidden
-    SecurityTokenExpired InvalidSecurityToken ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"""
+# Throttling and quota codes are transient whatever the status (the SDKs' own lists name the
+# shard-level quota codes next to WriteQuotaExceed).
+_FAST_CODES = """InternalServerError ServerBusy RequestTimeout ExceedQuota QuotaExceed WriteQuotaExceed
+    ShardWriteQuotaExceed ReadQuotaExceed ShardReadQuotaExceed Throttling"""
+# The key or token itself was refused, whatever the HTTP status: worth re-reading rotated credentials.
+# The dotted spellings are what STS-backed keys get (SecurityToken.Expired after the token's expiry).
 _CREDENTIAL_CODES = frozenset(
     [
         "Unauthorized",
         "SignatureNotMatch",
         "InvalidAccessKeyId",
+        "InvalidAccessKeyId.NotFound",
         "SecurityTokenExpired",
+        "SecurityToken.Expired",
         "InvalidSecurityToken",
     ]
+)
+# Named so that they stay SLOW whatever status a proxy puts in front of them.
+_SLOW_CODES = " ".join(
+    [*_CREDENTIAL_CODES, "Forbidden ProjectForbidden ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"]
 )
 _RETRY_BY_CODE: dict[str, Retry] = {
     "NotExistConsumerWithBody": Retry.REJOIN,
@@ -123,10 +128,7 @@ def _retry_for_status(status: int) -> Retry:
     return Retry.SLOW
 
 
-def _clip(text: str, limit: int) -> str:
-    """One printable line of at most `limit` characters: server text ends up in logs and records."""
-    shown = "".join(ch if ch.isprintable() else " " for ch in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
+_clip = server_values.text
 
 
 def _excerpt(body: bytes | str, limit: int = 120) -> str:
@@ -136,8 +138,7 @@ def _excerpt(body: bytes | str, limit: int = 120) -> str:
 
 
 def _request_id(response: HttpResponse) -> str | None:
-    request_id = response.headers.get("x-log-requestid")
-    return _clip(request_id, 128) if request_id else None
+    return server_values.request_id(response.headers.get("x-log-requestid"))
 
 
 def _invalid(response: HttpResponse, problem: str) -> ProviderError:
@@ -191,11 +192,7 @@ def _success_json(response: HttpResponse) -> Any:
 
 def server_time(response: HttpResponse) -> float | None:
     """The answer's Date header in epoch seconds (to correct our clock after RequestTimeExpired)."""
-    try:
-        when = parsedate_to_datetime(response.headers.get("date", ""))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return server_values.http_date(response.headers.get("date"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -306,10 +303,12 @@ class SlsProvider:
         groups = []
         for item in doc:
             match item:
-                case {"name": str(name), "timeout": int(timeout), "order": bool(order)} if (
-                    name and type(timeout) is int
+                case {"name": str(name), "timeout": timeout, "order": bool(order)} if (
+                    name and (timeouts := server_values.group_timeout(timeout)) is not None
                 ):
-                    groups.append(ServerGroup(name, timeout, order=order))
+                    lease_by, reported = timeouts
+                    clamped = reported if reported != lease_by else None
+                    groups.append(ServerGroup(name, lease_by, order=order, reported_timeout=clamped))
                 case _:
                     shown = _excerpt(json.dumps(item))
                     raise _invalid(response, f"not a consumer group {{name, timeout, order}}: {shown}")

@@ -10,7 +10,6 @@ Everything mutable is guarded by one lock (`self._cond`); no lock is held during
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import queue
 import random
@@ -20,9 +19,11 @@ from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
+from shardbeat.core.interval_fit import fitted_interval
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
+from shardbeat.providers import server_values
 from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
@@ -190,19 +191,28 @@ class Runner:
                 session.bootstrapped = True
                 if outcome.timeout is not None and outcome.timeout != session.timeout:
                     session.use_server_timeout(outcome.timeout)
-                    lease = session.membership.lease
-                    if session.interval >= lease.timeout - lease.margin:
-                        log.error(
-                            "%s: heartbeat_interval %gs is too long for the server's timeout %ds: the lease "
-                            "(%gs) runs out between heartbeats; lower heartbeat_interval",
-                            session.config.label,
-                            session.interval,
-                            outcome.timeout,
-                            lease.timeout - lease.margin,
-                        )
+                    self._fit_interval(session, now)
                 self._push(BEAT, now, session)
             elif outcome.failure is not None:
                 self._on_failure(session, outcome.failure, now, source="bootstrap")
+
+    def _fit_interval(self, session: Session, now: float) -> None:
+        """Never flap: an interval the server's timeout cannot carry is lowered until it fits."""
+        lease = session.membership.lease
+        fitted = fitted_interval(session.interval, lease.timeout, lease.margin)
+        if fitted is None:
+            return
+        log.warning(
+            "%s: heartbeat_interval %gs does not fit the server's group timeout %gs (lease %gs after the "
+            "margin): beating every %gs instead; lower heartbeat_interval, or set update_group: true to "
+            "give the group the configured timeout",
+            session.config.label,
+            session.interval,
+            lease.timeout,
+            lease.timeout - lease.margin,
+            fitted,
+        )
+        session.use_interval(fitted, now)
 
     def _beat(self, session: Session) -> None:
         with self._cond:
@@ -300,10 +310,10 @@ class Runner:
         if date == session.last_date[0]:
             server = session.last_date[1]  # Date changes once a second: most beats reuse the parse
         else:
-            try:
-                server = email.utils.parsedate_to_datetime(date).timestamp()
-            except (TypeError, ValueError, IndexError, OverflowError):
+            parsed = server_values.http_date(date)  # an absurd Date is ignored, never applied
+            if parsed is None:
                 return
+            server = parsed
             session.last_date = (date, server)
         with self._cond:
             before = session.server_clock.offset

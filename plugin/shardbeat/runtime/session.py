@@ -116,6 +116,11 @@ class Session:
         self.timeout = timeout
         self.membership.lease = Lease(timeout, margin)
 
+    def use_interval(self, interval: float, grid_start: float) -> None:
+        """Beat every `interval` seconds from `grid_start` on (fitted to the server's timeout)."""
+        self.interval = interval
+        self.pacer = Pacer.create(interval, grid_start, self.pacer.fast.rng)
+
     def matches(self, group: str | None, provider: str | None, consumer: str | None) -> bool:
         who = self.identity
         return (

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
 from shardbeat.core.interval_fit import fitted_interval
+from shardbeat.core.on_demand import on_demand_at
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -84,6 +85,7 @@ class Runner:
     def _push(self, kind: int, at: float, session: Session) -> None:
         if kind == BEAT:
             session.due_version += 1
+            session.due_at = at
         if self._timeline.push(at, kind, session, session.due_version):
             self._cond.notify()  # only an earlier wake-up needs the scheduler's attention
 
@@ -109,6 +111,7 @@ class Runner:
                         self._ack_deadline(session, now)
                     elif due.version == session.due_version and not session.in_flight:
                         session.in_flight = True
+                        session.due_at = float("inf")
                         self._work.put(session)
                 self._cond.wait(self._timeline.wait(now))
         return self._shutdown()
@@ -219,6 +222,7 @@ class Runner:
             claim = session.membership.claim()
             lease = session.membership.lease
             sent_at = self._clock.monotonic()
+            session.last_sent = sent_at
             budget = call_budget(session.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
         credentials = session.credentials.current()
         sent_wall = self._clock.wall()
@@ -252,6 +256,9 @@ class Runner:
             if session.beat_soon:
                 session.beat_soon = False
                 self._push(BEAT, received, session)
+            if session.on_demand:
+                session.on_demand = False
+                self._on_demand(session)
 
     def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
         if session.last_error is not None:
@@ -406,10 +413,19 @@ class Runner:
                 self._release(session, shards.minus(session.membership.releasing, held))
 
     def beat_now(self, targets: Sequence[Session]) -> None:
+        """On-demand beats (control `heartbeat`, reload): coalesced and spaced, see core/on_demand.py."""
         with self._cond:
             for session in targets:
                 if session.bootstrapped:
-                    self._beat_now(session)
+                    self._on_demand(session)
+
+    def _on_demand(self, session: Session) -> None:
+        if session.in_flight:
+            session.on_demand = True  # one owed beat, however many were asked for
+            return
+        at = on_demand_at(self._clock.monotonic(), session.last_sent, session.interval)
+        if at < session.due_at:  # else a beat is due by then anyway
+            self._push(BEAT, at, session)
 
     def refresh_credentials(self) -> None:
         for session in self.sessions:

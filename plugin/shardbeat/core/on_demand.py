@@ -1,0 +1,24 @@
+"""On-demand heartbeats (`{"op": "heartbeat"}`, `reload`) are coalesced and spaced per group.
+
+A control client looping on `heartbeat` must not turn into a request flood (CLS allows 20 requests
+a second per account, and answers the rest with RequestLimitExceeded). Per group, an on-demand beat
+starts no sooner than `spacing(interval)` after the previous beat was sent, and requests that arrive
+in the meantime share that one beat. The scheduled grid is untouched, so the worst case is the
+grid's rate plus one on-demand beat per spacing: for interval >= 4 s at most 5x the configured rate,
+below that at most one extra beat a second.
+"""
+
+from __future__ import annotations
+
+MIN_SPACING = 1.0
+
+
+def spacing(interval: float) -> float:
+    return max(MIN_SPACING, interval / 4)
+
+
+def on_demand_at(now: float, last_sent: float | None, interval: float) -> float:
+    """When an on-demand beat asked for at `now` may go (monotonic seconds)."""
+    if last_sent is None:
+        return now
+    return max(now, last_sent + spacing(interval))

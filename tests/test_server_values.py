@@ -321,3 +321,13 @@ def test_a_date_in_the_year_9999_is_not_applied_to_signatures(
     got = run_with(emulator, provider, far_future_date, 1.5)
     events = [r["event"] for r in got]
     assert events.count("lease") >= 2 and "error" not in events, got
+
+
+def test_a_redirect_says_where_it_points_and_is_not_followed() -> None:
+    moved = HttpResponse(
+        302, {"location": "https://portal.example/\x1blogin", "content-type": "text/html"}, b"<html/>"
+    )
+    for error in (sls_wire.error_from_response(moved), cls_wire.error_from_response(moved)):
+        assert error is not None and error.status == 302
+        assert "redirect to 'https://portal.example/ login'" in error.message, error.message
+        assert "not followed" in error.message and printable_and_encodable(error.message)

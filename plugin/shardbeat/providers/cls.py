@@ -152,6 +152,7 @@ def _answer(response: HttpResponse) -> dict[str, Any]:
     server_error = _server_error(answer)
     if status != 200:  # the API answers 200 even for errors: anything else is a proxy or an outage
         said = f" ({server_error[0]}: {server_error[1]})" if server_error else ""
+        said += server_values.redirect_note(status, response.headers)
         raise ProviderError(
             HTTP_ERROR, f"HTTP {status} instead of 200{said}", retry=Retry.FAST,
             status=status, request_id=request_id,

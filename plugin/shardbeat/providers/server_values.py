@@ -8,6 +8,7 @@ act on safely or refused, never passed on as it came.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -66,3 +67,14 @@ def http_date(value: str | None) -> float | None:
     if not EARLIEST_DATE <= seconds < LATEST_DATE:
         return None
     return seconds
+
+
+def redirect_note(status: int, headers: Mapping[str, str]) -> str:
+    """For a 3xx answer, a note saying where it redirects (not followed); "" for any other status.
+
+    A redirect means the endpoint (or a proxy or portal in front of it) is not the service."""
+    if not 300 <= status < 400:
+        return ""
+    location = headers.get("location")
+    where = f" to {text(location, 200)!r}" if location else ""
+    return f" (a redirect{where}, not followed: check the endpoint)"

@@ -144,7 +144,7 @@ def _request_id(response: HttpResponse) -> str | None:
 def _invalid(response: HttpResponse, problem: str) -> ProviderError:
     return ProviderError(
         INVALID_RESPONSE,
-        f"HTTP {response.status}: {problem}",
+        f"HTTP {response.status}{server_values.redirect_note(response.status, response.headers)}: {problem}",
         retry=_retry_for_status(response.status),
         status=response.status,
         request_id=_request_id(response),

@@ -4,6 +4,7 @@ group, so a control client looping on them cannot flood the service (it made 195
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from shardbeat.config import config_from_dict
-from shardbeat.core.on_demand import MIN_SPACING, on_demand_at, spacing
+from shardbeat.core.on_demand import MIN_SPACING, OnDemandBudget, on_demand_at, spacing
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.runner import Runner
@@ -79,3 +80,11 @@ def test_a_loop_of_heartbeat_ops_stays_at_a_small_bounded_rate(
         os.close(write_fd)
         reader.join(5)
     assert not [r for r in got if r["event"] == "error"], got
+
+
+def test_on_demand_beats_of_all_groups_together_keep_the_process_rate() -> None:
+    budget = OnDemandBudget(rate=10.0)
+    starts = [budget.slot(100.0) for _ in range(50)]  # 50 groups asked at once
+    assert starts[0] == 100.0
+    assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(starts))
+    assert budget.slot(200.0) == 200.0  # an idle budget does not bank slots

@@ -5,7 +5,8 @@ a second per account, and answers the rest with RequestLimitExceeded). Per group
 starts no sooner than `spacing(interval)` after the previous beat was sent, and requests that arrive
 in the meantime share that one beat. The scheduled grid is untouched, so the worst case is the
 grid's rate plus one on-demand beat per spacing: for interval >= 4 s at most 5x the configured rate,
-below that at most one extra beat a second.
+below that at most one extra beat a second; and all groups together start at most PROCESS_RATE a
+second (OnDemandBudget).
 """
 
 from __future__ import annotations
@@ -22,3 +23,22 @@ def on_demand_at(now: float, last_sent: float | None, interval: float) -> float:
     if last_sent is None:
         return now
     return max(now, last_sent + spacing(interval))
+
+
+# Process-wide: CLS allows 20 requests a second per account; on-demand beats of every group together
+# take at most half of that, so a config the doctor finds inside half the budget stays inside all of it.
+PROCESS_RATE = 10.0
+
+
+class OnDemandBudget:
+    """Hands out start times for on-demand beats, at most `rate` a second across all groups."""
+
+    def __init__(self, rate: float = PROCESS_RATE) -> None:
+        self._gap = 1.0 / rate
+        self._next = float("-inf")
+
+    def slot(self, at: float) -> float:
+        """The earliest start at or after `at` that keeps the rate; the slot is taken."""
+        start = max(at, self._next)
+        self._next = start + self._gap
+        return start

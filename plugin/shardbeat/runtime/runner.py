@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
 from shardbeat.core.interval_fit import fitted_interval
-from shardbeat.core.on_demand import on_demand_at
+from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -62,6 +62,7 @@ class Runner:
         self._stopping = False
         self._quiet = False
         self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
+        self._on_demand_budget = OnDemandBudget()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
         # that each group keeps its own random phase on the grid, so many groups never beat in lockstep
@@ -425,7 +426,9 @@ class Runner:
             return
         at = on_demand_at(self._clock.monotonic(), session.last_sent, session.interval)
         if at < session.due_at:  # else a beat is due by then anyway
-            self._push(BEAT, at, session)
+            at = self._on_demand_budget.slot(at)
+            if at < session.due_at:
+                self._push(BEAT, at, session)
 
     def refresh_credentials(self) -> None:
         for session in self.sessions:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shardbeat.config import config_from_dict
-from shardbeat.core.on_demand import MIN_SPACING, OnDemandBudget, on_demand_at, spacing
+from shardbeat.core.on_demand import MAX_SPACING, MIN_SPACING, OnDemandBudget, on_demand_at, spacing
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.runner import Runner
@@ -23,8 +23,8 @@ from shardbeat.runtime.runner import Runner
 
 def test_on_demand_beats_are_spaced_from_the_last_send() -> None:
     assert on_demand_at(10.0, None, 20.0) == 10.0  # nothing sent yet: at once
-    assert on_demand_at(10.0, 9.8, 2.0) == 9.8 + MIN_SPACING
-    assert on_demand_at(10.0, 9.8, 20.0) == 9.8 + 5.0  # a quarter of a long interval
+    assert on_demand_at(10.0, 9.8, 2.0) == 9.8 + 0.5  # a quarter of the interval
+    assert on_demand_at(10.0, 9.8, 20.0) == 9.8 + MAX_SPACING  # an ask is answered within a second
     assert on_demand_at(30.0, 9.8, 20.0) == 30.0
     assert spacing(0.5) == MIN_SPACING
 
@@ -69,8 +69,8 @@ def test_a_loop_of_heartbeat_ops_stays_at_a_small_bounded_rate(
         time.sleep(0.2)
         receipts, _ = emulator.world.receipts(mark)
         beats = [r for r in receipts if r.call.consumer == "looper"]
-        # the grid (window / interval + 1) plus one on-demand beat per second of spacing
-        allowed = int(window / interval) + 1 + int(window / MIN_SPACING) + 1
+        # the grid (window / interval + 1) plus one on-demand beat per spacing
+        allowed = int(window / interval) + 1 + int(window / spacing(interval)) + 1
         assert asks > 500
         assert 1 <= len(beats) <= allowed, (len(beats), asks)
         assert all(r.status == 200 for r in beats), [r.to_json() for r in beats]

@@ -3,19 +3,20 @@
 A control client looping on `heartbeat` must not turn into a request flood (CLS allows 20 requests
 a second per account, and answers the rest with RequestLimitExceeded). Per group, an on-demand beat
 starts no sooner than `spacing(interval)` after the previous beat was sent, and requests that arrive
-in the meantime share that one beat. The scheduled grid is untouched, so the worst case is the
-grid's rate plus one on-demand beat per spacing: for interval >= 4 s at most 5x the configured rate,
-below that at most one extra beat a second; and all groups together start at most PROCESS_RATE a
-second (OnDemandBudget).
+in the meantime share that one beat. The spacing is a quarter of the interval, within 0.25..1 s:
+an operator's ask is answered within a second, and a loop adds at most one beat a second per group
+(four a second for intervals under 1 s, whose grid is already that busy). All groups together start
+at most PROCESS_RATE on-demand beats a second (OnDemandBudget).
 """
 
 from __future__ import annotations
 
-MIN_SPACING = 1.0
+MIN_SPACING = 0.25
+MAX_SPACING = 1.0
 
 
 def spacing(interval: float) -> float:
-    return max(MIN_SPACING, interval / 4)
+    return min(MAX_SPACING, max(MIN_SPACING, interval / 4))
 
 
 def on_demand_at(now: float, last_sent: float | None, interval: float) -> float:

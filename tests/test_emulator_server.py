@@ -402,6 +402,8 @@ def test_misbehaviour_rule_arguments_are_checked(emulator: EmulatorServer) -> No
         {"effect": "oversized", "bytes": 1 << 40},
         {"effect": "redirect", "location": "http://x/\r\nSet-Cookie: a"},
         {"effect": "trickle", "seconds": -1},
+        {"effect": "trickle", "seconds": 5},
+        {"effect": "redirect", "location": "http://h\u00e9/"},
     ):
         status, doc = admin(emulator, "POST", "/_admin/faults", rule)
         assert status == 400, (rule, doc)

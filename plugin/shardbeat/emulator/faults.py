@@ -41,6 +41,7 @@ MISBEHAVIOURS = ("trickle", "oversized", "malformed", "http10", "html200", "redi
 EFFECTS: tuple[str, ...] = ("status", "delay", "hang", "reset", "drop", *MISBEHAVIOURS)
 DEFAULT_HANG_LIMIT = 60.0
 DEFAULT_TRICKLE = 0.05
+MAX_TRICKLE = 1.0  # per byte: slower only ties up a thread for hours
 DEFAULT_OVERSIZE = 2 << 20
 MAX_OVERSIZE = 64 << 20
 DEFAULT_LOCATION = "http://127.0.0.1:1/"
@@ -149,14 +150,18 @@ def parse_rule(doc: object, rule_id: int, now: float) -> FaultRule:
         rule.seconds = DEFAULT_HANG_LIMIT
     if effect == "trickle" and rule.seconds is None:
         rule.seconds = DEFAULT_TRICKLE
+    if effect == "trickle" and rule.seconds > MAX_TRICKLE:  # type: ignore[operator]
+        raise FaultError(f"trickle seconds (per byte) must be at most {MAX_TRICKLE:g}")
     size = doc.get("bytes")
     if size is not None and (type(size) is not int or not 0 < size <= MAX_OVERSIZE):
         raise FaultError(f"bytes must be an integer in 1..{MAX_OVERSIZE}, not {size!r}")
     if effect == "oversized":
         rule.size = DEFAULT_OVERSIZE if size is None else size
     location = doc.get("location")
-    if location is not None and (not isinstance(location, str) or not location.isprintable() or not location):
-        raise FaultError("location must be a non-empty printable string")
+    if location is not None and not (
+        isinstance(location, str) and location and location.isascii() and location.isprintable()
+    ):
+        raise FaultError("location must be a non-empty string of printable ASCII")
     if effect == "redirect":
         rule.location = location or DEFAULT_LOCATION
     count = doc.get("count")

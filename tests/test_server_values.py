@@ -168,6 +168,8 @@ def test_plausible_dates_parse() -> None:
         ("SecurityToken.Expired", 500, Retry.SLOW, True),
         ("InvalidAccessKeyId.NotFound", 400, Retry.SLOW, True),
         ("InvalidAccessKeyId.NotFound", 502, Retry.SLOW, True),
+        ("SecurityToken.Invalid", 403, Retry.SLOW, True),
+        ("InvalidAccessKeyId.Inactive", 500, Retry.SLOW, True),
         ("ShardWriteQuotaExceed", 403, Retry.FAST, False),
         ("ReadQuotaExceed", 403, Retry.FAST, False),
         ("WriteQuotaExceed", 403, Retry.FAST, False),

@@ -113,6 +113,14 @@ _CREDENTIAL_CODES = frozenset(
 _SLOW_CODES = " ".join(
     [*_CREDENTIAL_CODES, "Forbidden ProjectForbidden ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"]
 )
+# The SDK (logclient._is_auth_err) also takes any code naming the key or the token as one of these.
+_CREDENTIAL_PREFIXES = ("InvalidAccessKeyId", "SecurityToken")
+
+
+def _is_credential_code(code: str) -> bool:
+    return code in _CREDENTIAL_CODES or code.startswith(_CREDENTIAL_PREFIXES)
+
+
 _RETRY_BY_CODE: dict[str, Retry] = {
     "NotExistConsumerWithBody": Retry.REJOIN,
     "RequestTimeExpired": Retry.RESIGN,
@@ -177,10 +185,12 @@ def error_from_response(response: HttpResponse) -> ProviderError:
     return ProviderError(
         _clip(code, 64),
         _clip(message, 512) if isinstance(message, str) else "(no errorMessage in the answer)",
-        retry=_RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
+        retry=Retry.SLOW
+        if _is_credential_code(code)
+        else _RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
         status=response.status,
         request_id=_request_id(response),
-        credentials_rejected=code in _CREDENTIAL_CODES or response.status == 401,
+        credentials_rejected=_is_credential_code(code) or response.status == 401,
     )
 
 

@@ -293,3 +293,29 @@ def test_msgpack_stream_ending_mid_message_is_truncated() -> None:
     assert codes(out) == ["status", f"!{TRUNCATED}"]
     _, clean = feed_all([packed({"op": "status"})])
     assert codes(clean) == ["status"]
+
+
+def test_json_lines_in_a_msgpack_stream_are_named_one_report_per_line() -> None:
+    """A stream whose first byte is non-ASCII is MessagePack for good; JSON lines after it used to
+    decode as integers and, after the first report, vanish silently."""
+    decoder = ControlDecoder()
+    out = decoder.feed(packed({"op": "status"}))
+    out += decoder.feed(line({"op": "heartbeat"}) + line({"op": "reload"}))
+    out += decoder.feed(packed({"op": "stop"}) + b"[1, 2")
+    out += decoder.feed(b"]\n" + packed({"op": "status"}))
+    assert codes(out) == ["status", "!InvalidMsgpack", "!InvalidMsgpack", "stop", "!InvalidMsgpack", "status"]
+    problems = [i for i in out if isinstance(i, ControlProblem)]
+    assert "JSON line in a MessagePack stream" in problems[0].message
+    assert '\\"heartbeat\\"' in problems[0].message and "0x81" in problems[0].message
+    assert "[1, 2]" in problems[2].message
+
+
+def test_json_lines_after_a_stray_non_ascii_first_byte_are_each_reported() -> None:
+    lines = b"".join(line({"op": "status"}) for _ in range(3))
+    decoder, out = feed_all([b"\xff" + lines])
+    assert decoder.mode == "msgpack"
+    assert codes(out) == ["!InvalidMessage"] + ["!InvalidMsgpack"] * 3
+    _, split = feed_all([bytes([b]) for b in b"\xff" + lines])
+    assert codes(split) == codes(out)
+    _, unterminated = feed_all([packed({"op": "status"}) + b'{"op": "stop"}'])
+    assert codes(unterminated) == ["status", "!InvalidMsgpack"]

@@ -17,7 +17,7 @@ import msgpack
 import pytest
 
 from shardbeat.config import ControlConfig
-from shardbeat.runtime import control_channels
+from shardbeat.runtime import control_channels, control_socket
 from shardbeat.runtime.control import ControlMessage
 from shardbeat.runtime.control_channels import Feed, start_control, start_stdin_reader, stdin_kind
 from shardbeat.runtime.control_socket import ControlSocketError, ControlSocketServer
@@ -354,18 +354,63 @@ def test_the_server_answers_nothing(sock_path: Path) -> None:
             c.recv(1)
 
 
-def test_clients_beyond_the_limit_are_turned_away(sock_path: Path) -> None:
+def test_idle_clients_never_lock_a_newcomer_out(sock_path: Path) -> None:
+    """32 silent clients used to fill every slot and every later client was refused. Now the client
+    silent the longest makes room, so a newcomer (and any active client) is always served."""
+    sink = Sink()
+    with serving(sock_path, sink) as server:
+        idle = [client(sock_path) for _ in range(control_socket.MAX_CLIENTS)]
+        try:
+            assert until(lambda: server.clients == control_socket.MAX_CLIENTS)
+            for _ in range(3):
+                with client(sock_path) as newcomer:
+                    newcomer.sendall(line({"op": "status"}))
+                    assert sink.wait(lambda s: len(s.ops()) >= 1)
+            assert sink.wait(lambda s: s.ops() == ["status"] * 3)
+            assert server.clients <= control_socket.MAX_CLIENTS
+            idle[0].settimeout(WAIT)
+            assert idle[0].recv(1) == b""  # the oldest silent one was closed to admit the first newcomer
+        finally:
+            for c in idle:
+                c.close()
+
+
+def test_the_most_silent_client_is_evicted_not_the_active_one(sock_path: Path) -> None:
     sink = Sink()
     with serving(sock_path, sink, max_clients=2) as server:
         a, b = client(sock_path), client(sock_path)
-        assert until(lambda: server.clients == 2)
-        with client(sock_path) as extra:
-            extra.settimeout(WAIT)
-            assert extra.recv(1) == b""  # closed by the server
-        a.sendall(line({"op": "status"}))
-        assert sink.wait(lambda s: s.ops() == ["status"])
-        a.close()
-        b.close()
+        try:
+            assert until(lambda: server.clients == 2)
+            a.sendall(b'{"op": "sta')  # a is active (mid-message); b has said nothing yet
+            time.sleep(0.1)
+            with client(sock_path) as extra:
+                extra.sendall(line({"op": "reload"}))
+                assert sink.wait(lambda s: s.ops() == ["reload"])
+            b.settimeout(WAIT)
+            assert b.recv(1) == b""  # closed by the server
+            a.sendall(b'tus"}\n')
+            assert sink.wait(lambda s: s.ops() == ["reload", "status"])
+        finally:
+            a.close()
+            b.close()
+
+
+def test_silent_clients_are_closed_after_the_idle_timeout(sock_path: Path) -> None:
+    sink = Sink()
+    with serving(sock_path, sink, idle_timeout=0.3) as server:
+        with client(sock_path) as quiet, client(sock_path) as chatty:
+            assert until(lambda: server.clients == 2)
+            quiet.sendall(b'{"op": "status"}')  # no newline: delivered when the server gives up on it
+            for _ in range(5):
+                chatty.sendall(b" ")
+                time.sleep(0.1)
+            quiet.settimeout(WAIT)
+            assert quiet.recv(1) == b""
+            assert sink.wait(lambda s: s.ops() == ["status"])
+            assert server.clients == 1  # the chatty one stays
+            chatty.settimeout(WAIT)
+            assert chatty.recv(1) == b""  # and goes once it falls silent too
+        assert until(lambda: server.clients == 0)
 
 
 def test_a_stale_socket_file_is_replaced(sock_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -303,9 +303,15 @@ def test_create_describe_modify_delete(world: World) -> None:
     only_b = raw("DescribeConsumerGroups", {"LogsetId": "demo-logset", "Topics": ["demo-topic-b"]})
     assert [g["ConsumerGroup"] for g in answer(send(world, only_b))["ConsumerGroupsInfo"]] == ["demo-group"]
     wider = provider(group="g2")  # both topics
-    assert answer(send(world, wider.setup_group_request(20, False, NOW, KEY))) is not None
+    both = {"ConsumerGroup": "g2", "Timeout": 20, "Topics": ["demo-topic-a", "demo-topic-b"]}
+    assert answer(send(world, raw("ModifyConsumerGroup", {**both, "LogsetId": "demo-logset"}))) is not None
     doc = answer(send(world, wider.heartbeat_request({}, NOW, KEY)))
     assert assignment(doc) == {"demo-topic-a": [1, 2], "demo-topic-b": [1, 2]}
+    # update_group from a node configured with one topic changes the timeout, never the topic list
+    # (it used to send its own Topics and drop demo-topic-b for every consumer).
+    assert answer(send(world, p.setup_group_request(30, False, NOW, KEY))) is not None
+    described = answer(send(world, p.describe_groups_request(NOW, KEY)))["ConsumerGroupsInfo"]
+    assert {"ConsumerGroup": "g2", "Timeout": 30, "Topics": ["demo-topic-a", "demo-topic-b"]} in described
     assert set(
         answer(send(world, raw("DeleteConsumerGroup", {"ConsumerGroup": "g2", "LogsetId": "demo-logset"})))
     ) == {"RequestId"}

@@ -339,6 +339,76 @@ def test_drop_fault_processes_but_never_answers(emulator: EmulatorServer) -> Non
     assert [c["name"] for c in state["groups"][0]["consumers"]] == ["c1"]
 
 
+def raw_answer(emulator: EmulatorServer, request: HttpRequest, timeout: float = 5.0) -> bytes:
+    """The answer's bytes exactly as sent, read to the close."""
+    head = f"{request.method} {request.target} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in request.headers
+    )
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=timeout) as sock:
+        sock.sendall(head.encode("latin-1") + b"\r\n" + request.body)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("service", ["sls", "cls"])
+def test_misbehaviour_faults_on_the_wire(emulator: EmulatorServer, service: str) -> None:
+    beat = sls_beat if service == "sls" else cls_beat
+    admin(emulator, "POST", "/_admin/faults", {"rules": [
+        {"effect": "oversized", "bytes": 3 << 20, "count": 1},
+        {"effect": "malformed", "count": 1},
+        {"effect": "html200", "count": 1},
+        {"effect": "redirect", "location": "http://127.0.0.1:9/x", "count": 1},
+        {"effect": "http10", "count": 1},
+    ]})  # fmt: skip
+    conn = connect(emulator)
+    status, headers, body = exchange(conn, beat(emulator))
+    assert status == 200 and len(body) == 3 << 20 and body[:1] in (b"[", b"{")
+    status, headers, body = exchange(conn, beat(emulator))
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    with pytest.raises(ValueError):
+        json.loads(body)
+    status, headers, body = exchange(conn, beat(emulator))
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"<html>" in body
+    status, headers, body = exchange(conn, beat(emulator))
+    assert status == 302 and headers["Location"] == "http://127.0.0.1:9/x"
+    wire = raw_answer(emulator, beat(emulator))
+    assert wire.startswith(b"HTTP/1.0 200 ") and b"Connection: close" in wire
+    receipts = admin(emulator, "GET", "/_admin/log")[1]["receipts"]
+    assert [(r["fault"], r["status"], r["assigned"] is not None) for r in receipts] == [
+        ("oversized", 200, False),
+        ("malformed", 200, False),
+        ("html200", 200, False),
+        ("redirect", 302, False),
+        ("http10", 200, True),  # processed: the state moved
+    ]
+
+
+def test_trickle_fault_writes_the_answer_a_byte_at_a_time(emulator: EmulatorServer) -> None:
+    admin(emulator, "POST", "/_admin/faults", {"effect": "trickle", "seconds": 0.002, "count": 1})
+    started = time.monotonic()
+    wire = raw_answer(emulator, sls_beat(emulator))
+    took = time.monotonic() - started
+    assert wire.startswith(b"HTTP/1.1 200 ") and wire.endswith(b"[0,1,2,3]")
+    assert took >= 0.002 * len(wire) * 0.9
+    receipts = admin(emulator, "GET", "/_admin/log")[1]["receipts"]
+    assert receipts[-1]["fault"] == "trickle" and receipts[-1]["assigned"] is not None
+
+
+def test_misbehaviour_rule_arguments_are_checked(emulator: EmulatorServer) -> None:
+    for rule in (
+        {"effect": "oversized", "bytes": 0},
+        {"effect": "oversized", "bytes": 1 << 40},
+        {"effect": "redirect", "location": "http://x/\r\nSet-Cookie: a"},
+        {"effect": "trickle", "seconds": -1},
+        {"effect": "trickle", "seconds": 5},
+        {"effect": "redirect", "location": "http://h\u00e9/"},
+    ):
+        status, doc = admin(emulator, "POST", "/_admin/faults", rule)
+        assert status == 400, (rule, doc)
+
+
 # -- stopping
 
 

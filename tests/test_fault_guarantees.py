@@ -32,6 +32,7 @@ from fault_kit import (
     SKEW,
     SKEW_CODE,
     TIMEOUT,
+    WATCHDOG_LATE,
     admin,
     fast_emulator,
     live_cover,
@@ -257,6 +258,60 @@ def test_after_a_lapse_the_next_heartbeat_claims_nothing(
         p.terminate()
         p.finish()
         assert not ownership.check({"lapsed": records(p)}).problems()
+    finally:
+        p.kill()
+
+
+LATE_ARRIVAL = 0.25  # how much later than its send a loaded emulator may log a request
+SUSTAINED = ("trickle", "oversized", "malformed", "html200", "redirect")
+
+
+@pytest.mark.parametrize("provider", ["sls", "cls"])
+def test_sustained_misbehaviour_past_the_lease_loses_on_time_then_claims_nothing(
+    emulator: EmulatorServer, tmp_path: Path, provider: str
+) -> None:
+    """Whatever answers in the server's place for longer than the lease (a trickle, a huge or cut-off
+    body, a portal's HTML page, a redirect): every failed beat is an `error` record naming it, `lost`
+    comes when the lease runs out, the first answered heartbeat afterwards claims nothing, and no
+    two nodes' ownership ever overlaps with the server's view."""
+    p = start_plugin(emulator, tmp_path, provider, "misled")
+    try:
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        for effect in SUSTAINED:
+            n = len(records(p))
+            rule = {"consumer": "misled", "action": "heartbeat", "effect": effect, "duration": TIMEOUT + 0.5}
+            admin(emulator, "POST", "/_admin/faults", rule)
+            assert p.wait_for(lambda rs, n=n: any(r["event"] == "lost" for r in rs[n:]), 2 * TIMEOUT), effect
+            mark = admin(emulator, "GET", "/_admin/log?since=0")["next"]
+            admin(emulator, "DELETE", "/_admin/faults")
+            assert p.wait_for(lambda rs, n=n: any(r["event"] == "assignment" for r in rs[n:]), 15), effect
+            seen = records(p)[n:]
+            lost = next(r for r in seen if r["event"] == "lost")
+            assert lost["reason"] == "lease_expired", (effect, lost)
+            errors = [r for r in seen if r["event"] == "error"]
+            assert errors and all(r["source"] == "heartbeat" for r in errors), (effect, seen)
+            assert all(len(json.dumps(r)) < 2048 for r in errors), effect
+            # The first heartbeat the server handled after the `lost` claims nothing. One sent just
+            # before the `lost` may be handled just after it (a trickled one is handled on arrival, and
+            # under load the rule may lapse right then): skip those.
+            lost_at = ownership.parse_time(lost["time"])
+            log = held_after(emulator, "misled", mark)
+            answered = [r for r in log if r["assigned"] is not None and r["wall"] >= lost_at]
+            while (
+                answered and not claims_nothing(answered[0]) and answered[0]["wall"] < lost_at + LATE_ARRIVAL
+            ):
+                answered.pop(0)
+            assert answered and claims_nothing(answered[0]), (effect, lost_at, answered[:2])
+        p.terminate()
+        p.finish()
+        everything = records(p)
+        for _, late in ownership.watchdog_delays("misled", everything):
+            assert late <= WATCHDOG_LATE, f"lost {late:.3f}s after the lease"
+        receipts = ownership.receipts_from_log(
+            admin(emulator, "GET", "/_admin/log?since=0")["receipts"], time.time() - time.monotonic()
+        )
+        assert not ownership.check({"misled": everything}, receipts, TIMEOUT).problems()
+        assert "Traceback" not in p.log() and "internal error" not in p.log(), p.log()
     finally:
         p.kill()
 

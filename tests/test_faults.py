@@ -1,6 +1,8 @@
 """Fault injection: three real `shardbeat run` processes in one group against the emulator, under a
 seeded random schedule of hangs, resets, dropped answers, 5xx / throttling errors, slow answers, a
-SIGSTOP longer than the group timeout, and wall-clock skew beyond the services' signature windows.
+SIGSTOP longer than the group timeout, wall-clock skew beyond the services' signature windows, and
+the misbehaviours of whatever may answer in the server's place (trickled answer, oversized and
+malformed bodies, HTTP/1.0, an HTML 200, a 302 redirect).
 
 Every run is judged afterwards by tests/ownership.py over all records and the emulator's log:
 - no two nodes ever own one shard at the same time (intervals from records, no slack);
@@ -56,6 +58,7 @@ from fault_kit import (
     wait_until,
 )
 from harness import Plugin
+from shardbeat.emulator.faults import MISBEHAVIOURS
 from shardbeat.emulator.server import EmulatorServer
 
 pytestmark = pytest.mark.slow
@@ -139,7 +142,23 @@ def schedule(seed: int, provider: str) -> list[Step]:
     skew_at = round(rng.uniform(3.0, 4.5), 2)
     steps.append(Step(skew_at, "skew", skew=SKEW[provider]))
     steps.append(Step(round(skew_at + rng.uniform(2.0, 3.0), 2), "skew", skew=0.0))
+    steps += misbehaviours(seed)
     return sorted(steps, key=lambda s: s.at)
+
+
+def misbehaviours(seed: int) -> list[Step]:
+    """One of each misbehaviour of whatever may answer in the server's place (a trickled answer, an
+    oversized or cut-off body, HTTP/1.0, an HTML page, a redirect), from an rng of their own so the
+    rest of a seed's schedule stays what it was."""
+    rng = random.Random(seed * 7 + 1)
+    steps = []
+    for effect in MISBEHAVIOURS:
+        rule: dict[str, Any] = {"consumer": rng.choice(NODES), "action": "heartbeat", "effect": effect}
+        rule["duration"] = round(rng.uniform(0.3, 1.5), 2)
+        if effect == "oversized":
+            rule["bytes"] = 3 << 19  # 1.5 MiB: over the client's 1 MiB limit
+        steps.append(Step(round(rng.uniform(0.3, CHAOS_SECONDS - 1.5), 2), "fault", rule["consumer"], rule))
+    return steps
 
 
 def test_schedule_is_deterministic_and_covers_every_fault_kind() -> None:
@@ -149,7 +168,7 @@ def test_schedule_is_deterministic_and_covers_every_fault_kind() -> None:
         kinds = {s.kind for s in steps}
         effects = {s.rule["effect"] for s in steps if s.kind == "fault"}
         assert kinds == {"fault", "stop", "cont", "skew"}
-        assert effects >= {"hang", "reset", "drop", "status", "delay"}, effects
+        assert effects >= {"hang", "reset", "drop", "status", "delay", *MISBEHAVIOURS}, effects
         assert any(s.rule.get("duration", 0) > TIMEOUT for s in steps if s.rule.get("effect") == "hang")
         stop = next(s for s in steps if s.kind == "stop")
         cont = next(s for s in steps if s.kind == "cont")

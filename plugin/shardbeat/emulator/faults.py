@@ -13,6 +13,16 @@ has one effect:
     reset   close the connection at once without answering (TCP RST)
     drop    process the request (state changes!) but close the connection without answering
 
+Misbehaviours of whatever answers in the server's place (a proxy, a captive portal, a broken
+server). The request is not processed unless the effect says so:
+
+    trickle    process normally, then write the answer one byte every `seconds` (default 0.05)
+    oversized  HTTP 200 JSON with a body of `bytes` bytes (default 2 MiB; at most 64 MiB)
+    malformed  HTTP 200 application/json whose body is cut mid-JSON (the service's own shape)
+    http10     process normally and answer as HTTP/1.0, closing the connection afterwards
+    html200    HTTP 200 text/html: a captive portal's or a load balancer's page
+    redirect   HTTP 302 to `location` (default http://127.0.0.1:1/), a small HTML body
+
 Limits: `count` (matching requests affected, then the rule retires) and/or `duration` (seconds on
 the emulator's monotonic clock, which POST /_admin/clock {"advance"} also moves). Rules are tried in
 the order they were added; the first live match wins.
@@ -26,11 +36,19 @@ from typing import Any
 
 from shardbeat.emulator.call import CLS, HEARTBEAT_ALIAS, SLS, Call
 
-EFFECTS = ("status", "delay", "hang", "reset", "drop")
+# The server's own failures, then misbehaviours of whatever answers in its place.
+MISBEHAVIOURS = ("trickle", "oversized", "malformed", "http10", "html200", "redirect")
+EFFECTS: tuple[str, ...] = ("status", "delay", "hang", "reset", "drop", *MISBEHAVIOURS)
 DEFAULT_HANG_LIMIT = 60.0
+DEFAULT_TRICKLE = 0.05
+MAX_TRICKLE = 1.0  # per byte: slower only ties up a thread for hours
+DEFAULT_OVERSIZE = 2 << 20
+MAX_OVERSIZE = 64 << 20
+DEFAULT_LOCATION = "http://127.0.0.1:1/"
 MAX_SECONDS = 3600.0
 _MATCH_KEYS = ("service", "consumer", "group", "action")
 _KEYS = {*_MATCH_KEYS, "effect", "status", "error_code", "message", "seconds", "count", "duration"}
+_KEYS |= {"bytes", "location"}
 
 
 class FaultError(ValueError):
@@ -49,6 +67,8 @@ class FaultRule:
     error_code: str | None = None
     message: str | None = None
     seconds: float | None = None
+    size: int | None = None  # oversized: body bytes
+    location: str | None = None  # redirect: the Location header
     count: int | None = None  # remaining
     until: float | None = None  # monotonic deadline
     hits: int = 0
@@ -79,6 +99,8 @@ class FaultRule:
             "error_code": self.error_code,
             "message": self.message,
             "seconds": self.seconds,
+            **({"bytes": self.size} if self.size is not None else {}),
+            **({"location": self.location} if self.location is not None else {}),
             "count_left": self.count,
             "seconds_left": None if self.until is None else max(0.0, self.until - now),
             "hits": self.hits,
@@ -126,6 +148,22 @@ def parse_rule(doc: object, rule_id: int, now: float) -> FaultRule:
         raise FaultError("effect 'delay' needs seconds")
     if effect == "hang" and rule.seconds is None:
         rule.seconds = DEFAULT_HANG_LIMIT
+    if effect == "trickle" and rule.seconds is None:
+        rule.seconds = DEFAULT_TRICKLE
+    if effect == "trickle" and rule.seconds > MAX_TRICKLE:  # type: ignore[operator]
+        raise FaultError(f"trickle seconds (per byte) must be at most {MAX_TRICKLE:g}")
+    size = doc.get("bytes")
+    if size is not None and (type(size) is not int or not 0 < size <= MAX_OVERSIZE):
+        raise FaultError(f"bytes must be an integer in 1..{MAX_OVERSIZE}, not {size!r}")
+    if effect == "oversized":
+        rule.size = DEFAULT_OVERSIZE if size is None else size
+    location = doc.get("location")
+    if location is not None and not (
+        isinstance(location, str) and location and location.isascii() and location.isprintable()
+    ):
+        raise FaultError("location must be a non-empty string of printable ASCII")
+    if effect == "redirect":
+        rule.location = location or DEFAULT_LOCATION
     count = doc.get("count")
     if count is not None and (type(count) is not int or count <= 0):
         raise FaultError(f"count must be a positive integer, not {count!r}")

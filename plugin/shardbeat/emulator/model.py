@@ -21,3 +21,7 @@ class EmuResponse:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # How it goes on the wire (fault effects only): the status line's version, and a delay
+    # between bytes (0: the whole answer in one send).
+    version: str = "HTTP/1.1"
+    trickle: float = 0.0

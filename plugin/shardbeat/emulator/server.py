@@ -31,8 +31,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shardbeat.emulator import admin, cls, sls
 from shardbeat.emulator.call import CLS, SLS, Call
-from shardbeat.emulator.faults import FaultRule
+from shardbeat.emulator.faults import MISBEHAVIOURS, FaultRule
 from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
+from shardbeat.emulator.misbehaviour import PROCESSED, misbehaving_answer
 from shardbeat.emulator.model import EmuRequest, EmuResponse
 from shardbeat.emulator.world import World
 from shardbeat.http_server import PromptServerMixin
@@ -213,6 +214,14 @@ class _Handler(BaseHTTPRequestHandler):
             return handlers.handle(world, req, call)
         effect = hit.rule.effect
         call = replace(call, fault=effect)
+        if effect in MISBEHAVIOURS:
+            normal = handlers.handle(world, req, call) if effect in PROCESSED else None
+            response = misbehaving_answer(hit.rule, call.service, normal)
+            if normal is None and call.is_heartbeat:
+                world.record(call, response.status, error=effect)
+            if response.version != "HTTP/1.1" or response.trickle:
+                self.close_connection = True  # HTTP/1.0 has no keep-alive; a trickle may be cut off
+            return response
         if effect == "status":
             response, code = handlers.fault_response(hit.rule)
             if call.is_heartbeat:
@@ -245,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             reason = ""
         date = formatdate(self.server.emulator.world.wall_now(), usegmt=True)
         lines = [
-            f"HTTP/1.1 {response.status} {reason}",
+            f"{response.version} {response.status} {reason}",
             f"Date: {date}",
             f"Content-Length: {len(response.body)}",
         ]
@@ -253,8 +262,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + response.body)  # one send: see the module docstring
+        if response.trickle:
+            self._trickle(head + response.body, response.trickle)
+        else:
+            self.wfile.write(head + response.body)  # one send: see the module docstring
         self.log_request(response.status, len(response.body))
+
+    def _trickle(self, data: bytes, seconds: float) -> None:
+        """A byte at a time (the `trickle` fault), until done, the client leaves or the server stops."""
+        stopping = self.server.emulator.stopping
+        self.close_connection = True
+        for i in range(len(data)):
+            try:
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+            if stopping.wait(seconds):
+                return
 
 
 class EmulatorServer:

@@ -13,6 +13,7 @@ from typing import Protocol
 from shardbeat.core.redaction import register_secret
 from shardbeat.core.schedule import Retry as Retry  # re-exported: providers classify, the schedule reacts
 from shardbeat.core.shards import ShardMap
+from shardbeat.providers import server_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +82,18 @@ class ServerGroup:
     """A consumer group's settings as the server has them."""
 
     name: str
-    timeout: int
+    timeout: int  # what to lease by: the server's, clamped to server_values.MAX_GROUP_TIMEOUT
     order: bool | None = None  # SLS
     topics: tuple[str, ...] | None = None  # CLS
+    reported_timeout: int | None = None  # the server's own figure, when it was clamped
 
     @property
     def detail(self) -> str:
         """Provider-specific settings worth logging, e.g. "order=false" or "topics=a,b"."""
         if self.order is not None:
             return f"order={str(self.order).lower()}"
-        return "topics=" + ",".join(self.topics or ())
+        # Server-supplied names reach the log: printable and clipped.
+        return "topics=" + server_values.text(",".join(self.topics or ()), 400)
 
 
 def find_group(groups: Iterable[ServerGroup], name: str) -> ServerGroup | None:

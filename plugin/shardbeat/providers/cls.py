@@ -14,6 +14,7 @@ from typing import Any
 from shardbeat import __version__
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.providers import endpoint as endpoints
+from shardbeat.providers import server_values
 from shardbeat.providers.base import (
     Credentials,
     Endpoint,
@@ -64,6 +65,8 @@ API_VERSION = "2020-10-16"
 SERVICE = "cls"
 CONTENT_TYPE = "application/json"
 MAX_RESPONSE_BYTES = 4 << 20  # far above any consumer-group answer; refuse to parse more
+MAX_PARTITION_ID = 2**63 - 1  # PartitionId is an int64 in the API (and must fit a msgpack integer)
+USER_AGENT = f"shardbeat/{__version__}"
 _CLIP = 200  # longest server-supplied text copied into an error message
 
 HEARTBEAT = "SendConsumerHeartbeat"
@@ -82,6 +85,9 @@ HTTP_ERROR = "HttpError"
 # (code or dotted prefix, retry), first match wins; a prefix matches the code itself and code.*
 _RETRY_BY_CODE: tuple[tuple[str, Retry], ...] = (
     ("AuthFailure.SignatureExpire", Retry.RESIGN),
+    # Transient FailedOperation sub-codes, ahead of the FailedOperation prefix below.
+    ("FailedOperation.Timeout", Retry.FAST),
+    ("FailedOperation.ReadQpsLimit", Retry.FAST),
     ("RequestLimitExceeded", Retry.FAST),
     ("InternalError", Retry.FAST),
     ("ResourceUnavailable", Retry.FAST),
@@ -105,7 +111,7 @@ def retry_for_code(code: str) -> Retry:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _CLIP else text[:_CLIP] + "..."
+    return server_values.text(text, _CLIP)
 
 
 def _invalid(message: str, status: int, request_id: str | None = None) -> ProviderError:
@@ -124,6 +130,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_request_id = server_values.request_id
+
+
 def _server_error(answer: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(Code, Message) of Response.Error when it is well-formed."""
     error = answer.get("Error") if answer is not None else None
@@ -139,17 +148,20 @@ def _answer(response: HttpResponse) -> dict[str, Any]:
     parsed = None if too_large else _decode(response.body)
     envelope = parsed.get("Response") if isinstance(parsed, dict) else None
     answer = envelope if isinstance(envelope, dict) else None
-    request_id = _text(answer.get("RequestId")) if answer is not None else None
+    request_id = _request_id(answer.get("RequestId")) if answer is not None else None
     server_error = _server_error(answer)
     if status != 200:  # the API answers 200 even for errors: anything else is a proxy or an outage
         said = f" ({server_error[0]}: {server_error[1]})" if server_error else ""
+        said += server_values.redirect_note(status, response.headers)
         raise ProviderError(
             HTTP_ERROR, f"HTTP {status} instead of 200{said}", retry=Retry.FAST,
             status=status, request_id=request_id,
         )  # fmt: skip
-    # Parameters (charset) are tolerated; another media type means someone else answered.
+    # Parameters (charset) are tolerated; another media type means someone else answered, unless
+    # the body is a well-formed error (the official SDK reads errors under text/plain too): then
+    # its code is what the operator needs to see, and it never grants anything.
     media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != CONTENT_TYPE:
+    if media_type != CONTENT_TYPE and server_error is None:
         shown = _clip(response.headers.get("content-type", "none"))
         raise _invalid(f"Content-Type {shown!r}, expected {CONTENT_TYPE}", status, request_id)
     if answer is None:
@@ -194,12 +206,12 @@ def _list(answer: Mapping[str, Any], name: str, response: HttpResponse) -> list[
     value = answer.get(name)
     if not isinstance(value, list):
         what = "missing" if value is None else f"a {type(value).__name__}, not a list"
-        raise _invalid(f"Response.{name} is {what}", response.status, _text(answer.get("RequestId")))
+        raise _invalid(f"Response.{name} is {what}", response.status, _request_id(answer.get("RequestId")))
     return value
 
 
 def _is_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return server_values.is_whole(value) and 0 <= value <= MAX_PARTITION_ID  # type: ignore[operator]
 
 
 # --- the provider ------------------------------------------------------------------------------
@@ -257,7 +269,8 @@ class ClsProvider:
                 ("X-TC-Action", action),
                 ("X-TC-Version", API_VERSION),
                 ("X-TC-Region", region),
-                ("X-TC-RequestClient", f"shardbeat/{__version__}"),
+                ("X-TC-RequestClient", USER_AGENT),
+                ("User-Agent", USER_AGENT),
             )
             for action in _ACTIONS
         }
@@ -295,19 +308,19 @@ class ClsProvider:
     def setup_group_request(
         self, timeout: int, create: bool, now: float, credentials: Credentials
     ) -> HttpRequest:
-        """CreateConsumerGroup (create=True) or ModifyConsumerGroup: same parameters, this group's topics."""
+        """CreateConsumerGroup (create=True) with this group's topics, or ModifyConsumerGroup of the
+        timeout alone: Topics is optional there, and sending ours would drop the group's other topics
+        for every consumer of the group."""
         action = CREATE_GROUP if create else MODIFY_GROUP
-        return self._signed(action, self._group_body(timeout), now, credentials)
+        return self._signed(action, self._group_body(timeout, with_topics=create), now, credentials)
 
-    def _group_body(self, timeout: int) -> bytes:
+    def _group_body(self, timeout: int, with_topics: bool) -> bytes:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
             raise ValueError(f"consumer group timeout must be a positive number of seconds, not {timeout!r}")
-        params = {
-            "ConsumerGroup": self.consumer_group,
-            "Timeout": timeout,
-            "Topics": list(self.topics),
-            "LogsetId": self.logset_id,
-        }
+        params: dict[str, object] = {"ConsumerGroup": self.consumer_group, "Timeout": timeout}
+        if with_topics:
+            params["Topics"] = list(self.topics)
+        params["LogsetId"] = self.logset_id
         return _dump(params).encode()
 
     def _signed(self, action: str, body: bytes, now: float, credentials: Credentials) -> HttpRequest:
@@ -341,7 +354,7 @@ class ClsProvider:
         drop: the server would keep those partitions with us and nobody would read them.
         """
         answer = _answer(response)
-        request_id = _text(answer.get("RequestId"))
+        request_id = _request_id(answer.get("RequestId"))
         assignment: dict[str, frozenset[int]] = {}
         for item in _list(answer, "TopicPartitionsInfo", response):
             topic = item.get("TopicID") if isinstance(item, dict) else None
@@ -352,7 +365,7 @@ class ClsProvider:
                 )
             if not all(_is_id(p) for p in partitions):
                 raise _invalid(
-                    f"Partitions of {_clip(topic)!r} are not all non-negative integers", 200, request_id
+                    f"Partitions of {_clip(topic)!r} are not all integers in 0..2^63-1", 200, request_id
                 )
             if topic not in self._topic_heads:
                 raise ProviderError(
@@ -368,7 +381,7 @@ class ClsProvider:
     def parse_describe_groups(self, response: HttpResponse) -> list[ServerGroup]:
         """Response.ConsumerGroupsInfo; null means none (Tencent marks "no value" so), absent is an error."""
         answer = _answer(response)
-        request_id = _text(answer.get("RequestId"))
+        request_id = _request_id(answer.get("RequestId"))
         if "ConsumerGroupsInfo" in answer and answer["ConsumerGroupsInfo"] is None:
             return []
         groups: list[ServerGroup] = []
@@ -379,16 +392,16 @@ class ClsProvider:
             if topics is None:
                 topics = []
             valid_topics = isinstance(topics, list) and all(isinstance(t, str) for t in topics)
-            if (
-                not isinstance(name, str)
-                or not isinstance(timeout, int)
-                or not _is_id(timeout)
-                or not valid_topics
-            ):
+            timeouts = server_values.group_timeout(timeout)
+            if not isinstance(name, str) or timeouts is None or not valid_topics:
                 raise _invalid(
-                    "ConsumerGroupsInfo entry without ConsumerGroup, Timeout and Topics", 200, request_id
+                    "ConsumerGroupsInfo entry without ConsumerGroup, a positive integer Timeout and Topics",
+                    200,
+                    request_id,
                 )
-            groups.append(ServerGroup(name, timeout, topics=tuple(topics)))
+            lease_by, reported = timeouts
+            clamped = reported if reported != lease_by else None
+            groups.append(ServerGroup(name, lease_by, topics=tuple(topics), reported_timeout=clamped))
         return groups
 
     # -- the Provider protocol's bootstrap view of the calls above

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 from shardbeat import __version__
 from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
+from shardbeat.providers import server_values
 from shardbeat.providers.base import (
     Credentials,
     Endpoint,
@@ -93,21 +92,35 @@ _CONSTANT_SIGNED = (
 # ---------------------------------------------------------------------------------------------------
 # Answers and errors
 
-_FAST_CODES = (
-    "InternalServerError ServerBusy RequestTimeout ExceedQuota QuotaExceed WriteQuotaExceed Throttling"
-)
-# Named so that they stay SLOW whatever status a proxy puts in front of them.
-_SLOW_CODES = """Unauthorized SignatureNotMatch InvalidAccessKeyId Forbidden ProjectForbidden
-    SecurityTokenExpired InvalidSecurityToken ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"""
+# Throttling and quota codes are transient whatever the status (the SDKs' own lists name the
+# shard-level quota codes next to WriteQuotaExceed).
+_FAST_CODES = """InternalServerError ServerBusy RequestTimeout ExceedQuota QuotaExceed WriteQuotaExceed
+    ShardWriteQuotaExceed ReadQuotaExceed ShardReadQuotaExceed Throttling"""
+# The key or token itself was refused, whatever the HTTP status: worth re-reading rotated credentials.
+# The dotted spellings are what STS-backed keys get (SecurityToken.Expired after the token's expiry).
 _CREDENTIAL_CODES = frozenset(
     [
         "Unauthorized",
         "SignatureNotMatch",
         "InvalidAccessKeyId",
+        "InvalidAccessKeyId.NotFound",
         "SecurityTokenExpired",
+        "SecurityToken.Expired",
         "InvalidSecurityToken",
     ]
 )
+# Named so that they stay SLOW whatever status a proxy puts in front of them.
+_SLOW_CODES = " ".join(
+    [*_CREDENTIAL_CODES, "Forbidden ProjectForbidden ProjectNotExist LogStoreNotExist ConsumerGroupNotExist"]
+)
+# The SDK (logclient._is_auth_err) also takes any code naming the key or the token as one of these.
+_CREDENTIAL_PREFIXES = ("InvalidAccessKeyId", "SecurityToken")
+
+
+def _is_credential_code(code: str) -> bool:
+    return code in _CREDENTIAL_CODES or code.startswith(_CREDENTIAL_PREFIXES)
+
+
 _RETRY_BY_CODE: dict[str, Retry] = {
     "NotExistConsumerWithBody": Retry.REJOIN,
     "RequestTimeExpired": Retry.RESIGN,
@@ -123,10 +136,7 @@ def _retry_for_status(status: int) -> Retry:
     return Retry.SLOW
 
 
-def _clip(text: str, limit: int) -> str:
-    """One printable line of at most `limit` characters: server text ends up in logs and records."""
-    shown = "".join(ch if ch.isprintable() else " " for ch in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
+_clip = server_values.text
 
 
 def _excerpt(body: bytes | str, limit: int = 120) -> str:
@@ -136,14 +146,13 @@ def _excerpt(body: bytes | str, limit: int = 120) -> str:
 
 
 def _request_id(response: HttpResponse) -> str | None:
-    request_id = response.headers.get("x-log-requestid")
-    return _clip(request_id, 128) if request_id else None
+    return server_values.request_id(response.headers.get("x-log-requestid"))
 
 
 def _invalid(response: HttpResponse, problem: str) -> ProviderError:
     return ProviderError(
         INVALID_RESPONSE,
-        f"HTTP {response.status}: {problem}",
+        f"HTTP {response.status}{server_values.redirect_note(response.status, response.headers)}: {problem}",
         retry=_retry_for_status(response.status),
         status=response.status,
         request_id=_request_id(response),
@@ -176,10 +185,12 @@ def error_from_response(response: HttpResponse) -> ProviderError:
     return ProviderError(
         _clip(code, 64),
         _clip(message, 512) if isinstance(message, str) else "(no errorMessage in the answer)",
-        retry=_RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
+        retry=Retry.SLOW
+        if _is_credential_code(code)
+        else _RETRY_BY_CODE.get(code, _retry_for_status(response.status)),
         status=response.status,
         request_id=_request_id(response),
-        credentials_rejected=code in _CREDENTIAL_CODES or response.status == 401,
+        credentials_rejected=_is_credential_code(code) or response.status == 401,
     )
 
 
@@ -191,11 +202,7 @@ def _success_json(response: HttpResponse) -> Any:
 
 def server_time(response: HttpResponse) -> float | None:
     """The answer's Date header in epoch seconds (to correct our clock after RequestTimeExpired)."""
-    try:
-        when = parsedate_to_datetime(response.headers.get("date", ""))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return server_values.http_date(response.headers.get("date"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -306,10 +313,12 @@ class SlsProvider:
         groups = []
         for item in doc:
             match item:
-                case {"name": str(name), "timeout": int(timeout), "order": bool(order)} if (
-                    name and type(timeout) is int
+                case {"name": str(name), "timeout": timeout, "order": bool(order)} if (
+                    name and (timeouts := server_values.group_timeout(timeout)) is not None
                 ):
-                    groups.append(ServerGroup(name, timeout, order=order))
+                    lease_by, reported = timeouts
+                    clamped = reported if reported != lease_by else None
+                    groups.append(ServerGroup(name, lease_by, order=order, reported_timeout=clamped))
                 case _:
                     shown = _excerpt(json.dumps(item))
                     raise _invalid(response, f"not a consumer group {{name, timeout, order}}: {shown}")

@@ -83,6 +83,13 @@ def run_bootstrap(
                 return run_bootstrap(plain, provider, transport, credentials, server_now, deadline)
             log.warning("%s: created consumer group with timeout %ds", label, timeout)
             return Outcome(True, timeout, answer=answer)
+        if found.reported_timeout is not None:
+            log.warning(
+                "%s: the server reports a group timeout of %ds; leasing by at most %ds",
+                label,
+                found.reported_timeout,
+                found.timeout,
+            )
         if found.timeout == group.timeout:
             log.info("%s: consumer group found (timeout %ds, %s)", label, found.timeout, found.detail)
             return Outcome(True, found.timeout, answer=answer)

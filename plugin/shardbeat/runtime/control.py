@@ -12,6 +12,9 @@ proves the two agree), so each problem gets a specific message. Problems never s
 - MessagePack has no boundary to resynchronise on: undecodable or oversized input is reported, the
   buffered bytes are dropped and decoding restarts with the next bytes; until a valid message
   arrives again, further problems are counted but not reported (one report per bad patch).
+  JSON text in a MessagePack stream (a JSON line's `{` or `[` where a message should start) is
+  named as such and skipped up to its newline, one report per line: the stream's format was fixed
+  by its first byte, and silently reading JSON lines as MessagePack integers would hide that.
 Problem messages quote at most a short, escaped piece of the input (never a whole message).
 """
 
@@ -205,6 +208,8 @@ class ControlDecoder:
         self._consumed = 0  # msgpack: tell() after the previous message
         self._desynced = False  # msgpack: problems are muted until a valid message arrives
         self.muted = 0  # msgpack problems not reported while desynced
+        self._text: bytearray | None = None  # msgpack: the start of a JSON line being skipped
+        self._first_byte = 0  # what made this stream MessagePack
 
     def feed(self, data: bytes) -> list[Decoded]:
         if self.mode is None:
@@ -215,7 +220,11 @@ class ControlDecoder:
             return self._feed_json(data)
         out: list[Decoded] = []
         for start in range(0, len(data), _FEED_SLICE):
-            self._feed_msgpack(data[start : start + _FEED_SLICE], out)
+            chunk = data[start : start + _FEED_SLICE]
+            if self._text is not None:
+                chunk = self._skip_text(chunk, out)
+            if chunk:
+                self._feed_msgpack(chunk, out)
         return out
 
     def finish(self) -> list[Decoded]:
@@ -224,6 +233,8 @@ class ControlDecoder:
         out: list[Decoded] = []
         if self.mode == "json" and self._pending and not self._skipping:
             out.append(self._line(bytes(self._pending)))
+        elif self._text is not None:
+            self._skip_text(b"\n", out)  # a JSON line without its newline: still reported
         elif self.mode == "msgpack" and self._unpacker is not None and self._fed > self._unpacker.tell():
             self._report(
                 out, ControlProblem(TRUNCATED, "the stream ended in the middle of a MessagePack message")
@@ -246,6 +257,7 @@ class ControlDecoder:
             self.mode = "json"
             return rest[3:]
         self.mode = "json" if rest[0] < 0x80 else "msgpack"
+        self._first_byte = rest[0]
         return rest
 
     # -- JSON lines
@@ -320,6 +332,15 @@ class ControlDecoder:
                     out, ControlProblem(INVALID_MSGPACK, f"undecodable MessagePack ({reason}); input dropped")
                 )
                 return
+            if isinstance(doc, int) and not isinstance(doc, bool):
+                # A single-byte integer just consumed from this chunk: is it a JSON line's start?
+                at = self._unpacker.tell() - (self._fed - len(data)) - 1
+                if 0 <= at < len(data) and data[at : at + 1] in (b"{", b"["):
+                    self._unpacker = None
+                    rest = self._skip_text(data[at:], out)
+                    if rest:
+                        self._feed_msgpack(rest, out)
+                    return
             size, self._consumed = self._unpacker.tell() - self._consumed, self._unpacker.tell()
             if size > self.limit:
                 decoded: Decoded = ControlProblem(
@@ -332,6 +353,27 @@ class ControlDecoder:
                 out.append(decoded)
             else:
                 self._report(out, decoded)
+
+    def _skip_text(self, data: bytes, out: list[Decoded]) -> bytes:
+        """Drop a JSON line up to its newline; report it once the line is over. Returns what follows."""
+        if self._text is None:
+            self._text = bytearray()
+        newline = data.find(b"\n")
+        line = data if newline < 0 else data[:newline]
+        if len(self._text) < 48:
+            self._text += line[: 48 - len(self._text)]
+        if newline < 0:
+            return b""
+        shown = _show(self._text.decode("utf-8", "replace"))
+        self._text = None
+        out.append(
+            ControlProblem(
+                INVALID_MSGPACK,
+                f"a JSON line in a MessagePack stream was dropped ({shown}): the stream's first byte "
+                f"0x{self._first_byte:02x} made it MessagePack for good; send one format per stream",
+            )
+        )
+        return data[newline + 1 :]
 
     def _report(self, out: list[Decoded], problem: ControlProblem) -> None:
         if self._desynced:

@@ -13,6 +13,11 @@ Creating the socket:
   no client ever sees looser permissions (and the process umask is left alone);
 - close() removes the file, if it is still the one this server created.
 One daemon thread serves the listener and every client through a selector.
+
+Fair to every client: a connection that sends nothing for `idle_timeout` seconds (default 300) is
+closed, and a newcomer beyond `max_clients` is admitted by closing the longest-silent connection,
+so idle or stuck clients can never lock everyone else out (a client mid-message is rarely the most
+silent one). Whatever an evicted client left unterminated is reported like any end of stream.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import selectors
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,6 +44,8 @@ MAX_CLIENTS = 32
 BACKLOG = 16
 RECV_SIZE = 64 * 1024
 PROBE_SECONDS = 1.0
+IDLE_TIMEOUT = 300.0  # hygiene; the eviction below is what keeps newcomers served
+EVICTION_LOG_EVERY = 10.0  # seconds between warnings about evicted clients (a connect flood is quiet)
 _WAKE = "wake"
 
 
@@ -46,10 +54,22 @@ class ControlSocketError(OSError):
 
 
 class ControlSocketServer:
-    def __init__(self, path: str, new_feed: Callable[[], Feed], max_clients: int = MAX_CLIENTS) -> None:
+    def __init__(
+        self,
+        path: str,
+        new_feed: Callable[[], Feed],
+        max_clients: int = MAX_CLIENTS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._new_feed = new_feed
         self._max_clients = max_clients
+        self._idle_timeout = idle_timeout
+        self._clock = clock
+        self._last_heard: dict[socket.socket, float] = {}  # insertion order = least recent first
+        self._evicted = 0  # since the last warning about it
+        self._evicted_logged = float("-inf")
         self._listener: socket.socket | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we bound
         self._selector = selectors.DefaultSelector()
@@ -103,7 +123,7 @@ class ControlSocketServer:
     def _serve(self) -> None:
         try:
             while True:
-                for key, _ in self._selector.select():
+                for key, _ in self._selector.select(self._until_next_idle()):
                     if key.data == _WAKE:
                         return
                     if key.fileobj is self._listener:
@@ -111,6 +131,7 @@ class ControlSocketServer:
                     else:
                         assert isinstance(key.fileobj, socket.socket)
                         self._receive(key.fileobj)
+                self._close_idle()
         except Exception:  # a bug here must not go unnoticed, nor take the process down
             log.exception("internal error in the control socket server; it stops serving")
         finally:
@@ -126,12 +147,48 @@ class ControlSocketServer:
             log.warning("control socket: cannot accept a client: %s", exc.strerror or exc)
             return
         if len(self._clients) >= self._max_clients:
-            log.warning("control socket: %d clients already connected; refusing another", len(self._clients))
-            conn.close()
-            return
+            self._evict_most_silent()
         conn.setblocking(False)
         self._clients[conn] = self._new_feed()
+        self._last_heard[conn] = self._clock()
         self._selector.register(conn, selectors.EVENT_READ)
+
+    # -- fairness: idle timeout and eviction
+
+    def _until_next_idle(self) -> float | None:
+        if not self._last_heard:
+            return None
+        oldest = next(iter(self._last_heard.values()))
+        return max(0.0, oldest + self._idle_timeout - self._clock())
+
+    def _close_idle(self) -> None:
+        now = self._clock()
+        for conn, heard in list(self._last_heard.items()):
+            if now - heard < self._idle_timeout:
+                break  # ordered by last activity: the rest were heard from later
+            log.debug("control socket: closing a client silent for %.0fs", now - heard)
+            self._end(conn)
+
+    def _evict_most_silent(self) -> None:
+        conn, heard = next(iter(self._last_heard.items()))
+        self._evicted += 1
+        now = self._clock()
+        if now - self._evicted_logged >= EVICTION_LOG_EVERY:
+            log.warning(
+                "control socket: %d clients connected (the limit); closed the one silent longest "
+                "(%.1fs) to admit a new one (%d such in all since the last report)",
+                len(self._clients),
+                now - heard,
+                self._evicted,
+            )
+            self._evicted, self._evicted_logged = 0, now
+        self._end(conn)
+
+    def _end(self, conn: socket.socket) -> None:
+        feed = self._clients.get(conn)
+        if feed is not None:
+            feed.end()
+        self._drop(conn)
 
     def _receive(self, conn: socket.socket) -> None:
         feed = self._clients[conn]
@@ -143,6 +200,8 @@ class ControlSocketServer:
             log.debug("control socket: client gone: %s", exc.strerror or exc)
             chunk = b""
         if chunk:
+            self._last_heard.pop(conn, None)  # re-inserted last: the order stays "least recent first"
+            self._last_heard[conn] = self._clock()
             feed.data(chunk)
             return
         feed.end()
@@ -150,6 +209,7 @@ class ControlSocketServer:
 
     def _drop(self, conn: socket.socket) -> None:
         self._clients.pop(conn, None)
+        self._last_heard.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn)
         conn.close()

@@ -10,7 +10,6 @@ Everything mutable is guarded by one lock (`self._cond`); no lock is held during
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import queue
 import random
@@ -20,9 +19,12 @@ from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
+from shardbeat.core.interval_fit import fitted_interval
+from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
+from shardbeat.providers import server_values
 from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
@@ -62,6 +64,7 @@ class Runner:
         self._quiet = False
         self._exit_status = 0
         self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
+        self._on_demand_budget = OnDemandBudget()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
         # that each group keeps its own random phase on the grid, so many groups never beat in lockstep
@@ -85,6 +88,7 @@ class Runner:
     def _push(self, kind: int, at: float, session: Session) -> None:
         if kind == BEAT:
             session.due_version += 1
+            session.due_at = at
         if self._timeline.push(at, kind, session, session.due_version):
             self._cond.notify()  # only an earlier wake-up needs the scheduler's attention
 
@@ -110,6 +114,7 @@ class Runner:
                         self._ack_deadline(session, now)
                     elif due.version == session.due_version and not session.in_flight:
                         session.in_flight = True
+                        session.due_at = float("inf")
                         self._work.put(session)
                 self._cond.wait(self._timeline.wait(now))
         return self._shutdown()
@@ -220,19 +225,28 @@ class Runner:
                 session.bootstrapped = True
                 if outcome.timeout is not None and outcome.timeout != session.timeout:
                     session.use_server_timeout(outcome.timeout)
-                    lease = session.membership.lease
-                    if session.interval >= lease.timeout - lease.margin:
-                        log.error(
-                            "%s: heartbeat_interval %gs is too long for the server's timeout %ds: the lease "
-                            "(%gs) runs out between heartbeats; lower heartbeat_interval",
-                            session.config.label,
-                            session.interval,
-                            outcome.timeout,
-                            lease.timeout - lease.margin,
-                        )
+                    self._fit_interval(session, now)
                 self._push(BEAT, now, session)
             elif outcome.failure is not None:
                 self._on_failure(session, outcome.failure, now, source="bootstrap")
+
+    def _fit_interval(self, session: Session, now: float) -> None:
+        """Never flap: an interval the server's timeout cannot carry is lowered until it fits."""
+        lease = session.membership.lease
+        fitted = fitted_interval(session.interval, lease.timeout, lease.margin)
+        if fitted is None:
+            return
+        log.warning(
+            "%s: heartbeat_interval %gs does not fit the server's group timeout %gs (lease %gs after the "
+            "margin): beating every %gs instead; lower heartbeat_interval, or set update_group: true to "
+            "give the group the configured timeout",
+            session.config.label,
+            session.interval,
+            lease.timeout,
+            lease.timeout - lease.margin,
+            fitted,
+        )
+        session.use_interval(fitted, now)
 
     def _beat(self, session: Session) -> None:
         with self._cond:
@@ -241,6 +255,7 @@ class Runner:
             claim = session.membership.claim()
             lease = session.membership.lease
             sent_at = self._clock.monotonic()
+            session.last_sent = sent_at
             budget = call_budget(session.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
         credentials = session.credentials.current()
         sent_wall = self._clock.wall()
@@ -274,6 +289,9 @@ class Runner:
             if session.beat_soon:
                 session.beat_soon = False
                 self._push(BEAT, received, session)
+            if session.on_demand:
+                session.on_demand = False
+                self._on_demand(session)
 
     def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
         if session.last_error is not None:
@@ -332,10 +350,10 @@ class Runner:
         if date == session.last_date[0]:
             server = session.last_date[1]  # Date changes once a second: most beats reuse the parse
         else:
-            try:
-                server = email.utils.parsedate_to_datetime(date).timestamp()
-            except (TypeError, ValueError, IndexError, OverflowError):
+            parsed = server_values.http_date(date)  # an absurd Date is ignored, never applied
+            if parsed is None:
                 return
+            server = parsed
             session.last_date = (date, server)
         with self._cond:
             before = session.server_clock.offset
@@ -428,10 +446,21 @@ class Runner:
                 self._release(session, shards.minus(session.membership.releasing, held))
 
     def beat_now(self, targets: Sequence[Session]) -> None:
+        """On-demand beats (control `heartbeat`, reload): coalesced and spaced, see core/on_demand.py."""
         with self._cond:
             for session in targets:
                 if session.bootstrapped:
-                    self._beat_now(session)
+                    self._on_demand(session)
+
+    def _on_demand(self, session: Session) -> None:
+        if session.in_flight:
+            session.on_demand = True  # one owed beat, however many were asked for
+            return
+        at = on_demand_at(self._clock.monotonic(), session.last_sent, session.interval)
+        if at < session.due_at:  # else a beat is due by then anyway
+            at = self._on_demand_budget.slot(at)
+            if at < session.due_at:
+                self._push(BEAT, at, session)
 
     def refresh_credentials(self) -> None:
         for session in self.sessions:

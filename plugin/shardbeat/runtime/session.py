@@ -70,6 +70,9 @@ class Session:
     in_flight: bool = False
     due_version: int = 0
     beat_soon: bool = False  # a beat was asked for while one was in flight
+    due_at: float = float("inf")  # monotonic time of the next scheduled beat
+    last_sent: float | None = None  # monotonic send time of the last heartbeat
+    on_demand: bool = False  # an on-demand beat is owed once the one in flight is answered
     lease_queued: bool = False  # the scheduler holds this session's lease deadline
     last_date: tuple[str, float] = ("", 0.0)  # the last Date header seen and its parse
     last_error: str | None = None
@@ -115,6 +118,11 @@ class Session:
             margin = default_margin(timeout)
         self.timeout = timeout
         self.membership.lease = Lease(timeout, margin)
+
+    def use_interval(self, interval: float, grid_start: float) -> None:
+        """Beat every `interval` seconds from `grid_start` on (fitted to the server's timeout)."""
+        self.interval = interval
+        self.pacer = Pacer.create(interval, grid_start, self.pacer.fast.rng)
 
     def matches(self, group: str | None, provider: str | None, consumer: str | None) -> bool:
         who = self.identity

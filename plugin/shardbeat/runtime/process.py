@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from shardbeat.runtime.logs import stderr_handler
+from shardbeat.runtime.network import Network, config_problems, endpoints_of
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
 from shardbeat.runtime.runner import Runner
 
@@ -109,6 +110,11 @@ def _who(message: ControlMessage) -> str:
 def run(config: Config, config_path: str | None = None) -> int:
     from shardbeat.runtime.instance_lock import InstanceLockError, acquire_instance_locks
 
+    problems = config_problems(config)  # proxy variables of the environment, per endpoint
+    if problems:
+        for problem in problems:
+            log.error("config: %s", problem)
+        return USAGE_ERROR
     try:
         locks = acquire_instance_locks(config.groups, config.runtime_dir)
     except InstanceLockError as exc:
@@ -122,7 +128,9 @@ def run(config: Config, config_path: str | None = None) -> int:
         fd = guard_stdout()
         box: list[Runner] = []
         writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))
-        runner = Runner(config.groups, writer)
+        network = Network.of(config)
+        _log_routes(network, config)
+        runner = Runner(config.groups, writer, network=network)
         box.append(runner)
         handler = ControlHandler(runner, config, config_path)
         try:
@@ -160,6 +168,18 @@ def _start_services(
         cleanup.callback(metrics.stop)
         metrics.start()
         log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
+
+
+def _log_routes(network: Network, config: Config) -> None:
+    """Say once per endpoint how it is reached (proxy credentials hidden) and which CAs are trusted."""
+    seen: set[str] = set()
+    for _, endpoint in endpoints_of(config):
+        where = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}"
+        if where not in seen:
+            seen.add(where)
+            log.info("network: %s %s", where, network.route_to(endpoint).shown)
+    if any(e.scheme == "https" for _, e in endpoints_of(config)):
+        log.info("network: TLS verified against %s", network.trust)
 
 
 def _stop_quietly(box: list[Runner]) -> None:

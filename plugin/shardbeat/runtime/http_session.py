@@ -104,6 +104,13 @@ class _Adapter(HTTPAdapter):
         manager.pool_classes_by_scheme = self._pools
         return manager
 
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would set CERT_NONE for verify=False, and add certifi's bundle (ca_certs) to our
+        # context for verify=True: neither. The context holds exactly the CAs of Network.
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> Any:

@@ -119,9 +119,10 @@ class HttpTransport:
         conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
         for name, value in request.headers:
             conn.putheader(name, value)
-        proxy = conn.route.proxy
-        if conn.absolute is not None and proxy is not None and proxy.authorization is not None:
-            conn.putheader("Proxy-Authorization", proxy.authorization)
+        if conn.absolute is not None:
+            authorization = conn.route.proxy.authorization if conn.route.proxy is not None else None
+            if authorization is not None:
+                conn.putheader("Proxy-Authorization", authorization)
         # One segment for headers and body: avoids the Nagle/delayed-ACK stall on small requests.
         conn.endheaders(request.body)
         # The answer is read through a reader that re-arms the socket timeout from the one deadline

@@ -70,6 +70,8 @@ def network_config(
                 break
     if ca_file is not None and ca_source is not None:
         why = check_ca_bundle(ca_file)
+        if why is None and ca_source == "tls.ca_file" and os.path.isdir(ca_file):
+            why = "is a directory: give a PEM bundle file"
         if why is not None:
             where = "" if ca_source == "tls.ca_file" else " (from the environment)"
             problems.append(Problem(ca_source, f"CA bundle {ca_file}{where}: {why}"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -162,12 +162,18 @@ def make_session(
 class RequestsTransport:
     """The Transport protocol over a requests session: for calls made once, not per beat."""
 
-    def __init__(self, session: requests.Session | None = None, network: Network | None = None) -> None:
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        network: Network | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._network = network or (session.network if isinstance(session, _Session) else Network())
         self._session = session or make_session(self._network)
+        self._monotonic = monotonic
 
     def send(self, endpoint: Endpoint, request: HttpRequest, deadline: float) -> HttpResponse:
-        left = deadline - time.monotonic()
+        left = deadline - self._monotonic()
         if left <= 0:
             raise TransportError("Timeout", "call deadline passed")
         url = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1] + request.target
@@ -180,7 +186,7 @@ class RequestsTransport:
                 timeout=(left, left),
                 stream=True,
             ) as answer:
-                body = _read_within(answer, deadline)
+                body = _read_within(answer, deadline, self._monotonic)
                 headers = {name.lower(): value for name, value in answer.headers.items()}
                 return HttpResponse(answer.status_code, headers, body)
         except NetworkError as exc:
@@ -194,7 +200,7 @@ class RequestsTransport:
         self._session.close()
 
 
-def _read_within(answer: requests.Response, deadline: float) -> bytes:
+def _read_within(answer: requests.Response, deadline: float, monotonic: Callable[[], float]) -> bytes:
     """The body, at most MAX_RESPONSE_BYTES, checked against the deadline between reads."""
     chunks: list[bytes] = []
     size = 0
@@ -203,7 +209,7 @@ def _read_within(answer: requests.Response, deadline: float) -> bytes:
         if size > MAX_RESPONSE_BYTES:
             raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
         chunks.append(chunk)
-        if time.monotonic() > deadline:
+        if monotonic() > deadline:
             raise TransportError("Timeout", "answer body did not arrive before the call's deadline")
     return b"".join(chunks)
 

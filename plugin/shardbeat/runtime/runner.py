@@ -59,7 +59,7 @@ class Runner:
         network = network or Network()
         # Heartbeats on the lean transport; bootstrap (once per group) on requests: same route and CAs.
         self._transport = transport or HttpTransport(self._clock.monotonic, network=network)
-        self._control = transport or RequestsTransport(network=network)
+        self._control = transport or RequestsTransport(network=network, monotonic=self._clock.monotonic)
         self._writer = writer
         self._cond = threading.Condition()
         self._timeline: Timeline[Session] = Timeline()

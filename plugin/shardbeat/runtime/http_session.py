@@ -15,7 +15,10 @@ A session made here:
   `User-Agent: shardbeat/<version>`; `timeout` defaults to the factory's.
 
 Errors are requests' own exceptions; RequestsTransport turns them into TransportError with texts
-that never carry the proxy's credentials.
+that never carry the proxy's credentials. Its deadline bounds DNS, connect and each read, and the
+body is checked against it between chunks; a peer that trickles the status line or headers byte by
+byte can still stretch one call past it (urllib3 re-arms the timeout per read). That is why the
+heartbeat, whose deadline guards the lease, stays on runtime/transport.py.
 """
 
 from __future__ import annotations

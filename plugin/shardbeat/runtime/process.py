@@ -171,14 +171,19 @@ def _start_services(
 
 
 def _log_routes(network: Network, config: Config) -> None:
-    """Say once per endpoint how it is reached (proxy credentials hidden) and which CAs are trusted."""
-    seen: set[str] = set()
-    for _, endpoint in endpoints_of(config):
+    """Say how the endpoints are reached (proxy credentials hidden) and which CAs are trusted: one line
+    per route, so a config of thousands of groups does not log thousands of lines."""
+    by_route: dict[str, list[str]] = {}
+    endpoints = endpoints_of(config)
+    for _, endpoint in endpoints:
         where = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}"
-        if where not in seen:
-            seen.add(where)
-            log.info("network: %s %s", where, network.route_to(endpoint).shown)
-    if any(e.scheme == "https" for _, e in endpoints_of(config)):
+        hosts = by_route.setdefault(network.route_to(endpoint).shown, [])
+        if where not in hosts:
+            hosts.append(where)
+    for shown, hosts in by_route.items():
+        more = f" and {len(hosts) - 3} more" if len(hosts) > 3 else ""
+        log.info("network: %s: %s", ", ".join(hosts[:3]) + more, shown)
+    if any(e.scheme == "https" for _, e in endpoints):
         log.info("network: TLS verified against %s", network.trust)
 
 

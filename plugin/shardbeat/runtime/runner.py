@@ -56,7 +56,8 @@ class Runner:
     ) -> None:
         self._clock = clock or Clock()
         self._rng = rng or random.Random()
-        network = network or Network()
+        # The process's proxy/CA rules: credential sources build their sessions from it (make_session).
+        self.network = network = network or Network()
         # Heartbeats on the lean transport; bootstrap (once per group) on requests: same route and CAs.
         self._transport = transport or HttpTransport(self._clock.monotonic, network=network)
         self._control = transport or RequestsTransport(network=network, monotonic=self._clock.monotonic)

@@ -374,3 +374,16 @@ def test_validate_refuses_an_unusable_proxy_variable(tmp_path: Path, emulator: E
         assert done.returncode == 2, (verb, done.stderr)
         assert "HTTP_PROXY" in done.stderr and PASSWORD not in done.stderr + done.stdout
         assert done.stdout.strip() == "", verb
+
+
+def test_doctor_names_an_unreachable_proxy_without_its_password(tmp_path: Path) -> None:
+    from shardbeat.runtime.doctor import diagnose
+
+    raw = {"groups": [sls_group()], "proxy": f"http://u:{PASSWORD}@127.0.0.1:{dead_port()}"}
+    loaded = config_from_dict({**raw, "runtime_dir": str(tmp_path)}, environ={})
+    checks = diagnose(loaded, call_timeout=1.0)
+    endpoint = next(c for c in checks if c.name == "endpoint")
+    assert endpoint.status == "FAIL"
+    assert "via proxy http://***@127.0.0.1:" in endpoint.detail and "(from config proxy)" in endpoint.detail
+    assert "TCP connect of the proxy failed" in endpoint.detail and "proxy is unreachable" in endpoint.detail
+    assert all(PASSWORD not in c.line() for c in checks)

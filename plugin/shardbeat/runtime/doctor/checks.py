@@ -165,7 +165,10 @@ class _GroupDoctor:
             )
             answered = self.clock.monotonic()
         except TransportError as exc:
-            self.add("FAIL", "endpoint", f"{where}: {step} failed: {exc.message} -> {transport_hint(exc)}")
+            fix = transport_hint(exc)
+            if proxy is not None and step != "HTTP":
+                fix = f"the proxy is unreachable: check {route.reason} (and NO_PROXY)"
+            self.add("FAIL", "endpoint", f"{where}: {step} failed: {exc.message} -> {fix}")
             return False
         self.observe_clock(response, sent_wall)
         self.add(

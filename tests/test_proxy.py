@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from proxy_kit import PrivateCa, loopback_proxy, private_ca
-from shardbeat.config import ConfigError, config_from_dict
+from shardbeat.config import ConfigError, config_from_dict, load_config
 from shardbeat.config.model import NetworkConfig
 from shardbeat.config.proxy_url import ProxyUrlError, parse_proxy_url
 from shardbeat.emulator.server import EmulatorServer
@@ -387,3 +387,14 @@ def test_doctor_names_an_unreachable_proxy_without_its_password(tmp_path: Path) 
     assert "via proxy http://***@127.0.0.1:" in endpoint.detail and "(from config proxy)" in endpoint.detail
     assert "TCP connect of the proxy failed" in endpoint.detail and "proxy is unreachable" in endpoint.detail
     assert all(PASSWORD not in c.line() for c in checks)
+
+
+def test_the_proxy_and_v4_example_is_valid() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "configs" / "sls-v4-proxy.json"
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "AKID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    loaded = load_config(example, environ=env, hostname="host")
+    assert loaded.warnings == ()
+    assert loaded.config.groups[0].signature_version == "v4"
+    assert (
+        loaded.config.network.proxy is not None and loaded.config.network.proxy.host == "proxy.corp.example"
+    )

@@ -220,10 +220,12 @@ def test_unknown_keys_are_errors(raw: Any, path: str, hint: str) -> None:
 
 
 def test_keys_of_the_other_provider_are_refused() -> None:
-    found = paths({"groups": [sls_group(region="ap-guangzhou", topics=["a"]), cls_group(project="p")]})
-    assert found["groups[0].region"] == "applies to provider cls only"
+    raw = {"groups": [sls_group(logset_id="x", topics=["a"]), cls_group(project="p", signature_version="v4")]}
+    found = paths(raw)
+    assert found["groups[0].logset_id"] == "applies to provider cls only"
     assert found["groups[0].topics"] == "applies to provider cls only"
     assert found["groups[1].project"] == "applies to provider sls only"
+    assert found["groups[1].signature_version"] == "applies to provider sls only"
 
 
 def test_cls_credential_keys_on_an_sls_group() -> None:

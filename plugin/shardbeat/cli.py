@@ -363,6 +363,13 @@ def _validate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return USAGE_ERROR
+    from shardbeat.runtime.network import config_problems  # the environment's proxies, per endpoint
+
+    problems = config_problems(loaded.config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return USAGE_ERROR
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print("ok")
@@ -389,7 +396,13 @@ def _doctor(args: argparse.Namespace) -> int:
             print(f"config: {problem}", file=sys.stderr)
         return USAGE_ERROR
     from shardbeat.runtime.doctor import run_doctor  # lazy: sockets and providers
+    from shardbeat.runtime.network import config_problems
 
+    problems = config_problems(loaded.config)
+    for problem in problems:
+        print(f"config: {problem}", file=sys.stderr)
+    if problems:
+        return USAGE_ERROR
     return run_doctor(loaded, sys.stdout, heartbeat=args.heartbeat, call_timeout=args.call_timeout)
 
 

@@ -7,7 +7,9 @@ network I/O. Rules past the schema:
   beats); a warning above timeout/3 (one lost beat would leave no retry before the timeout);
 - lease_margin < timeout; NaN is refused;
 - credentials present (config, credentials_file or environment; see config.credentials);
-- no two groups with the same identity (the server would see one consumer claiming twice).
+- no two groups with the same identity (the server would see one consumer claiming twice);
+- SLS signature_version v4 needs region;
+- top level: `proxy` syntax, the CA bundle in force (config/network.py).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from shardbeat.config.model import (
     OutputConfig,
     Problem,
     ProviderName,
+    SignatureVersion,
 )
 from shardbeat.config.naming import default_consumer
+from shardbeat.config.network import network_config
 from shardbeat.config.schema_errors import schema_problems, sorted_problems
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
@@ -182,8 +186,16 @@ class _Group:
         creds, creds_file = self.credentials(provider, base_dir, environ)
         group = self.text("consumer_group")
         consumer = self.text("consumer") if "consumer" in self.raw else default_consumer(provider, hostname)
+        signature: SignatureVersion = "v4" if self.raw.get("signature_version") == "v4" else "v1"
         if provider == "sls":
             scope: dict[str, Any] = {"project": self.text("project"), "logstore": self.text("logstore")}
+            if signature == "v4" and "region" not in self.raw:
+                self.problems.append(
+                    Problem(self.at("region"), "is required with signature_version v4 (e.g. cn-hangzhou)")
+                )
+                return None
+            if "region" in self.raw:
+                scope["region"] = self.text("region")
         else:
             topics = self.raw.get("topics")
             texts = tuple(t for t in topics if isinstance(t, str)) if isinstance(topics, list) else ()
@@ -212,6 +224,7 @@ class _Group:
             update_group=self.raw.get("update_group") is True,
             release="ack" if self.raw.get("release") == "ack" else "immediate",
             release_grace=grace,
+            signature_version=signature,
             **scope,
         )
 
@@ -291,6 +304,8 @@ def config_from_dict(
         if group is not None:
             built.append((index, group))
     problems.extend(_duplicates(built))
+    network, network_problems = network_config(document if isinstance(document, dict) else {}, base, env)
+    problems.extend(p for p in network_problems if p.path not in skip)
     warnings.extend(_cls_rate_warnings(built))
     if problems:
         raise ConfigError(sorted_problems(problems))
@@ -309,6 +324,7 @@ def config_from_dict(
         ),
         MetricsConfig(metrics["listen"]) if metrics else None,
         os.path.abspath(base / os.path.expanduser(runtime_dir)) if runtime_dir else None,
+        network,
     )
     return LoadedConfig(config, tuple(sorted_problems(warnings)))
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shardbeat.config.proxy_url import ProxyUrl
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 
 ProviderName = Literal["sls", "cls"]
 OutputFormat = Literal["json", "msgpack"]
 ReleaseMode = Literal["immediate", "ack"]
+SignatureVersion = Literal["v1", "v4"]
 
 DEFAULT_INTERVAL = 20.0
 DEFAULT_TIMEOUT = 60.0
@@ -69,13 +71,14 @@ class GroupConfig:
     lease_margin: float | None = None  # None: core.lease.default_margin(timeout)
     project: str | None = None  # SLS
     logstore: str | None = None  # SLS
-    region: str | None = None  # CLS
+    region: str | None = None  # CLS; SLS: the region v4 signs for
     logset_id: str | None = None  # CLS
     topics: tuple[str, ...] | None = None  # CLS topic ids
     create_group: bool = False  # create a missing group with `timeout`
     update_group: bool = False  # overwrite a differing server-side timeout with `timeout`
     release: ReleaseMode = "immediate"
     release_grace: float | None = None  # ack mode: longest wait for downstream's ack (None: timeout)
+    signature_version: SignatureVersion = "v1"  # SLS: v1 (hmac-sha1) or v4 (SLS4-HMAC-SHA256, needs region)
 
     @property
     def identity(self) -> GroupIdentity:
@@ -112,12 +115,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """Top-level `proxy` and the CA bundle in force (config/network.py says how it is chosen)."""
+
+    proxy: ProxyUrl | None = None  # overrides HTTP(S)_PROXY / ALL_PROXY of the environment
+    ca_file: str | None = None  # PEM bundle (or hashed-cert directory); None: the system trust store
+    ca_source: str | None = None  # "tls.ca_file" or the environment variable it came from
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     groups: tuple[GroupConfig, ...]
     output: OutputConfig = OutputConfig()
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig | None = None
     runtime_dir: str | None = None  # instance locks; None: the platform default
+    network: NetworkConfig = NetworkConfig()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import copy
 import logging
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -66,14 +67,25 @@ class _HttpServer(PromptServerMixin, ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], emulator: EmulatorServer, family: socket.AddressFamily
+        self,
+        address: tuple[str, int],
+        emulator: EmulatorServer,
+        family: socket.AddressFamily,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address_family = family
         self.emulator = emulator
+        self.tls = tls
         self.connections: set[socket.socket] = set()
         self.resets: set[socket.socket] = set()  # to be closed with RST instead of FIN
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = super().get_request()
+        if self.tls is not None:  # the handshake happens in the handler's thread, not the accept loop
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self.connections_lock:
@@ -85,7 +97,7 @@ class _HttpServer(PromptServerMixin, ThreadingHTTPServer):
             super().shutdown_request(request)
 
     def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):  # the client went away: not our problem
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):  # the client's doing
             LOG.debug("emulator: connection from %s dropped by the client", client_address)
         else:
             LOG.exception("emulator: connection from %s failed", client_address)
@@ -99,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
         super().setup()
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
@@ -288,11 +303,18 @@ class EmulatorServer:
     The socket is bound at construction, so `.port` and `.url` are known before `.start()`.
     """
 
-    def __init__(self, fixtures: Fixtures | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        fixtures: Fixtures | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`tls`: a server-side context to serve https (tests of CA trust and CONNECT proxies)."""
         self.world = World(fixtures if fixtures is not None else load_fixtures(None))
         self.stopping = threading.Event()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._httpd = _HttpServer((host, port), self, family)
+        self._httpd = _HttpServer((host, port), self, family, tls)
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -307,7 +329,7 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._httpd.tls is not None else 'http'}://{host}:{self.port}"
 
     def demo_config(self, provider: str) -> dict[str, Any]:
         """The fixtures' ready group config for "sls" or "cls", pointed at this emulator."""

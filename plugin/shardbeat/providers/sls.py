@@ -1,4 +1,4 @@
-"""Alibaba Cloud SLS on the wire: consumer-group requests, v1 (and v4) signing, answers and errors.
+"""Alibaba Cloud SLS on the wire: consumer-group requests, v1 or v4 signing, answers and errors.
 
 Pure: builds HttpRequest values and reads HttpResponse values. The signing functions take headers
 as (name, value) pairs in any case, so the emulator verifies a request from the headers it received
@@ -7,6 +7,8 @@ with the very code that signed it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +62,9 @@ from shardbeat.providers.sls_signing import (
 )
 from shardbeat.providers.sls_signing import (
     sign_v4 as sign_v4,
+)
+from shardbeat.providers.sls_signing import (
+    signing_key_v4 as signing_key_v4,
 )
 from shardbeat.providers.sls_signing import (
     string_to_sign_v1 as string_to_sign_v1,
@@ -213,13 +218,16 @@ def server_time(response: HttpResponse) -> float | None:
 class _Route:
     target: str  # path and percent-encoded query, as on the request line
     resource: str  # what v1 signs: raw values, sorted keys
+    path: str  # what v4 signs, with the query apart
+    query: Mapping[str, str]
 
 
 def _route(segments: tuple[str, ...], query: Mapping[str, str]) -> _Route:
     wire = "/" + "/".join(quote(s, safe="") for s in segments)
     if query:
         wire += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
-    return _Route(wire, canonical_resource("/" + "/".join(segments), query))
+    path = "/" + "/".join(segments)
+    return _Route(wire, canonical_resource(path, query), path, dict(query))
 
 
 def _json_body(fields: Mapping[str, object]) -> bytes:
@@ -233,10 +241,24 @@ class SlsProvider:
     name: str = "sls"
 
     def __init__(
-        self, endpoint: str, project: str, logstore: str, consumer_group: str, consumer: str
+        self,
+        endpoint: str,
+        project: str,
+        logstore: str,
+        consumer_group: str,
+        consumer: str,
+        signature_version: str = "v1",
+        region: str | None = None,
     ) -> None:
         if not all((project, logstore, consumer_group, consumer)):
             raise ValueError("SLS project, logstore, consumer_group and consumer must all be non-empty")
+        if signature_version not in ("v1", "v4"):
+            raise ValueError(f"SLS signature_version must be v1 or v4, not {signature_version!r}")
+        if signature_version == "v4" and not region:
+            raise ValueError("SLS signature v4 needs the region")
+        self.signature_version = signature_version
+        self.region = region or ""
+        self._v4_key: tuple[str, str, bytes] | None = None  # (secret, yyyymmdd, signing key)
         self.endpoint: Endpoint = resolve(endpoint, vhost_prefix=project)
         self.project = project
         self.logstore = logstore
@@ -259,7 +281,9 @@ class SlsProvider:
     def _signed(
         self, method: str, route: _Route, body: bytes, now: float, credentials: Credentials
     ) -> HttpRequest:
-        """The one request builder: headers as the SDKs send them, v1-signed over exactly those."""
+        """The one request builder: headers as the SDKs send them, signed over exactly those."""
+        if self.signature_version == "v4":
+            return self._signed_v4(method, route, body, now, credentials)
         md5 = content_md5(body)
         content_type = JSON_TYPE if body else ""
         date = rfc1123(now)
@@ -274,6 +298,38 @@ class SlsProvider:
         signature = sign_v1(credentials.secret, to_sign)
         headers += (("Authorization", f"LOG {credentials.key_id}:{signature}"), ("User-Agent", USER_AGENT))
         return HttpRequest(method, route.target, tuple(headers), body)
+
+    def _signed_v4(
+        self, method: str, route: _Route, body: bytes, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """SLS4-HMAC-SHA256 with the official SDK's header set: content-type, host, x-log-apiversion,
+        x-log-content-sha256, x-log-date (and the STS token) are signed; no Date, no Content-MD5."""
+        x_log_date = v4_date(now)
+        payload = content_sha256(body)
+        headers = [self._host]
+        if body:
+            headers.append(("Content-Type", JSON_TYPE))
+        headers += (
+            ("Content-Length", str(len(body))),
+            ("x-log-apiversion", API_VERSION),
+            ("x-log-content-sha256", payload),
+            ("x-log-date", x_log_date),
+        )
+        if credentials.token:
+            headers.append(("x-acs-security-token", credentials.token))
+        canonical = canonical_request_v4(method, route.path, route.query, headers, payload)
+        to_sign = string_to_sign_v4(x_log_date, self.region, canonical)
+        signature = self._sign_v4(credentials.secret, x_log_date[:8], to_sign)
+        authorization = authorization_v4(credentials.key_id, x_log_date, self.region, signature)
+        headers += (("Authorization", authorization), ("User-Agent", USER_AGENT))
+        return HttpRequest(method, route.target, tuple(headers), body)
+
+    def _sign_v4(self, secret: str, day: str, to_sign: str) -> str:
+        # The key chain depends on the secret and the UTC day only: derive it once a day, not per beat.
+        cached = self._v4_key
+        if cached is None or cached[0] != secret or cached[1] != day:
+            cached = self._v4_key = (secret, day, signing_key_v4(secret, day, self.region))
+        return hmac.new(cached[2], to_sign.encode(), hashlib.sha256).hexdigest()
 
     def _canonical_headers(self, token: str | None) -> str:
         """The signed header block: only the constant x-log-* headers and the token are signed, so it

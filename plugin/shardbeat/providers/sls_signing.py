@@ -1,5 +1,5 @@
-"""SLS request signing: v1 (hmac-sha1, what shardbeat sends) and v4 (SLS4-HMAC-SHA256, verified by
-the emulator for v4 SDK clients). Pure functions, tested against the official SDKs' vectors.
+"""SLS request signing: v1 (hmac-sha1, the default) and v4 (SLS4-HMAC-SHA256, `signature_version: v4`;
+the emulator verifies both). Pure functions, tested against the official SDKs' vectors.
 
 The functions take headers as (name, value) pairs in any case, so the emulator verifies a request
 from the headers it received with the very code that signed it.
@@ -82,7 +82,7 @@ def sign_v1(access_key_secret: str, string_to_sign: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Signature v4 (SLS4-HMAC-SHA256): not sent by us; here so the emulator can verify v4 SDK clients.
+# Signature v4 (SLS4-HMAC-SHA256): sent with `signature_version: v4`, verified by the emulator.
 
 V4_ALGORITHM = "SLS4-HMAC-SHA256"
 
@@ -130,11 +130,17 @@ def string_to_sign_v4(x_log_date: str, region: str, canonical_request: str) -> s
     return f"{V4_ALGORITHM}\n{x_log_date}\n{scope_v4(x_log_date, region)}\n{digest}"
 
 
-def sign_v4(access_key_secret: str, x_log_date: str, region: str, string_to_sign: str) -> str:
-    """Hex HMAC-SHA256 with the key chain "aliyun_v4"+secret -> date -> region -> "sls" -> request."""
+def signing_key_v4(access_key_secret: str, day: str, region: str) -> bytes:
+    """The key chain "aliyun_v4"+secret -> day (yyyymmdd) -> region -> "sls" -> "aliyun_v4_request"."""
     key = ("aliyun_v4" + access_key_secret).encode()
-    for part in (x_log_date[:8], region, "sls", "aliyun_v4_request"):
+    for part in (day, region, "sls", "aliyun_v4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def sign_v4(access_key_secret: str, x_log_date: str, region: str, string_to_sign: str) -> str:
+    """Hex HMAC-SHA256 of the string to sign under signing_key_v4 of x-log-date's day."""
+    key = signing_key_v4(access_key_secret, x_log_date[:8], region)
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 

@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from shardbeat.runtime.logs import stderr_handler
+from shardbeat.runtime.network import Network, config_problems, endpoints_of
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
 from shardbeat.runtime.runner import Runner
 
@@ -109,6 +110,11 @@ def _who(message: ControlMessage) -> str:
 def run(config: Config, config_path: str | None = None) -> int:
     from shardbeat.runtime.instance_lock import InstanceLockError, acquire_instance_locks
 
+    problems = config_problems(config)  # proxy variables of the environment, per endpoint
+    if problems:
+        for problem in problems:
+            log.error("config: %s", problem)
+        return USAGE_ERROR
     try:
         locks = acquire_instance_locks(config.groups, config.runtime_dir)
     except InstanceLockError as exc:
@@ -122,7 +128,9 @@ def run(config: Config, config_path: str | None = None) -> int:
         fd = guard_stdout()
         box: list[Runner] = []
         writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda why: _abandon(box, why))
-        runner = Runner(config.groups, writer)
+        network = Network.of(config)
+        _log_routes(network, config)
+        runner = Runner(config.groups, writer, network=network)
         box.append(runner)
         if writer.broken:  # it broke before the runner was there to hear it
             runner.abandon(writer.broken_reason or "the record writer stopped")
@@ -162,6 +170,23 @@ def _start_services(
         cleanup.callback(metrics.stop)
         metrics.start()
         log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
+
+
+def _log_routes(network: Network, config: Config) -> None:
+    """Say how the endpoints are reached (proxy credentials hidden) and which CAs are trusted: one line
+    per route, so a config of thousands of groups does not log thousands of lines."""
+    by_route: dict[str, list[str]] = {}
+    endpoints = endpoints_of(config)
+    for _, endpoint in endpoints:
+        where = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}"
+        hosts = by_route.setdefault(network.route_to(endpoint).shown, [])
+        if where not in hosts:
+            hosts.append(where)
+    for shown, hosts in by_route.items():
+        more = f" and {len(hosts) - 3} more" if len(hosts) > 3 else ""
+        log.info("network: %s: %s", ", ".join(hosts[:3]) + more, shown)
+    if any(e.scheme == "https" for _, e in endpoints):
+        log.info("network: TLS verified against %s", network.trust)
 
 
 def _abandon(box: list[Runner], reason: str) -> None:

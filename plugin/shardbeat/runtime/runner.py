@@ -28,6 +28,8 @@ from shardbeat.providers import server_values
 from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
+from shardbeat.runtime.http_session import RequestsTransport
+from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
@@ -53,10 +55,15 @@ class Runner:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         workers: int | None = None,
+        network: Network | None = None,
     ) -> None:
         self._clock = clock or Clock()
         self._rng = rng or random.Random()
-        self._transport = transport or HttpTransport(self._clock.monotonic)
+        # The process's proxy/CA rules: credential sources build their sessions from it (make_session).
+        self.network = network = network or Network()
+        # Heartbeats on the lean transport; bootstrap (once per group) on requests: same route and CAs.
+        self._transport = transport or HttpTransport(self._clock.monotonic, network=network)
+        self._control = transport or RequestsTransport(network=network, monotonic=self._clock.monotonic)
         self._writer = writer
         self._cond = threading.Condition()
         self._timeline: Timeline[Session] = Timeline()
@@ -176,6 +183,7 @@ class Runner:
             self._writer.flush(STOP_FLUSH_SECONDS)
         self._writer.close(0.2)
         self._transport.close()
+        self._control.close()
         log.info("stopped")
         return self._exit_status
 
@@ -209,7 +217,7 @@ class Runner:
         outcome = run_bootstrap(
             session.config,
             session.provider,
-            self._transport,
+            self._control,
             session.credentials.current(),
             lambda: session.server_clock.now(self._clock.wall()),
             started + call_budget(session.interval, None),

@@ -185,7 +185,13 @@ def make_provider(group: GroupConfig) -> Provider:
 
         assert group.project is not None and group.logstore is not None
         return SlsProvider(
-            group.endpoint, group.project, group.logstore, group.consumer_group, group.consumer
+            group.endpoint,
+            group.project,
+            group.logstore,
+            group.consumer_group,
+            group.consumer,
+            signature_version=group.signature_version,
+            region=group.region,
         )
     from shardbeat.providers.cls import ClsProvider
 

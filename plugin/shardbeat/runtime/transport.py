@@ -1,14 +1,20 @@
-"""HTTP with deadlines and pooled keep-alive connections (the only module here that touches sockets).
+"""HTTP with deadlines and pooled keep-alive connections: the heartbeat's transport.
 
-Plain `http.client`: the cheapest correct client in the standard library (requests costs ~3x the CPU
-per call, measured). Connections are pooled per (scheme, host, port) and reused across beats; a
-pooled connection the server has since closed is retried once on a fresh one, which is safe because a
-heartbeat is idempotent.
+Plain `http.client`, not requests: a heartbeat is the one call made thousands of times, and
+requests costs ~3x the CPU per call (measured: bench/README.md, "requests.Session.post"); the
+control-plane calls (bootstrap, doctor, credential sources) use requests through
+runtime/http_session.py. Both take the same route to an endpoint, proxy and CA trust included,
+from runtime/network.py, so the rules are the ones requests applies.
+
+Connections are pooled per (scheme, host, port) and reused across beats; a pooled connection the
+server has since closed is retried once on a fresh one, which is safe because a heartbeat is
+idempotent. Opening one (runtime/connect.py) resolves the name within the call's deadline
+(runtime/resolver.py), so a hung DNS server costs a failed beat, never a late watchdog. Through a
+proxy, https goes through a CONNECT tunnel and http is sent in absolute-form.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import socket
@@ -20,6 +26,9 @@ from typing import Any, Protocol
 
 from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
+from shardbeat.runtime.connect import ProxyRefused, open_socket
+from shardbeat.runtime.network import Network, NetworkError, Route, url_of
+from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 
 MAX_RESPONSE_BYTES = 1 << 20
 
@@ -47,30 +56,49 @@ _Key = tuple[str, str, int]
 _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
 
 
+class _Connection(http.client.HTTPConnection):
+    """An http.client connection whose socket comes from runtime/connect.py (route, DNS, TLS)."""
+
+    def __init__(self, opener: Callable[[float], socket.socket], route: Route, absolute: str | None) -> None:
+        super().__init__("connection.invalid")  # never used: we always send our own Host header
+        self._opener = opener
+        self.route = route
+        self.absolute = absolute  # "http://host:port" when requests go to a proxy in absolute-form
+        self.deadline = 0.0
+
+    def connect(self) -> None:
+        self.sock = self._opener(self.deadline)
+
+
 class HttpTransport:
     def __init__(
         self,
         monotonic: Callable[[], float] = time.monotonic,
-        ssl_context: ssl.SSLContext | None = None,
         max_idle_per_host: int = 4,
+        network: Network | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self._monotonic = monotonic
-        self._ssl = ssl_context
+        self._network = network or Network()
+        self._resolver = resolver or shared_resolver()
         self._max_idle = max_idle_per_host
-        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def send(self, endpoint: Endpoint, request: HttpRequest, deadline: float) -> HttpResponse:
         key = (endpoint.scheme, endpoint.host, endpoint.port)
-        conn, reused = self._checkout(key)
+        try:
+            conn, reused = self._checkout(endpoint)
+        except NetworkError as exc:
+            raise TransportError("ProxyError", str(exc)) from None
         try:
             response = self._exchange(conn, request, deadline)
         except _STALE as exc:
             conn.close()
             if not reused:
                 raise _as_transport_error(exc) from None
-            conn = self._new(key)  # the pooled connection died while idle: one fresh try
+            conn = self._new(endpoint)  # the pooled connection died while idle: one fresh try
             try:
                 response = self._exchange(conn, request, deadline)
             except BaseException as exc2:
@@ -82,17 +110,20 @@ class HttpTransport:
         self._checkin(key, conn, response)
         return response
 
-    def _exchange(
-        self, conn: http.client.HTTPConnection, request: HttpRequest, deadline: float
-    ) -> HttpResponse:
+    def _exchange(self, conn: _Connection, request: HttpRequest, deadline: float) -> HttpResponse:
         self._set_timeout(conn, deadline)
         if conn.sock is None:
+            conn.deadline = deadline
             conn.connect()
-            _nodelay(conn)
             self._set_timeout(conn, deadline)
-        conn.putrequest(request.method, request.target, skip_host=True, skip_accept_encoding=True)
+        target = request.target if conn.absolute is None else conn.absolute + request.target
+        conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
         for name, value in request.headers:
             conn.putheader(name, value)
+        if conn.absolute is not None:
+            authorization = conn.route.proxy.authorization if conn.route.proxy is not None else None
+            if authorization is not None:
+                conn.putheader("Proxy-Authorization", authorization)
         # One segment for headers and body: avoids the Nagle/delayed-ACK stall on small requests.
         conn.endheaders(request.body)
         # The answer is read through a reader that re-arms the socket timeout from the one deadline
@@ -123,20 +154,26 @@ class HttpTransport:
         if conn.sock is not None:
             conn.sock.settimeout(remaining)
 
-    def _new(self, key: _Key) -> http.client.HTTPConnection:
-        scheme, host, port = key
-        if scheme == "https":
-            return http.client.HTTPSConnection(host, port, context=self._ssl or ssl.create_default_context())
-        return http.client.HTTPConnection(host, port)
+    def _new(self, endpoint: Endpoint) -> _Connection:
+        route = self._network.route_to(endpoint)
+        absolute = None
+        if route.proxy is not None and endpoint.scheme == "http":
+            absolute = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1]
+        network, resolver, monotonic = self._network, self._resolver, self._monotonic
 
-    def _checkout(self, key: _Key) -> tuple[http.client.HTTPConnection, bool]:
+        def opener(deadline: float) -> socket.socket:
+            return open_socket(endpoint, route, resolver, network.ssl_context, deadline, monotonic)
+
+        return _Connection(opener, route, absolute)
+
+    def _checkout(self, endpoint: Endpoint) -> tuple[_Connection, bool]:
         with self._lock:
-            idle = self._idle.get(key)
+            idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port))
             if idle:
                 return idle.pop(), True
-        return self._new(key), False
+        return self._new(endpoint), False
 
-    def _checkin(self, key: _Key, conn: http.client.HTTPConnection, response: HttpResponse) -> None:
+    def _checkin(self, key: _Key, conn: _Connection, response: HttpResponse) -> None:
         if conn.sock is None:
             return
         with self._lock:
@@ -205,15 +242,13 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
     return body
 
 
-def _nodelay(conn: http.client.HTTPConnection) -> None:
-    if conn.sock is not None:
-        with contextlib.suppress(OSError):
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _as_transport_error(exc: BaseException) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
+    if isinstance(exc, ProxyRefused):
+        return TransportError(exc.code, exc.message)
+    if isinstance(exc, ResolveTimeout):
+        return TransportError("Timeout", str(exc))
     if isinstance(exc, TimeoutError | socket.timeout):
         return TransportError("Timeout", "no answer before the call's deadline")
     if isinstance(exc, ConnectionRefusedError):

@@ -30,14 +30,16 @@ from shardbeat.runtime.doctor.verdicts import (
     rate_budget,
     shown_key,
 )
+from shardbeat.runtime.http_session import RequestsTransport
 from shardbeat.runtime.instance_lock import (
     InstanceLockError,
     InstanceLockHeld,
     InstanceLocks,
     acquire_instance_locks,
 )
+from shardbeat.runtime.network import Network, NetworkError
 from shardbeat.runtime.session import make_provider
-from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
+from shardbeat.runtime.transport import Transport, TransportError
 
 CALL_TIMEOUT = 5.0
 READ_ACTION = {"sls": "ListConsumerGroup", "cls": "DescribeConsumerGroups"}
@@ -62,9 +64,16 @@ def _server_date(response: HttpResponse) -> float | None:
 
 class _GroupDoctor:
     def __init__(
-        self, group: GroupConfig, runtime_dir: str | None, transport: Transport, clock: Clock, timeout: float
+        self,
+        group: GroupConfig,
+        runtime_dir: str | None,
+        transport: Transport,
+        clock: Clock,
+        timeout: float,
+        network: Network,
     ) -> None:
         self.group = group
+        self.network = network
         self.runtime_dir = runtime_dir
         self.transport = transport
         self.clock = clock
@@ -126,12 +135,24 @@ class _GroupDoctor:
     def check_endpoint(self) -> bool:
         endpoint = self.provider.endpoint
         where = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}"
-        step = "DNS"
+        try:
+            route = self.network.route_to(endpoint)
+        except NetworkError as exc:
+            self.add("FAIL", "endpoint", f"{where}: {exc}")
+            return False
+        proxy = route.proxy
+        # Through a proxy, the proxy is what this host must resolve and reach; it resolves the endpoint.
+        host, port = (proxy.host, proxy.port) if proxy is not None else (endpoint.host, endpoint.port)
+        where += f" {route.shown}"
+        if endpoint.scheme == "https":
+            where += f", TLS verified against {self.network.trust}"
+        of = " of the proxy" if proxy is not None else ""
+        step = f"DNS{of}"
         try:
             start = self.clock.monotonic()
-            addresses = reach.resolve(endpoint.host, endpoint.port, self.timeout)
+            addresses = reach.resolve(host, port, self.timeout)
             resolved = self.clock.monotonic()
-            step = "TCP connect"
+            step = f"TCP connect{of}"
             address = reach.connect(addresses, self.timeout)
             connected = self.clock.monotonic()
             step = "HTTP"
@@ -143,13 +164,16 @@ class _GroupDoctor:
             )
             answered = self.clock.monotonic()
         except TransportError as exc:
-            self.add("FAIL", "endpoint", f"{where}: {step} failed: {exc.message} -> {transport_hint(exc)}")
+            fix = transport_hint(exc)
+            if proxy is not None and step != "HTTP":
+                fix = f"the proxy is unreachable: check {route.reason} (and NO_PROXY)"
+            self.add("FAIL", "endpoint", f"{where}: {step} failed: {exc.message} -> {fix}")
             return False
         self.observe_clock(response, sent_wall)
         self.add(
             "PASS",
             "endpoint",
-            f"{where} answers: DNS {ms(resolved - start)}, TCP connect to {address} "
+            f"{where}: answers: DNS{of} {ms(resolved - start)}, TCP connect to {address} "
             f"{ms(connected - resolved)}, HTTP {response.status} in {ms(answered - connected)}",
         )
         return True
@@ -299,7 +323,8 @@ def diagnose(
     config = loaded.config
     clock = clock or Clock()
     own_transport = transport is None
-    used = transport or HttpTransport(clock.monotonic)
+    network = Network.of(config)
+    used = transport or RequestsTransport(network=network)
     checks: list[Check] = []
 
     def emit(new: Sequence[Check]) -> None:
@@ -318,7 +343,7 @@ def diagnose(
     budget = rate_budget(config.groups)
     try:
         for index, group in enumerate(config.groups):
-            doctor = _GroupDoctor(group, config.runtime_dir, used, clock, call_timeout)
+            doctor = _GroupDoctor(group, config.runtime_dir, used, clock, call_timeout, network)
             found = doctor.run(_group_warnings(loaded.warnings, index), heartbeat)
             emit([*found, budget[index]] if index in budget else found)
     finally:

@@ -71,7 +71,9 @@ _TRANSPORT = {
     "NameResolution": "check the endpoint's host name and this machine's DNS",
     "ConnectionRefused": "nothing listens there: check the endpoint's host and port",
     "Timeout": "a firewall or proxy in the way, or an intranet endpoint used from outside its VPC",
-    "TLSError": "TLS failed: a proxy intercepting TLS, or missing CA certificates on this machine",
+    "TLSError": "TLS failed: a proxy intercepting TLS, or a private CA: give its PEM bundle in tls.ca_file",
+    "ProxyError": "the proxy failed: check the config's proxy or HTTPS_PROXY/HTTP_PROXY, and NO_PROXY",
+    "ProxyAuthRequired": "the proxy wants credentials: give http://user:pass@host:port (never logged)",
     "ConnectionReset": "the connection was cut: a proxy or firewall in the way?",
 }
 

@@ -1,0 +1,78 @@
+"""The config's network settings: `proxy` and `tls.ca_file`, plus the CA bundle variables of the environment.
+
+Trust, first match wins (requests' order, then OpenSSL's): `tls.ca_file`, REQUESTS_CA_BUNDLE,
+CURL_CA_BUNDLE, SSL_CERT_FILE; none of them: the system's trust store. A bundle replaces the system
+store (as with curl --cacert or requests' verify=PATH): give one that holds every CA you need.
+Whichever is used must exist and hold at least one PEM certificate; otherwise it is a config error
+(exit 2), never silently "no verification". There is no option to turn verification off.
+
+Proxies from the environment depend on each endpoint's URL, so they are chosen at run time
+(runtime.network); only the config's own `proxy` is checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from shardbeat.config.model import NetworkConfig, Problem
+from shardbeat.config.proxy_url import ProxyUrlError, parse_proxy_url
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def check_ca_bundle(path: str) -> str | None:
+    """None when `path` is a usable CA bundle (a PEM file, or a directory of hashed certs), else why not."""
+    try:
+        if os.path.isdir(path):
+            ssl.create_default_context(capath=path)
+            return None
+        if not os.path.exists(path):
+            return "no such file"
+        if not os.path.isfile(path):
+            return "is not a regular file"
+        context = ssl.create_default_context(cafile=path)
+    except PermissionError:
+        return "cannot be read (permission denied)"
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return f"holds no usable PEM certificate ({reason})"
+    if not context.get_ca_certs():
+        return "holds no CA certificate"
+    return None
+
+
+def network_config(
+    document: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str]
+) -> tuple[NetworkConfig, list[Problem]]:
+    problems: list[Problem] = []
+    proxy = None
+    raw_proxy = document.get("proxy")
+    if isinstance(raw_proxy, str):
+        try:
+            proxy = parse_proxy_url(raw_proxy)
+        except ProxyUrlError as exc:
+            problems.append(Problem("proxy", str(exc)))
+    ca_file: str | None = None
+    ca_source: str | None = None
+    tls = document.get("tls")
+    given = tls.get("ca_file") if isinstance(tls, dict) else None
+    if isinstance(given, str) and given:
+        ca_file, ca_source = os.path.abspath(base_dir / os.path.expanduser(given)), "tls.ca_file"
+    else:
+        for name in CA_BUNDLE_VARIABLES:
+            value = environ.get(name)
+            if value:
+                ca_file, ca_source = os.path.abspath(os.path.expanduser(value)), name
+                break
+    if ca_file is not None and ca_source is not None:
+        why = check_ca_bundle(ca_file)
+        if why is None and ca_source == "tls.ca_file" and os.path.isdir(ca_file):
+            why = "is a directory: give a PEM bundle file"
+        if why is not None:
+            where = "" if ca_source == "tls.ca_file" else " (from the environment)"
+            problems.append(Problem(ca_source, f"CA bundle {ca_file}{where}: {why}"))
+    return NetworkConfig(proxy, ca_file, ca_source), problems

@@ -1,0 +1,126 @@
+"""Open the socket a request goes out on, every step within the call's deadline: DNS (runtime/resolver.py),
+TCP connect, the proxy's CONNECT tunnel for https, the TLS handshake.
+
+A proxy for an http endpoint needs no tunnel: the request itself goes to the proxy in absolute-form
+(transport.py writes the target). The CONNECT answer is read here with the deadline re-armed
+before every recv, so a proxy that trickles its answer cannot outlast the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+
+from shardbeat.providers.base import Endpoint
+from shardbeat.runtime.network import Route
+from shardbeat.runtime.resolver import Address, Resolver, ResolveTimeout
+
+MAX_CONNECT_ANSWER = 16 * 1024
+
+
+class ProxyRefused(OSError):
+    """The proxy answered CONNECT with something other than 2xx (message safe to log)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def open_socket(
+    endpoint: Endpoint,
+    route: Route,
+    resolver: Resolver,
+    ssl_context: Callable[[], ssl.SSLContext],
+    deadline: float,
+    monotonic: Callable[[], float],
+) -> socket.socket:
+    proxy = route.proxy
+    host, port = (proxy.host, proxy.port) if proxy is not None else (endpoint.host, endpoint.port)
+    addresses = resolver.resolve(host, port, deadline)
+    sock = connect_first(addresses, deadline, monotonic)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if endpoint.scheme != "https":
+            return sock
+        if proxy is not None:
+            _tunnel(sock, endpoint, route, deadline, monotonic)
+        sock.settimeout(_left(deadline, monotonic))
+        return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _left(deadline: float, monotonic: Callable[[], float]) -> float:
+    left = deadline - monotonic()
+    if left <= 0:
+        raise TimeoutError("call deadline passed")
+    return left
+
+
+def connect_first(
+    addresses: Sequence[Address], deadline: float, monotonic: Callable[[], float]
+) -> socket.socket:
+    """Each address in turn, as socket.create_connection does, but against the one deadline."""
+    failure: OSError = OSError("no address to connect to")
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_left(deadline, monotonic))
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            if isinstance(exc, TimeoutError):
+                break  # the deadline is spent: no time for the next address
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise failure
+
+
+def _tunnel(
+    sock: socket.socket, endpoint: Endpoint, route: Route, deadline: float, monotonic: Callable[[], float]
+) -> None:
+    proxy = route.proxy
+    assert proxy is not None
+    authority = (
+        f"[{endpoint.host}]:{endpoint.port}" if ":" in endpoint.host else f"{endpoint.host}:{endpoint.port}"
+    )
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization is not None:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.settimeout(_left(deadline, monotonic))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        sock.settimeout(_left(deadline, monotonic))
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} closed the connection during CONNECT")
+        answer += chunk
+        if len(answer) > MAX_CONNECT_ANSWER:
+            raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent an oversize answer to CONNECT")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    if rest:
+        # Nothing may follow a 2xx before our TLS hello; anything else is a broken proxy.
+        raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent data before the tunnel opened")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    parts = status_line.split(" ", 2)
+    status = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
+    if status.isdigit() and 200 <= int(status) < 300:
+        return
+    shown = "".join(ch if ch.isprintable() else " " for ch in status_line[:100])
+    if status == "407":
+        why = "needs credentials" if proxy.authorization is None else "refused the credentials"
+        raise ProxyRefused("ProxyAuthRequired", f"proxy {proxy.redacted} {why} ({shown})")
+    raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} refused CONNECT to {authority} ({shown})")
+
+
+__all__ = ["ProxyRefused", "ResolveTimeout", "connect_first", "open_socket"]

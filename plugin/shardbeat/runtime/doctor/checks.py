@@ -13,12 +13,15 @@ from typing import Generic, TextIO, TypeVar
 
 from shardbeat import __version__
 from shardbeat.config import GroupConfig, LoadedConfig, Problem
+from shardbeat.core.records import rfc3339
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
 from shardbeat.runtime.clock import Clock
+from shardbeat.runtime.cloud_credentials import FetchError
+from shardbeat.runtime.credential_refresher import RefreshingCredentials
 from shardbeat.runtime.doctor import reach
-from shardbeat.runtime.doctor.hints import classify, hint, transport_hint
+from shardbeat.runtime.doctor.hints import classify, hint, source_hint, transport_hint
 from shardbeat.runtime.doctor.verdicts import (
     Check,
     Status,
@@ -69,13 +72,14 @@ class _GroupDoctor:
         self.clock = clock
         self.timeout = timeout
         self.provider = make_provider(group)
+        self.credentials: Credentials | None = group.credentials  # a credential source fills it in
         self.server_clock = ServerClock()
         self.clock_seen = False
         self.checks: list[Check] = []
 
     def add(self, status: Status, name: str, detail: str) -> None:
-        creds = self.group.credentials
-        for secret in (creds.secret, creds.token):  # belt and braces: no server should echo them
+        creds = self.credentials
+        for secret in (creds.secret, creds.token) if creds is not None else ():  # no server should echo them
             if secret and len(secret) >= 8:  # a shorter one would match by chance and mangle the line
                 detail = detail.replace(secret, "***")
         self.checks.append(Check(status, self.group.label, name, detail))
@@ -85,6 +89,10 @@ class _GroupDoctor:
         self.add(status, "config", detail)
         locks, running_here = self.check_instance(heartbeat)
         try:
+            if not self.check_source():
+                for name in ("endpoint", *_AFTER_UNREACHABLE):
+                    self.add("WARN", name, "not checked: the credential source gave no key")
+                return self.checks
             if not self.check_endpoint():
                 for name in _AFTER_UNREACHABLE:
                     self.add("WARN", name, "not checked: the endpoint gave no HTTP answer")
@@ -123,6 +131,29 @@ class _GroupDoctor:
             return locks, False
         locks.release()
         return None, False
+
+    def check_source(self) -> bool:
+        """With credentials.source other than static: fetch a key now and say who answered, until when."""
+        spec = self.group.credential_source
+        if spec is None:
+            return True
+        source = RefreshingCredentials(spec, self.clock)
+        start = self.clock.monotonic()
+        try:
+            source.fetch_once()
+        except FetchError as exc:
+            self.add("FAIL", "source", f"{spec.describe()}: {exc} -> {source_hint(spec.kind)}")
+            return False
+        status = source.status()
+        self.credentials = source.current()
+        seconds = self.clock.monotonic() - start
+        if status.expires_wall is None:
+            until = "no expiry"
+        else:
+            left = status.expires_wall - self.clock.wall()
+            until = f"expires {rfc3339(status.expires_wall)} (in {left / 60:.0f} min; refreshed before then)"
+        self.add("PASS", "source", f"{spec.kind}: {status.answered_by} answered in {ms(seconds)}; {until}")
+        return True
 
     def check_endpoint(self) -> bool:
         endpoint = self.provider.endpoint
@@ -173,7 +204,8 @@ class _GroupDoctor:
         for attempt in (1, 2):
             sent_wall = self.clock.wall()
             start = self.clock.monotonic()
-            request = build(self.server_clock.now(sent_wall), self.group.credentials)
+            assert self.credentials is not None  # check_source ran first
+            request = build(self.server_clock.now(sent_wall), self.credentials)
             try:
                 response = self.transport.send(self.provider.endpoint, request, start + self.timeout)
             except TransportError as exc:
@@ -197,7 +229,7 @@ class _GroupDoctor:
     # -- what the answers say
 
     def check_credentials(self, read: _Answer[ServerGroup | None]) -> None:
-        key = shown_key(self.group.credentials.key_id)
+        key = shown_key(self.credentials.key_id if self.credentials is not None else "?")
         action = READ_ACTION[self.group.provider]
         error = read.error
         if error is None:

@@ -36,18 +36,30 @@ def parse_expiration(text: object) -> float:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def refresh_due(obtained: float, expires: float) -> float:
-    """When to fetch a new key for one obtained at `obtained` that ends at `expires` (same clock)."""
-    lifetime = max(0.0, expires - obtained)
-    return obtained + max(0.0, min(lifetime * REFRESH_FRACTION, lifetime - REFRESH_BEFORE))
-
-
-def retry_delay(failures: int) -> float:
-    """Pause after the `failures`-th failed attempt in a row (1-based): 1, 2, 4, ... capped at RETRY_MAX."""
-    return min(RETRY_MAX, RETRY_FIRST * 2.0 ** max(0, failures - 1))
-
-
 @dataclass(frozen=True, slots=True)
+class RefreshPolicy:
+    """The schedule's constants; tests shrink them to run keys that live seconds instead of hours."""
+
+    fraction: float = REFRESH_FRACTION
+    before: float = REFRESH_BEFORE
+    safety: float = EXPIRY_SAFETY
+    retry_first: float = RETRY_FIRST
+    retry_max: float = RETRY_MAX
+
+    def refresh_due(self, obtained: float, expires: float) -> float:
+        """When to fetch a new key for one obtained at `obtained` that ends at `expires` (same clock)."""
+        lifetime = max(0.0, expires - obtained)
+        return obtained + max(0.0, min(lifetime * self.fraction, lifetime - self.before))
+
+    def retry_delay(self, failures: int) -> float:
+        """Pause after the `failures`-th failed attempt in a row (1-based): 1, 2, 4, ... capped."""
+        return min(self.retry_max, self.retry_first * 2.0 ** max(0, failures - 1))
+
+
+DEFAULT_POLICY = RefreshPolicy()
+
+
+@dataclass(frozen=True)  # no slots: a slotted generic dataclass breaks Held[T]() calls
 class Held(Generic[K]):
     """The key in hand and the refresh bookkeeping of one credential source (monotonic times)."""
 
@@ -57,29 +69,34 @@ class Held(Generic[K]):
     next_attempt: float = 0.0  # when the refresher should fetch next
     failures: int = 0  # failed attempts since the last success
     last_error: str | None = None
+    policy: RefreshPolicy = DEFAULT_POLICY
 
     def usable(self, now: float) -> K | None:
         """The key, unless there is none or it is (about to be) expired."""
         if self.key is None:
             return None
-        if self.expires is not None and now >= self.expires - EXPIRY_SAFETY:
+        if self.expires is not None and now >= self.expires - self.policy.safety:
             return None
         return self.key
 
     def fetched(self, key: K, now: float, expires: float | None) -> Held[K]:
         """A fresh key arrived at `now` that ends at `expires` (monotonic; None: never)."""
-        due = float("inf") if expires is None else refresh_due(now, expires)
-        if expires is not None and due - now < RETRY_FIRST:
-            due = now + RETRY_FIRST  # a server handing out nearly-dead keys must not cause a tight loop
-        return Held(key, expires, now, due, 0, None)
+        policy = self.policy
+        due = float("inf") if expires is None else policy.refresh_due(now, expires)
+        if expires is not None and due - now < policy.retry_first:
+            due = (
+                now + policy.retry_first
+            )  # a server handing out nearly-dead keys must not cause a tight loop
+        return Held(key, expires, now, due, 0, None, policy)
 
     def failed(self, now: float, error: str) -> Held[K]:
         """An attempt failed: keep the key, try again later (sooner than the key's end if one is held)."""
         failures = self.failures + 1
-        due = now + retry_delay(failures)
+        first = self.policy.retry_first
+        due = now + self.policy.retry_delay(failures)
         if self.key is not None and self.expires is not None and self.expires > now:
             # Keep several tries inside the key's remaining life.
-            due = min(due, max(now + RETRY_FIRST, now + (self.expires - now) / 4))
+            due = min(due, max(now + first, now + (self.expires - now) / 4))
         return replace(self, next_attempt=due, failures=failures, last_error=error)
 
     def refresh_now(self, now: float) -> Held[K]:

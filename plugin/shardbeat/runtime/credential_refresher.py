@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shardbeat.config.credential_sources import SourceSpec
-from shardbeat.core.credential_refresh import Held
+from shardbeat.core.credential_refresh import DEFAULT_POLICY, Held, RefreshPolicy
 from shardbeat.core.records import rfc3339
 from shardbeat.providers.base import Credentials, ProviderError, Retry
 from shardbeat.runtime.clock import Clock
@@ -61,6 +61,7 @@ class RefreshingCredentials:
         clock: Clock | None = None,
         sessions: SessionsFactory | None = None,
         on_failure: FailureReport | None = None,
+        policy: RefreshPolicy = DEFAULT_POLICY,
     ) -> None:
         self.spec = spec
         self.name = spec.describe()
@@ -68,7 +69,7 @@ class RefreshingCredentials:
         self._sessions = (sessions or DefaultSessions)()
         self._on_failure = on_failure
         self._cond = threading.Condition()
-        self._held: Held[Credentials] = Held()
+        self._held: Held[Credentials] = Held(policy=policy)
         self._answered_by: str | None = None
         self._expires_wall: float | None = None
         self._stopping = False
@@ -210,6 +211,7 @@ class CredentialPool:
         clock: Clock | None = None,
         sessions: SessionsFactory | None = None,
         on_failure: FailureReport | None = None,
+        policy: RefreshPolicy = DEFAULT_POLICY,
     ) -> None:
         self.by_spec: dict[SourceSpec, RefreshingCredentials] = {}
         self.users: dict[SourceSpec, list[int]] = {}
@@ -218,7 +220,7 @@ class CredentialPool:
             if spec is None:
                 continue
             if spec not in self.by_spec:
-                self.by_spec[spec] = RefreshingCredentials(spec, clock, sessions, on_failure)
+                self.by_spec[spec] = RefreshingCredentials(spec, clock, sessions, on_failure, policy)
             self.users.setdefault(spec, []).append(index)
 
     def for_group(self, group: GroupConfig) -> RefreshingCredentials | None:

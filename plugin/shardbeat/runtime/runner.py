@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
+from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -53,6 +54,7 @@ class Runner:
         rng: random.Random | None = None,
         workers: int | None = None,
         credential_sessions: SessionsFactory | None = None,
+        credential_policy: RefreshPolicy = DEFAULT_POLICY,
     ) -> None:
         self._clock = clock or Clock()
         self._rng = rng or random.Random()
@@ -70,7 +72,9 @@ class Runner:
         spread = min(min((g.heartbeat_interval for g in groups), default=1.0), 0.005 * len(groups))
         self.sessions = []
         # Temporary keys refresh on threads of their own (never on the scheduler or a beat).
-        self._credentials = CredentialPool(groups, self._clock, credential_sessions, self._credential_failure)
+        self._credentials = CredentialPool(
+            groups, self._clock, credential_sessions, self._credential_failure, credential_policy
+        )
         with self._cond:
             for i, g in enumerate(groups):
                 grid = now + (self._rng.uniform(0, g.heartbeat_interval) if i else 0.0)

@@ -34,13 +34,13 @@ __all__ = ["DefaultSessions", "FetchError", "HttpSessions", "Issued", "SessionsF
 def fetch(spec: SourceSpec, sessions: HttpSessions) -> Issued:
     """Fresh keys from `spec`. Raises FetchError (message names the step, never a secret)."""
     if isinstance(spec, EcsRamRole):
-        return alibaba.from_ecs_metadata(spec, sessions.metadata())
+        return alibaba.from_ecs_metadata(spec, sessions.metadata(), sessions.metadata_timeout)
     if isinstance(spec, AlibabaOidc):
-        return alibaba.from_oidc(spec, sessions.control_plane())
+        return alibaba.from_oidc(spec, sessions.control_plane(), sessions.sts_timeout)
     if isinstance(spec, CvmRole):
-        return tencent.from_cvm_metadata(spec, sessions.metadata())
+        return tencent.from_cvm_metadata(spec, sessions.metadata(), sessions.metadata_timeout)
     if isinstance(spec, TkeOidc):
-        return tencent.from_oidc(spec, sessions.control_plane())
+        return tencent.from_oidc(spec, sessions.control_plane(), sessions.sts_timeout)
     return _from_profile(spec, sessions)
 
 

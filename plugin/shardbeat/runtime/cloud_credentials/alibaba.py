@@ -26,10 +26,9 @@ from shardbeat.config.credential_sources import AlibabaOidc, EcsRamRole
 from shardbeat.core.credential_refresh import parse_expiration
 from shardbeat.providers.base import Credentials
 from shardbeat.runtime.cloud_credentials.http import (
-    METADATA_TIMEOUT,
-    STS_TIMEOUT,
     Answer,
     FetchError,
+    Timeout,
     call,
     json_object,
     read_token_file,
@@ -45,11 +44,13 @@ TOKEN_TTL = 21600  # seconds, as the official library asks
 STS_VERSION = "2015-04-01"
 
 
-def from_ecs_metadata(spec: EcsRamRole, session: requests.Session) -> Issued:
+def from_ecs_metadata(spec: EcsRamRole, session: requests.Session, timeout: Timeout) -> Issued:
     base = spec.metadata_endpoint
-    token = _metadata_token(spec, session)
-    role = spec.role_name or _discover_role(spec, session, token)
-    answer, version = _metadata_get(spec, session, ROLES_PATH + quote(role, safe=""), token, f"role {role}")
+    token = _metadata_token(spec, session, timeout)
+    role = spec.role_name or _discover_role(spec, session, token, timeout)
+    answer, version = _metadata_get(
+        spec, session, ROLES_PATH + quote(role, safe=""), token, f"role {role}", timeout
+    )
     doc = json_object(answer, f"ECS metadata role {role}")
     if doc.get("Code") != "Success":
         raise FetchError(f"ECS metadata {base}: role {role} answered Code {str(doc.get('Code'))[:60]!r}")
@@ -65,7 +66,7 @@ def from_ecs_metadata(spec: EcsRamRole, session: requests.Session) -> Issued:
     return Issued(credentials, expires, f"{version} {base} role {role}", answer.server_time)
 
 
-def _metadata_token(spec: EcsRamRole, session: requests.Session) -> str | None:
+def _metadata_token(spec: EcsRamRole, session: requests.Session, timeout: Timeout) -> str | None:
     what = f"ECS metadata {spec.metadata_endpoint}: IMDSv2 token"
     try:
         answer = call(
@@ -74,7 +75,7 @@ def _metadata_token(spec: EcsRamRole, session: requests.Session) -> str | None:
             spec.metadata_endpoint + TOKEN_PATH,
             what,
             headers={TOKEN_TTL_HEADER: str(TOKEN_TTL)},
-            timeout=METADATA_TIMEOUT,
+            timeout=timeout,
         )
         if answer.status != 200 or not answer.body.strip():
             raise FetchError(f"{what}: HTTP {answer.status}")
@@ -86,31 +87,32 @@ def _metadata_token(spec: EcsRamRole, session: requests.Session) -> str | None:
 
 
 def _metadata_get(
-    spec: EcsRamRole, session: requests.Session, path: str, token: str | None, step: str
+    spec: EcsRamRole, session: requests.Session, path: str, token: str | None, step: str, timeout: Timeout
 ) -> tuple[Answer, str]:
     """GET with the token; once more without it when that fails and v1 is allowed. -> (answer, IMDSv1|v2)."""
     attempts: list[str | None] = [token]
     if token is not None and spec.imds_v1_fallback:
         attempts.append(None)
-    error = ""
+    errors: list[str] = []
+    what = f"ECS metadata {spec.metadata_endpoint}: {step}"
     for attempt in attempts:
         headers = {TOKEN_HEADER: attempt} if attempt else {}
-        what = f"ECS metadata {spec.metadata_endpoint}: {step}"
+        label = "IMDSv2" if attempt else "IMDSv1"
         try:
             answer = call(
-                session, "GET", spec.metadata_endpoint + path, what, headers=headers, timeout=METADATA_TIMEOUT
+                session, "GET", spec.metadata_endpoint + path, what, headers=headers, timeout=timeout
             )
         except FetchError as exc:
-            error = str(exc)
+            errors.append(f"{label}: {str(exc).removeprefix(what + ': ')}")
             continue
         if answer.status == 200:
-            return answer, "IMDSv2" if attempt else "IMDSv1"
-        error = f"{what}: HTTP {answer.status}" + (" (no such role?)" if answer.status == 404 else "")
-    raise FetchError(error)
+            return answer, label
+        errors.append(f"{label}: HTTP {answer.status}" + (" (no such role?)" if answer.status == 404 else ""))
+    raise FetchError(f"{what}: {'; '.join(errors)}")
 
 
-def _discover_role(spec: EcsRamRole, session: requests.Session, token: str | None) -> str:
-    answer, _ = _metadata_get(spec, session, ROLES_PATH, token, "role discovery")
+def _discover_role(spec: EcsRamRole, session: requests.Session, token: str | None, timeout: Timeout) -> str:
+    answer, _ = _metadata_get(spec, session, ROLES_PATH, token, "role discovery", timeout)
     lines = [line.strip() for line in answer.text().splitlines() if line.strip()]
     if not lines:
         raise FetchError(
@@ -120,7 +122,7 @@ def _discover_role(spec: EcsRamRole, session: requests.Session, token: str | Non
     return lines[0]
 
 
-def from_oidc(spec: AlibabaOidc, session: requests.Session) -> Issued:
+def from_oidc(spec: AlibabaOidc, session: requests.Session, timeout: Timeout) -> Issued:
     what = f"STS AssumeRoleWithOIDC {spec.sts_endpoint}"
     token = read_token_file(spec.token_file, what)
     query = {
@@ -143,7 +145,7 @@ def from_oidc(spec: AlibabaOidc, session: requests.Session) -> Issued:
         what,
         headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
         data=urlencode(form).encode(),
-        timeout=STS_TIMEOUT,
+        timeout=timeout,
     )
     doc = json_object(answer, what)
     if answer.status != 200 or not isinstance(doc.get("Credentials"), dict):

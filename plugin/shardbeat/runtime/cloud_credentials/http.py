@@ -29,11 +29,17 @@ METADATA_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
 STS_TIMEOUT = (5.0, 10.0)
 
 
+Timeout = tuple[float, float]  # (connect, read) seconds
+
+
 class FetchError(Exception):
     """A credential fetch failed. The message names the step and never contains a secret."""
 
 
 class HttpSessions(Protocol):
+    metadata_timeout: tuple[float, float]  # (connect, read) seconds per metadata request
+    sts_timeout: tuple[float, float]
+
     def metadata(self) -> requests.Session: ...
 
     def control_plane(self) -> requests.Session: ...
@@ -44,7 +50,14 @@ class HttpSessions(Protocol):
 class DefaultSessions:
     """Metadata direct, STS with the environment's proxy and CA settings (requests' own rules)."""
 
-    def __init__(self, control_plane: Callable[[], requests.Session] | None = None) -> None:
+    def __init__(
+        self,
+        control_plane: Callable[[], requests.Session] | None = None,
+        metadata_timeout: tuple[float, float] = METADATA_TIMEOUT,
+        sts_timeout: tuple[float, float] = STS_TIMEOUT,
+    ) -> None:
+        self.metadata_timeout = metadata_timeout
+        self.sts_timeout = sts_timeout
         self._metadata: requests.Session | None = None
         self._control: requests.Session | None = None
         self._make_control = control_plane or requests.Session

@@ -24,10 +24,9 @@ import requests
 from shardbeat.config.credential_sources import CvmRole, TkeOidc
 from shardbeat.providers.base import Credentials
 from shardbeat.runtime.cloud_credentials.http import (
-    METADATA_TIMEOUT,
-    STS_TIMEOUT,
     Answer,
     FetchError,
+    Timeout,
     call,
     json_object,
     read_token_file,
@@ -40,11 +39,11 @@ STS_VERSION = "2018-08-13"
 STS_ACTION = "AssumeRoleWithWebIdentity"
 
 
-def from_cvm_metadata(spec: CvmRole, session: requests.Session) -> Issued:
+def from_cvm_metadata(spec: CvmRole, session: requests.Session, timeout: Timeout) -> Issued:
     base = spec.metadata_endpoint
     role = spec.role_name
     if role is None:
-        answer = _get(session, base + ROLES_PATH, f"CVM metadata {base}: role discovery")
+        answer = _get(session, base + ROLES_PATH, f"CVM metadata {base}: role discovery", timeout)
         lines = [line.strip() for line in answer.text().splitlines() if line.strip()]
         if not lines:
             raise FetchError(
@@ -52,7 +51,7 @@ def from_cvm_metadata(spec: CvmRole, session: requests.Session) -> Issued:
             )
         role = lines[0]
     what = f"CVM metadata {base}: role {role}"
-    answer = _get(session, base + ROLES_PATH + quote(role, safe=""), what)
+    answer = _get(session, base + ROLES_PATH + quote(role, safe=""), what, timeout)
     doc = json_object(answer, what)
     if doc.get("Code") != "Success":
         raise FetchError(f"{what}: answered Code {str(doc.get('Code'))[:60]!r}")
@@ -64,8 +63,8 @@ def from_cvm_metadata(spec: CvmRole, session: requests.Session) -> Issued:
     return Issued(credentials, _expired_time(doc, what), f"{base} role {role}", answer.server_time)
 
 
-def _get(session: requests.Session, url: str, what: str) -> Answer:
-    answer = call(session, "GET", url, what, timeout=METADATA_TIMEOUT)
+def _get(session: requests.Session, url: str, what: str, timeout: Timeout) -> Answer:
+    answer = call(session, "GET", url, what, timeout=timeout)
     if answer.status != 200:
         raise FetchError(
             f"{what}: HTTP {answer.status}" + (" (no such role?)" if answer.status == 404 else "")
@@ -73,7 +72,7 @@ def _get(session: requests.Session, url: str, what: str) -> Answer:
     return answer
 
 
-def from_oidc(spec: TkeOidc, session: requests.Session) -> Issued:
+def from_oidc(spec: TkeOidc, session: requests.Session, timeout: Timeout) -> Issued:
     what = f"STS {STS_ACTION} {spec.sts_endpoint}"
     token = read_token_file(spec.token_file, what)
     body = json.dumps(
@@ -93,9 +92,7 @@ def from_oidc(spec: TkeOidc, session: requests.Session) -> Issued:
         "X-TC-Timestamp": str(int(time.time())),
         "Authorization": "SKIP",
     }
-    answer = call(
-        session, "POST", spec.sts_endpoint + "/", what, headers=headers, data=body, timeout=STS_TIMEOUT
-    )
+    answer = call(session, "POST", spec.sts_endpoint + "/", what, headers=headers, data=body, timeout=timeout)
     doc = json_object(answer, what)
     response = doc.get("Response")
     if not isinstance(response, dict):

@@ -212,7 +212,11 @@ def test_structural_problem(raw: Any, path: str, words: str) -> None:
             "unknown key",
         ),
         (
-            {"groups": [sls_group(credentials={"access_key_id": "a", "access_key_secret": "b", "rol_name": "r"})]},
+            {
+                "groups": [
+                    sls_group(credentials={"access_key_id": "a", "access_key_secret": "b", "rol_name": "r"})
+                ]
+            },
             "groups[0].credentials.rol_name",
             "did you mean 'role_name'",
         ),

@@ -159,7 +159,7 @@ def test_tke_assume_role_with_web_identity(
     assert issued.expires is not None and issued.server_time is not None
     assert issued.expires - issued.server_time == pytest.approx(7200, abs=2)
     identity(emulator, revoked_oidc_tokens=["tke-token-one"])
-    with pytest.raises(FetchError, match="InvalidParameter.WebIdentityTokenError"):
+    with pytest.raises(FetchError, match=r"InvalidParameter\.WebIdentityTokenError"):
         fetch(spec, sessions)
     token_file.write_text("tke-token-two")
     assert fetch(spec, sessions).credentials.key_id != issued.credentials.key_id
@@ -167,11 +167,11 @@ def test_tke_assume_role_with_web_identity(
 
 def test_missing_or_empty_token_file_is_named(sessions: DefaultSessions, tmp_path: Path) -> None:
     spec = AlibabaOidc(ALI_ROLE, ALI_PROVIDER, str(tmp_path / "absent"), "http://127.0.0.1:9", "s", 900)
-    with pytest.raises(FetchError, match="cannot read token file .*absent"):
+    with pytest.raises(FetchError, match=r"cannot read token file .*absent"):
         fetch(spec, sessions)
     (tmp_path / "empty").write_text("  \n")
     spec = AlibabaOidc(ALI_ROLE, ALI_PROVIDER, str(tmp_path / "empty"), "http://127.0.0.1:9", "s", 900)
-    with pytest.raises(FetchError, match="token file .*empty is empty"):
+    with pytest.raises(FetchError, match=r"token file .*empty is empty"):
         fetch(spec, sessions)
 
 

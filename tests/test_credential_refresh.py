@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shardbeat.core.credential_refresh import (
@@ -50,7 +52,7 @@ def test_failures_keep_the_old_key_and_back_off_within_its_remaining_life() -> N
     for _ in range(20):
         failed = failed.failed(failed.next_attempt, "again")
         times.append(failed.next_attempt)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) <= DEFAULT_POLICY.retry_max
     # Many attempts fit before the key ends: at least 8 before t=900.
     assert sum(1 for t in times if t < 900.0) >= 8

@@ -93,7 +93,7 @@ class RefreshingCredentials:
     def _unavailable(self) -> str:
         held = self._held
         state = "its last key expired" if held.key is not None else "no key yet"
-        reason = f": {held.last_error}" if held.last_error else " (first fetch in progress)"
+        reason = f": {held.last_error}" if held.last_error else " (a fetch is in progress)"
         return f"credentials from {self.name}: {state}{reason}"
 
     def refresh(self) -> None:
@@ -185,7 +185,7 @@ class RefreshingCredentials:
         level = logging.ERROR if streak & (streak - 1) == 0 else logging.DEBUG
         log.log(
             level,
-            "credentials %s: refresh failed (%s); %s; retrying in %.0fs",
+            "credentials %s: refresh failed (%s); %s; retrying in %.1fs",
             self.name,
             error,
             keeping,

@@ -265,7 +265,8 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
         if group.provider == "cls":
             per_key.setdefault(group.credential_label, []).append((index, group))
     warnings: list[Problem] = []
-    for members in per_key.values():
+    for label, members in per_key.items():
+        shared = f"credential source {label}" if members[0][1].credential_source is not None else "SecretId"
         rate = sum(1.0 / g.heartbeat_interval for _, g in members)
         if rate > CLS_RATE_LIMIT / 2:
             paths = ", ".join(f"groups[{i}]" for i, _ in members)
@@ -273,7 +274,7 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
             warnings.append(
                 Problem(
                     f"groups[{members[0][0]}]",
-                    f"{len(members)} CLS group(s) on one SecretId ({paths}) send {rate:.1f} heartbeats/s, "
+                    f"{len(members)} CLS group(s) on one {shared} ({paths}) send {rate:.1f} heartbeats/s, "
                     f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
                     "(RequestLimitExceeded); raise heartbeat_interval or split across accounts",
                 )

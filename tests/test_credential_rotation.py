@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -294,3 +295,25 @@ def test_groups_on_one_source_share_its_refresher(emulator: EmulatorServer) -> N
     finally:
         running.stop()
     assert identity(emulator)["fetches"] == {"ecs_metadata/IMDSv2": 1}
+
+
+def test_the_process_runs_on_an_instance_role(emulator: EmulatorServer, tmp_path: Path) -> None:
+    from harness import Plugin, write_config
+
+    group = sls_group(emulator, {"source": "ecs_ram_role", "metadata_endpoint": emulator.url})
+    config = write_config(tmp_path / "c.json", [group], runtime_dir=str(tmp_path / "run"))
+    env = {k: "" for k in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")}
+    plugin = Plugin(["run", "--config", str(config)], env=env)
+    try:
+        assert plugin.wait_for(lambda recs: any(r["event"] == "assignment" for r in recs), 15), plugin.log()
+        assert plugin.terminate() == 0
+    finally:
+        plugin.kill()
+        plugin.finish()
+    log = plugin.log()
+    assert re.search(
+        r"credentials ecs_ram_role \(role <discovered> at http://127\.0\.0\.1:\d+\): key from IMDSv2", log
+    )
+    assert [r["event"] for r in plugin.all_records()][-2:] == ["lost", "stopped"]
+    for key in emulator.world.identity.keys.values():
+        assert key.secret not in log and key.token not in log

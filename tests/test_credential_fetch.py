@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -173,6 +174,16 @@ def test_missing_or_empty_token_file_is_named(sessions: DefaultSessions, tmp_pat
     spec = AlibabaOidc(ALI_ROLE, ALI_PROVIDER, str(tmp_path / "empty"), "http://127.0.0.1:9", "s", 900)
     with pytest.raises(FetchError, match=r"token file .*empty is empty"):
         fetch(spec, sessions)
+
+
+def test_a_fifo_token_file_is_refused_not_waited_on(sessions: DefaultSessions, tmp_path: Path) -> None:
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    spec = AlibabaOidc(ALI_ROLE, ALI_PROVIDER, str(fifo), "http://127.0.0.1:9", "s", 900)
+    with pytest.raises(FetchError, match="is not a regular file"):
+        fetch(spec, sessions)
+    with pytest.raises(ProfileError, match="not a regular file"):
+        read_profile(CliProfile("cls", str(fifo), None))
 
 
 # -- profiles

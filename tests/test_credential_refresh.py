@@ -38,7 +38,8 @@ def test_a_key_without_expiry_is_never_refreshed_on_a_timer() -> None:
     held = Held[str]().fetched("k", now=5.0, expires=None)
     assert held.usable(1e12) == "k"
     assert held.next_attempt == float("inf")
-    assert held.refresh_now(7.0).next_attempt == 7.0
+    assert held.refresh_now(7.0).next_attempt == float("inf")  # younger than min_spacing: a burst
+    assert held.refresh_now(5.0 + DEFAULT_POLICY.min_spacing).next_attempt == 5.0 + DEFAULT_POLICY.min_spacing
 
 
 def test_failures_keep_the_old_key_and_back_off_within_its_remaining_life() -> None:

@@ -34,7 +34,7 @@ SCHEMA = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.
 Record = dict[str, Any]
 # Keys that live seconds instead of hours: refresh 1.5 s before the end, never hand out one with
 # under 0.5 s left, retry failures from 0.2 s.
-POLICY = RefreshPolicy(before=1.5, safety=0.5, retry_first=0.2, retry_max=1.0)
+POLICY = RefreshPolicy(before=1.5, safety=0.5, retry_first=0.2, retry_max=1.0, min_spacing=0.2)
 
 
 def fixtures(timeout: int = 3) -> dict[str, Any]:
@@ -281,6 +281,35 @@ def test_oidc_token_file_rotation_keeps_heartbeats_going(emulator: EmulatorServe
     assert identity(emulator)["fetches"]["AssumeRoleWithOIDC"] >= fetched + 2
     assert running.errors() == []
     assert all(b["status"] == 200 and b["error"] is None for b in heartbeats(emulator))
+
+
+def test_a_profile_without_expiry_is_reread_when_the_server_rejects_its_key(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    profile = tmp_path / "credentials"
+    profile.write_text("[default]\nsecret_id = emulator-secret-id\nsecret_key = wrong-key\n")
+    group = cls_group(emulator, {"source": "profile", "profile_file": str(profile)})
+    running = Running([group])
+    try:
+        running.wait_for(
+            lambda r: r["event"] == "error" and r["error"]["code"] == "AuthFailure.SignatureFailure"
+        )
+        time.sleep(0.5)  # the refresher has nothing due (no expiry) and must still be alive
+        profile.write_text("[default]\nsecret_id = emulator-secret-id\nsecret_key = emulator-secret-key\n")
+        running.wait_for(lambda r: r["event"] == "assignment", timeout=15)
+    finally:
+        running.stop()
+    assert "wrong-key" not in json.dumps(running.records)
+
+
+def test_a_key_issued_already_expiring_is_a_failed_refresh(emulator: EmulatorServer) -> None:
+    identity(emulator, lifetime=0.2)  # below the policy's 0.5 s safety: unusable as it arrives
+    running = Running([sls_group(emulator, {"source": "ecs_ram_role", "metadata_endpoint": emulator.url})])
+    try:
+        error = running.wait_for(lambda r: r["event"] == "error" and r["source"] == "credentials")
+    finally:
+        running.stop()
+    assert "answered with a key that expires in 0s" in error["error"]["message"]
 
 
 def test_groups_on_one_source_share_its_refresher(emulator: EmulatorServer) -> None:

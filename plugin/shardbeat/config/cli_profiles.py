@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import stat
 from typing import Any
 
 from shardbeat.config.credential_sources import (
@@ -44,6 +45,14 @@ class ProfileError(ValueError):
 
 def read_profile(spec: CliProfile) -> Credentials | SourceSpec:
     """Long-term (or fixed STS) keys, or the source a role-based Alibaba profile stands for."""
+    try:
+        mode = os.stat(spec.path).st_mode
+    except OSError as exc:
+        raise ProfileError(
+            f"{spec.path}: cannot read credentials profile file: {exc.strerror}", "profile_file"
+        ) from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the reader for good
+        raise ProfileError(f"{spec.path}: not a regular file", "profile_file")
     try:
         text = read_text(spec.path, "credentials profile file", MAX_PROFILE_BYTES)
     except ConfigError as exc:

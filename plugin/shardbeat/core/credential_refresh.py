@@ -20,6 +20,7 @@ REFRESH_FRACTION = 2.0 / 3.0
 REFRESH_BEFORE = 180.0  # seconds before the end at the latest
 RETRY_FIRST = 1.0  # seconds after a first failed attempt
 RETRY_MAX = 60.0  # longest pause between failed attempts
+MIN_SPACING = 10.0
 EXPIRY_SAFETY = 5.0  # a key this close to its end is no longer handed out (a request takes time)
 
 K = TypeVar("K")
@@ -45,6 +46,7 @@ class RefreshPolicy:
     safety: float = EXPIRY_SAFETY
     retry_first: float = RETRY_FIRST
     retry_max: float = RETRY_MAX
+    min_spacing: float = MIN_SPACING  # an asked-for refresh (rejected key, SIGHUP) at most this often
 
     def refresh_due(self, obtained: float, expires: float) -> float:
         """When to fetch a new key for one obtained at `obtained` that ends at `expires` (same clock)."""
@@ -100,5 +102,8 @@ class Held(Generic[K]):
         return replace(self, next_attempt=due, failures=failures, last_error=error)
 
     def refresh_now(self, now: float) -> Held[K]:
-        """Someone asked for a fresh key (the server rejected this one, SIGHUP): fetch at once."""
+        """Someone asked for a fresh key (the server rejected this one, SIGHUP): fetch at once, unless
+        the key in hand is younger than min_spacing (a burst of rejections makes one fetch)."""
+        if self.obtained is not None and now - self.obtained < self.policy.min_spacing:
+            return self
         return replace(self, next_attempt=min(self.next_attempt, now))

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shardbeat.credentials")
 
-MIN_REFETCH_SPACING = 10.0  # seconds: a rejected key triggers at most one refetch this often
+MAX_WAIT = 60.0  # the refresher wakes at least this often (a key without expiry has no due time)
 
 
 class CredentialsUnavailable(ProviderError):
@@ -97,13 +97,10 @@ class RefreshingCredentials:
         return f"credentials from {self.name}: {state}{reason}"
 
     def refresh(self) -> None:
-        """Fetch soon (the server rejected the key, or SIGHUP): at most once per MIN_REFETCH_SPACING."""
+        """Fetch soon (the server rejected the key, or SIGHUP): see Held.refresh_now."""
         with self._cond:
-            now = self._clock.monotonic()
-            obtained = self._held.obtained
-            if obtained is None or now - obtained >= MIN_REFETCH_SPACING:
-                self._held = self._held.refresh_now(now)
-                self._cond.notify_all()
+            self._held = self._held.refresh_now(self._clock.monotonic())
+            self._cond.notify_all()
 
     def status(self) -> SourceStatus:
         with self._cond:
@@ -139,7 +136,7 @@ class RefreshingCredentials:
                             break
                         if self._held.expires is not None and not self._expiry_logged:
                             wait = min(wait, max(0.0, self._held.expires - now))
-                        self._cond.wait(wait)
+                        self._cond.wait(min(wait, MAX_WAIT))
                     if self._stopping:
                         return
                 try:
@@ -157,6 +154,10 @@ class RefreshingCredentials:
     def _apply(self, issued: Issued) -> None:
         now, wall = self._clock.monotonic(), self._clock.wall()
         lifetime = issued.lifetime(wall)
+        if lifetime is not None and lifetime <= self._held.policy.safety:
+            # Taking it would make every heartbeat fail while we think all is well.
+            self._failed(f"{issued.answered_by} answered with a key that expires in {lifetime:.0f}s")
+            return
         with self._cond:
             recovered = self._held.failures > 0
             first = self._held.key is None

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -143,6 +145,8 @@ def _reason(exc: requests.RequestException) -> str:
 def read_token_file(path: str, what: str) -> str:
     """The OIDC token as it is now (it rotates: re-read on every refresh)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the refresher for good
+            raise FetchError(f"{what}: token file {path} is not a regular file")
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BODY + 1)
     except OSError as exc:

@@ -18,7 +18,7 @@ from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
 from shardbeat.runtime.clock import Clock
-from shardbeat.runtime.cloud_credentials import FetchError
+from shardbeat.runtime.cloud_credentials import DefaultSessions, FetchError
 from shardbeat.runtime.credential_refresher import RefreshingCredentials
 from shardbeat.runtime.doctor import reach
 from shardbeat.runtime.doctor.hints import classify, hint, source_hint, transport_hint
@@ -137,7 +137,10 @@ class _GroupDoctor:
         spec = self.group.credential_source
         if spec is None:
             return True
-        source = RefreshingCredentials(spec, self.clock)
+        limit = (self.timeout, self.timeout)  # --call-timeout bounds each metadata/STS request too
+        source = RefreshingCredentials(
+            spec, self.clock, lambda: DefaultSessions(metadata_timeout=limit, sts_timeout=limit)
+        )
         start = self.clock.monotonic()
         try:
             source.fetch_once()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def call(
             status = response.status_code
             date = response.headers.get("Date")
     except requests.RequestException as exc:
-        raise FetchError(f"{what}: {type(exc).__name__}: {_reason(exc)}") from None
+        raise FetchError(f"{what}: {_reason(exc)}") from None
     if len(body) > MAX_BODY:
         raise FetchError(f"{what}: answer larger than {MAX_BODY} bytes")
     return Answer(status, body, _parse_date(date))
@@ -137,9 +138,17 @@ def _parse_date(date: str | None) -> float | None:
 
 
 def _reason(exc: requests.RequestException) -> str:
-    # urllib3's messages hold the URL (no secrets in ours) and the socket error; keep them short.
+    """The socket-level reason ("Connection refused", "read timed out") without urllib3's wrapping."""
+    if isinstance(exc, requests.Timeout):
+        return "connect timed out" if isinstance(exc, requests.ConnectTimeout) else "read timed out"
+    found = _ERRNO.search(str(exc))
+    if found:
+        return found.group(1)
     text = str(exc)
-    return text if len(text) <= 300 else text[:300] + "..."
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 
 
 def read_token_file(path: str, what: str) -> str:

@@ -89,13 +89,14 @@ class _GroupDoctor:
         self.add(status, "config", detail)
         locks, running_here = self.check_instance(heartbeat)
         try:
-            if not self.check_source():
-                for name in ("endpoint", *_AFTER_UNREACHABLE):
-                    self.add("WARN", name, "not checked: the credential source gave no key")
-                return self.checks
+            source_ok = self.check_source()
             if not self.check_endpoint():
                 for name in _AFTER_UNREACHABLE:
                     self.add("WARN", name, "not checked: the endpoint gave no HTTP answer")
+                return self.checks
+            if not source_ok:
+                for name in _AFTER_UNREACHABLE:
+                    self.add("WARN", name, "not checked: the credential source gave no key")
                 return self.checks
             read = self.signed(self.provider.describe_group_request, self.provider.parse_describe_group)
             self.check_credentials(read)

@@ -158,9 +158,9 @@ def transport_hint(error: TransportError) -> str:
 
 _SOURCE_HINTS = {
     "ecs_ram_role": "attach a RAM role to the ECS instance (or set credentials.role_name), and check that "
-    "http://100.100.100.200 is reachable from here",
+    "its metadata service is reachable from here",
     "cvm_role": "bind a CAM role to the CVM instance (or set credentials.role_name), and check that "
-    "http://metadata.tencentyun.com is reachable from here",
+    "its metadata service is reachable from here",
     "oidc_role": "check the role ARN, the OIDC provider and that the service-account token file is mounted "
     "(ACK: enable RRSA for the pod; TKE: enable the pod identity webhook)",
     "profile": "run the vendor CLI's `configure`, or name the profile and file in credentials",

@@ -252,3 +252,15 @@ def test_cls_rate_warning_groups_by_source() -> None:
     ]
     warnings = config_from_dict({"groups": groups}, environ={}).warnings
     assert any("cvm_role" in w.message and "heartbeats/s" in w.message for w in warnings)
+
+
+def test_plain_http_sts_off_this_host_is_warned_about() -> None:
+    creds = {"source": "oidc_role", "role_arn": "r", "oidc_provider_arn": "p", "oidc_token_file": "/t"}
+    warned = config_from_dict(
+        {"groups": [sls(credentials={**creds, "sts_endpoint": "http://sts.example"})]}, environ={}
+    ).warnings
+    assert [w.path for w in warned] == ["groups[0].credentials.sts_endpoint"]
+    local = config_from_dict(
+        {"groups": [sls(credentials={**creds, "sts_endpoint": "http://127.0.0.1:8099"})]}, environ={}
+    ).warnings
+    assert local == ()

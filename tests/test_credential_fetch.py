@@ -383,3 +383,23 @@ def test_malformed_metadata_answers_are_named_without_secrets(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_sts_error_echoing_the_oidc_token_is_scrubbed(sessions: DefaultSessions, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJ-bearer-TOKEN-value")
+    ali = {"RequestId": "r", "Code": "InvalidParameter.OIDCToken", "Message": "bad: eyJ-bearer-TOKEN-value"}
+    tc = {"Response": {"Error": {"Code": "InvalidParameter", "Message": "eyJ-bearer-TOKEN-value"}}}
+    for status, body, spec_of in (
+        (400, ali, lambda url: AlibabaOidc(ALI_ROLE, ALI_PROVIDER, str(token_file), url, "s", 900)),
+        (200, tc, lambda url: TkeOidc(TKE_ROLE, "p", str(token_file), url, "ap-guangzhou", "s", 7200)),
+    ):
+        server = _Canned(status, json.dumps(body).encode())
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(FetchError) as caught:
+                fetch(spec_of(f"http://127.0.0.1:{server.server_address[1]}"), sessions)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert "InvalidParameter" in str(caught.value) and "TOKEN" not in str(caught.value)

@@ -185,6 +185,14 @@ class _Group:
             provider, name, given, where, environ, str(base_dir), self.text("region")
         )
         self.problems.extend(problems)
+        if isinstance(spec, sources.AlibabaOidc | sources.TkeOidc) and sources.plain_http_off_host(
+            spec.sts_endpoint
+        ):
+            self.warnings.append(
+                Problem(
+                    f"{where}.sts_endpoint", "is plain http: the OIDC token and the keys travel unencrypted"
+                )
+            )
         if isinstance(spec, sources.CliProfile):
             problems = cli_profiles.check_profile(spec, where)
             self.problems.extend(problems)

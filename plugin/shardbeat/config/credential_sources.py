@@ -13,6 +13,7 @@ Problems name the key and the rule, never a value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,6 +164,20 @@ def base_url(value: str, default_scheme: str) -> str | None:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return None
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def plain_http_off_host(url: str) -> bool:
+    """An http:// URL to anything but this host (loopback is where tests and local proxies live)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def env_default_source(provider: ProviderName, environ: Mapping[str, str]) -> str | None:

@@ -150,7 +150,7 @@ def from_oidc(spec: AlibabaOidc, session: requests.Session, timeout: Timeout) ->
     doc = json_object(answer, what)
     if answer.status != 200 or not isinstance(doc.get("Credentials"), dict):
         code = str(doc.get("Code", "?"))[:80]
-        message = str(doc.get("Message", ""))[:300]
+        message = str(doc.get("Message", "")).replace(token, "***")[:300]  # never echo the bearer token
         raise FetchError(f"{what}: HTTP {answer.status} {code}: {message}")
     creds: dict[str, Any] = doc["Credentials"]
     credentials = Credentials(

@@ -100,7 +100,8 @@ def from_oidc(spec: TkeOidc, session: requests.Session, timeout: Timeout) -> Iss
     error = response.get("Error")
     if isinstance(error, dict):
         code = str(error.get("Code", "?"))[:80]
-        raise FetchError(f"{what}: {code}: {str(error.get('Message', ''))[:300]}")
+        message = str(error.get("Message", "")).replace(token, "***")[:300]  # never echo the bearer token
+        raise FetchError(f"{what}: {code}: {message}")
     creds = response.get("Credentials")
     if answer.status != 200 or not isinstance(creds, dict):
         raise FetchError(f"{what}: HTTP {answer.status}, answer has no Credentials")

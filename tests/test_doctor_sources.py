@@ -112,3 +112,32 @@ def test_bad_source_config_exits_2_naming_the_key(tmp_path: Path) -> None:
             "groups[1].credentials.role_arn: missing" in done.stderr
             and "ALIBABA_CLOUD_ROLE_ARN" in done.stderr
         )
+
+
+def test_the_source_can_be_given_as_a_flag(tmp_path: Path) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "shardbeat",
+        "run",
+        "--provider",
+        "cls",
+        "--region",
+        "ap-guangzhou",
+        "--logset-id",
+        "6f6ded3f-948c-4616-9c7c-956a95d8c1a3",
+        "--topic",
+        "t1",
+        "--group",
+        "g1",
+    ]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [*base, "--credentials-source", "ecs_ram_role"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--credentials-source: must be one of: static, cvm_role, oidc_role, profile" in done.stderr
+    done = subprocess.run(
+        [*base, "--credentials-source", "oidc_role"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 2 and "TKE_PROVIDER_ID" in done.stderr

@@ -403,3 +403,20 @@ def test_an_sts_error_echoing_the_oidc_token_is_scrubbed(sessions: DefaultSessio
             server.shutdown()
             server.server_close()
         assert "InvalidParameter" in str(caught.value) and "TOKEN" not in str(caught.value)
+
+
+@pytest.mark.parametrize("expired_time", ["Infinity", "NaN", "1e300", "-5", "true", '"1700000000"'])
+def test_unusable_cvm_expired_time_is_refused(sessions: DefaultSessions, expired_time: str) -> None:
+    body = (
+        '{"Code": "Success", "TmpSecretId": "AKIDx", "TmpSecretKey": "SECRET-k", "Token": "TOKEN-t", '
+        f'"ExpiredTime": {expired_time}}}'
+    )
+    server = _Canned(200, body.encode())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="no usable ExpiredTime") as caught:
+            fetch(CvmRole(f"http://127.0.0.1:{server.server_address[1]}", "r"), sessions)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "SECRET" not in str(caught.value)

@@ -140,14 +140,12 @@ class RefreshingCredentials:
                     if self._stopping:
                         return
                 try:
-                    issued = fetch(self.spec, self._sessions)
+                    self._apply(fetch(self.spec, self._sessions))
                 except FetchError as exc:
                     self._failed(str(exc))
                 except Exception as exc:  # a bug must not end refreshing for good
                     log.exception("credentials %s: internal error while refreshing", self.name)
                     self._failed(f"internal error: {type(exc).__name__}")
-                else:
-                    self._apply(issued)
         finally:
             self._sessions.close()
 

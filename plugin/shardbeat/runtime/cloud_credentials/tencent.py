@@ -37,6 +37,7 @@ from shardbeat.runtime.cloud_credentials.issued import Issued
 ROLES_PATH = "/latest/meta-data/cam/security-credentials/"
 STS_VERSION = "2018-08-13"
 STS_ACTION = "AssumeRoleWithWebIdentity"
+LATEST_EXPIRY = 32503680000  # 3000-01-01: anything later is garbage, not a key to plan by
 
 
 def from_cvm_metadata(spec: CvmRole, session: requests.Session, timeout: Timeout) -> Issued:
@@ -120,6 +121,6 @@ def from_oidc(spec: TkeOidc, session: requests.Session, timeout: Timeout) -> Iss
 
 def _expired_time(doc: dict[str, Any], what: str) -> float:
     value = doc.get("ExpiredTime")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise FetchError(f"{what}: answer has no usable ExpiredTime")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < LATEST_EXPIRY:
+        raise FetchError(f"{what}: answer has no usable ExpiredTime")  # NaN fails the range test too
     return float(value)

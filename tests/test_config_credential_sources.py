@@ -126,6 +126,8 @@ def test_the_official_chains_environment_picks_a_source_when_no_key_is_given(tmp
             7200,
         )
     )
+    disabled = {"ALIBABA_CLOUD_ECS_METADATA": "node", "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
+    assert "groups[0].credentials.access_key_id" in problems(sls(), disabled)
     # Nothing at all: still the old, specific message.
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in problems(sls())["groups[0].credentials.access_key_id"]
 

@@ -183,13 +183,15 @@ def plain_http_off_host(url: str) -> bool:
 def env_default_source(provider: ProviderName, environ: Mapping[str, str]) -> str | None:
     """The source the official chain would pick from the environment when no key is configured.
 
-    SLS: RRSA variables (all three), else ALIBABA_CLOUD_ECS_METADATA (the role name). CLS: the TKE
+    SLS: RRSA variables (all three), else ALIBABA_CLOUD_ECS_METADATA (the role name) unless
+    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true. CLS: the TKE
     OIDC variables (all three). None: static (a missing key is then reported as missing).
     """
     if provider == "sls":
         if all(environ.get(n) for n in _ALIBABA_OIDC_ENV.values()):
             return "oidc_role"
-        if environ.get("ALIBABA_CLOUD_ECS_METADATA"):
+        disabled = environ.get("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "").lower() == "true"
+        if environ.get("ALIBABA_CLOUD_ECS_METADATA") and not disabled:
             return "ecs_ram_role"
         return None
     if environ.get("TKE_ROLE_ARN") and environ.get("TKE_PROVIDER_ID") and _tke_token_file(environ):

@@ -209,7 +209,16 @@ def test_structural_problem(raw: Any, path: str, words: str) -> None:
         (
             {"groups": [sls_group(credentials={"access_key_id": "a", "access_key_secret": "b", "x": "y"})]},
             "groups[0].credentials.x",
-            "expected one of: access_key_id, access_key_secret, security_token",
+            "unknown key",
+        ),
+        (
+            {
+                "groups": [
+                    sls_group(credentials={"access_key_id": "a", "access_key_secret": "b", "rol_name": "r"})
+                ]
+            },
+            "groups[0].credentials.rol_name",
+            "did you mean 'role_name'",
         ),
         ({"groups": [sls_group(**{"odd key": 1})]}, 'groups[0]["odd key"]', "unknown key"),
     ],

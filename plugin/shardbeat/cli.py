@@ -62,9 +62,11 @@ CREDENTIAL_FLAGS: dict[str, tuple[str, str, bool]] = {
     "--secret-key": ("cls", "secret_key", True),
     "--token": ("cls", "token", True),
 }
-_FLAG_FOR_PATH = {key: flag for flag, key in GROUP_FLAGS.items()} | {
-    f"credentials.{key}": flag for flag, (_, key, _) in CREDENTIAL_FLAGS.items()
-}
+_FLAG_FOR_PATH = (
+    {key: flag for flag, key in GROUP_FLAGS.items()}
+    | {f"credentials.{key}": flag for flag, (_, key, _) in CREDENTIAL_FLAGS.items()}
+    | {"credentials.source": "--credentials-source"}
+)
 
 
 def _dest(flag: str) -> str:
@@ -106,6 +108,12 @@ def _add_group_flags(parser: argparse.ArgumentParser) -> None:
             flags.add_argument(flag, dest=key, metavar="FILE", help=helps[key])
         else:
             flags.add_argument(flag, dest=key, help=helps.get(key))
+    flags.add_argument(
+        "--credentials-source",
+        choices=["static", "ecs_ram_role", "cvm_role", "oidc_role", "profile"],
+        help="temporary keys from the instance role / pod identity / CLI profile, with the settings the "
+        "official credential chains read from the environment (see README: Running on cloud nodes)",
+    )
     secrets = parser.add_argument_group(
         "credentials on the command line (visible to other users in ps: prefer the environment "
         "or --credentials-file)"
@@ -215,6 +223,8 @@ def _group_from_flags(args: argparse.Namespace, provider: str) -> tuple[dict[str
             also = f"; for {provider} use {', '.join(hint)}" if hint else ""
             raise ValueError(f"{flag} is for --provider {owner}{also}")
         creds[key] = value
+    if getattr(args, "credentials_source", None):
+        creds["source"] = args.credentials_source
     return group, creds
 
 
@@ -328,6 +338,10 @@ def _run_emulator(args: argparse.Namespace) -> int:
     if demo is None:
         return _usage(args.parser, f"the emulator has no demo group for provider {provider}")
     group, creds = _group_from_flags(args, provider)
+    if creds.get("source", "static") != "static":
+        return _usage(
+            args.parser, "--credentials-source cannot be combined with --emulator (it uses its demo keys)"
+        )
     entry: dict[str, Any] = {**demo, **group, "provider": provider, "endpoint": "http://127.0.0.1"}
     if "credentials_file" in group:
         entry.pop("credentials", None)

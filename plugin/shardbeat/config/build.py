@@ -6,7 +6,8 @@ network I/O. Rules past the schema:
 - heartbeat_interval < timeout, and below timeout - lease margin (else the lease lapses between two
   beats); a warning above timeout/3 (one lost beat would leave no retry before the timeout);
 - lease_margin < timeout; NaN is refused;
-- credentials present (config, credentials_file or environment; see config.credentials);
+- credentials present (config, credentials_file or environment; see config.credentials), or a
+  credentials.source with its settings (config.credential_sources; a profile is read once here);
 - no two groups with the same identity (the server would see one consumer claiming twice);
 - SLS signature_version v4 needs region;
 - top level: `proxy` syntax, the CA bundle in force (config/network.py).
@@ -20,7 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shardbeat.config import credentials
+from shardbeat.config import cli_profiles, credentials
+from shardbeat.config import credential_sources as sources
+from shardbeat.config.credential_sources import SourceSpec
 from shardbeat.config.expand import expand
 from shardbeat.config.files import parse_config_file
 from shardbeat.config.model import (
@@ -147,7 +150,8 @@ class _Group:
 
     def credentials(
         self, provider: ProviderName, base_dir: Path, environ: Mapping[str, str]
-    ) -> tuple[Credentials | None, str | None]:
+    ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
+        """-> (static keys, credentials_file, source spec, usable)."""
         given: Mapping[str, Any] = {}
         file_path: str | None = None
         inline = self.raw.get("credentials")
@@ -155,11 +159,13 @@ class _Group:
             self.problems.append(
                 Problem(self.at("credentials_file"), "give either credentials or credentials_file, not both")
             )
-            return None, None
+            return None, None, None, False
+        if isinstance(inline, dict) and inline.get("source", "static") != "static":
+            return self.source(provider, str(inline.get("source")), inline, base_dir, environ)
         if "credentials_file" in self.raw:
             name = self.text("credentials_file")
             if not name:
-                return None, None
+                return None, None, None, False
             file_path = os.path.abspath(base_dir / os.path.expanduser(name))
             try:
                 given, warnings = credentials.read_credentials_file(
@@ -167,15 +173,49 @@ class _Group:
                 )
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
-                return None, file_path
+                return None, file_path, None, False
             self.warnings.extend(warnings)
         elif isinstance(inline, dict):
-            given = inline
+            given = {k: v for k, v in inline.items() if k != "source"}
         elif inline is not None:
-            return None, None  # wrong type: the schema says so
+            return None, None, None, False  # wrong type: the schema says so
+        elif not any(environ.get(n) for n in credentials.CREDENTIAL_KEYS[provider].names_env[:2]):
+            picked = sources.env_default_source(provider, environ)
+            if picked is not None:  # as the official credential chain does
+                return self.source(provider, picked, {}, base_dir, environ)
         found, problems = credentials.resolve(provider, given, environ, self.at("credentials"), file_path)
         self.problems.extend(problems)
-        return found, file_path
+        return found, file_path, None, found is not None
+
+    def source(
+        self,
+        provider: ProviderName,
+        name: str,
+        given: Mapping[str, Any],
+        base_dir: Path,
+        environ: Mapping[str, str],
+    ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
+        where = self.at("credentials")
+        if name not in sources.SOURCES[provider]:
+            return None, None, None, False  # the schema names the allowed sources
+        spec, problems = sources.parse_source(
+            provider, name, given, where, environ, str(base_dir), self.text("region")
+        )
+        self.problems.extend(problems)
+        if isinstance(spec, sources.AlibabaOidc | sources.TkeOidc) and sources.plain_http_off_host(
+            spec.sts_endpoint
+        ):
+            self.warnings.append(
+                Problem(
+                    f"{where}.sts_endpoint", "is plain http: the OIDC token and the keys travel unencrypted"
+                )
+            )
+        if isinstance(spec, sources.CliProfile):
+            problems = cli_profiles.check_profile(spec, where)
+            self.problems.extend(problems)
+            if problems:
+                return None, None, None, False
+        return None, None, spec, spec is not None
 
     def build(self, base_dir: Path, environ: Mapping[str, str], hostname: str | None) -> GroupConfig | None:
         provider = self.raw.get("provider")
@@ -183,7 +223,7 @@ class _Group:
             return None  # the schema reports it; nothing else can be checked without it
         endpoint = self.endpoint(provider)
         timing = self.timing()
-        creds, creds_file = self.credentials(provider, base_dir, environ)
+        creds, creds_file, source, creds_ok = self.credentials(provider, base_dir, environ)
         group = self.text("consumer_group")
         consumer = self.text("consumer") if "consumer" in self.raw else default_consumer(provider, hostname)
         signature: SignatureVersion = "v4" if self.raw.get("signature_version") == "v4" else "v1"
@@ -204,7 +244,7 @@ class _Group:
                 "logset_id": self.text("logset_id"),
                 "topics": texts if isinstance(topics, list) and len(texts) == len(topics) else None,
             }
-        if endpoint is None or timing is None or creds is None or not group or not consumer:
+        if endpoint is None or timing is None or not creds_ok or not group or not consumer:
             return None
         if any(value is None for value in scope.values()):
             return None
@@ -225,6 +265,7 @@ class _Group:
             release="ack" if self.raw.get("release") == "ack" else "immediate",
             release_grace=grace,
             signature_version=signature,
+            credential_source=source,
             **scope,
         )
 
@@ -256,9 +297,10 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     per_key: dict[str, list[tuple[int, GroupConfig]]] = {}
     for index, group in groups:
         if group.provider == "cls":
-            per_key.setdefault(group.credentials.key_id, []).append((index, group))
+            per_key.setdefault(group.credential_label, []).append((index, group))
     warnings: list[Problem] = []
-    for members in per_key.values():
+    for label, members in per_key.items():
+        shared = f"credential source {label}" if members[0][1].credential_source is not None else "SecretId"
         rate = sum(1.0 / g.heartbeat_interval for _, g in members)
         if rate > CLS_RATE_LIMIT / 2:
             paths = ", ".join(f"groups[{i}]" for i, _ in members)
@@ -266,7 +308,7 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
             warnings.append(
                 Problem(
                     f"groups[{members[0][0]}]",
-                    f"{len(members)} CLS group(s) on one SecretId ({paths}) send {rate:.1f} heartbeats/s, "
+                    f"{len(members)} CLS group(s) on one {shared} ({paths}) send {rate:.1f} heartbeats/s, "
                     f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
                     "(RequestLimitExceeded); raise heartbeat_interval or split across accounts",
                 )

@@ -40,6 +40,10 @@ class CredentialKeys:
     def names(self) -> tuple[str, str, str]:
         return (self.key_id, self.secret, self.token)
 
+    @property
+    def names_env(self) -> tuple[str, str, str]:
+        return (self.key_id_env, self.secret_env, self.token_env)
+
     def env_for(self, key: str) -> str:
         return {self.key_id: self.key_id_env, self.secret: self.secret_env, self.token: self.token_env}[key]
 
@@ -181,6 +185,10 @@ def reload_credentials(group: GroupConfig, environ: Mapping[str, str] | None = N
     Without a credentials file, the loaded credentials are returned unchanged. Raises ConfigError.
     """
     if group.credentials_file is None:
+        if group.credentials is None:
+            raise ConfigError(
+                [Problem("credentials", f"{group.label} takes its keys from a credential source")]
+            )
         return group.credentials
     values, _ = read_credentials_file(group.credentials_file, group.provider)
     found, problems = resolve(

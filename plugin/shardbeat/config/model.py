@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shardbeat.config.proxy_url import ProxyUrl
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
+
+if TYPE_CHECKING:
+    from shardbeat.config.credential_sources import SourceSpec
 
 ProviderName = Literal["sls", "cls"]
 OutputFormat = Literal["json", "msgpack"]
@@ -64,7 +67,7 @@ class GroupConfig:
     endpoint: str  # as given; for CLS without one, cls.{region}.tencentcloudapi.com
     consumer_group: str
     consumer: str
-    credentials: Credentials
+    credentials: Credentials | None  # None: a credential_source fetches them at run time
     credentials_file: str | None = None  # absolute path, re-read on rotation (config.reload_credentials)
     heartbeat_interval: float = DEFAULT_INTERVAL
     timeout: float = DEFAULT_TIMEOUT
@@ -79,6 +82,14 @@ class GroupConfig:
     release: ReleaseMode = "immediate"
     release_grace: float | None = None  # ack mode: longest wait for downstream's ack (None: timeout)
     signature_version: SignatureVersion = "v1"  # SLS: v1 (hmac-sha1) or v4 (SLS4-HMAC-SHA256, needs region)
+    credential_source: SourceSpec | None = None  # credentials.source other than static
+
+    @property
+    def credential_label(self) -> str:
+        """What the keys are known by in logs and warnings: the key id, or the source's description."""
+        if self.credential_source is not None:
+            return self.credential_source.describe()
+        return self.credentials.key_id if self.credentials is not None else "?"
 
     @property
     def identity(self) -> GroupIdentity:

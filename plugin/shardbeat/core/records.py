@@ -91,7 +91,8 @@ def error(
     retry_in: float,
     source: str = "heartbeat",
 ) -> Record:
-    """A failed call of a group: `source` is "heartbeat" or "bootstrap" (checking/creating the group)."""
+    """A failed call of a group: `source` is "heartbeat", "bootstrap" (checking/creating the group) or
+    "credentials" (a credential source could not refresh the keys)."""
     rec = _base("error", who, at)
     rec["source"] = source
     rec["error"] = {"code": code, "message": message, "status": status, "request_id": request_id}

@@ -11,6 +11,9 @@
     POST   /_admin/clock    {"skew": s} (wall clock offset, absolute) and/or {"advance": s} (jump
                              the group-timeout clock forward by s) -> {"wall", "mono", "skew", "advance"}
     POST   /_admin/reset    back to the fixtures -> {"reset": true}
+    GET    /_admin/identity the metadata/STS side: settings, fetch counts, keys issued (no secrets)
+    POST   /_admin/identity {"lifetime", "imds_v2", "ecs_roles", "cvm_roles", "revoked_oidc_tokens"}
+                             (any subset; see identity.py) -> the same view
 
 Errors: 400 (bad input) / 404 (unknown path) / 405 (wrong method) with {"error": "..."}.
 """
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shardbeat.emulator.faults import FaultError
+from shardbeat.emulator.identity import IdentityError
 from shardbeat.emulator.model import EmuRequest, EmuResponse
 from shardbeat.emulator.world import World
 
@@ -64,6 +68,8 @@ def _route(world: World, req: EmuRequest) -> Any:
         ("DELETE", "/_admin/faults"): lambda: _clear_faults(world),
         ("POST", "/_admin/clock"): lambda: _clock(world, _body(req)),
         ("POST", "/_admin/reset"): lambda: _reset(world),
+        ("GET", "/_admin/identity"): lambda: _identity(world),
+        ("POST", "/_admin/identity"): lambda: _configure_identity(world, _body(req)),
     }
     action = routes.get((req.method, path))
     if action is not None:
@@ -71,7 +77,9 @@ def _route(world: World, req: EmuRequest) -> Any:
     if any(known == path for _, known in routes):
         allowed = sorted(method for method, known in routes if known == path)
         raise _AdminError(405, f"{req.method} {path}: use {' or '.join(allowed)}")
-    raise _AdminError(404, f"no admin endpoint {path}; see /_admin/state, log, faults, clock, reset")
+    raise _AdminError(
+        404, f"no admin endpoint {path}; see /_admin/state, log, faults, clock, reset, identity"
+    )
 
 
 def _body(req: EmuRequest) -> Any:
@@ -144,3 +152,17 @@ def _clock(world: World, doc: Any) -> dict[str, float]:
 def _reset(world: World) -> dict[str, bool]:
     world.reset()
     return {"reset": True}
+
+
+def _identity(world: World) -> dict[str, Any]:
+    with world.lock:
+        return world.identity.to_json(world.wall_now())
+
+
+def _configure_identity(world: World, doc: Any) -> dict[str, Any]:
+    with world.lock:
+        try:
+            world.identity.configure(doc)
+        except IdentityError as exc:
+            raise _AdminError(400, str(exc)) from None
+        return world.identity.to_json(world.wall_now())

@@ -96,8 +96,15 @@ def handle(world: World, req: EmuRequest, call: Call) -> EmuResponse:
 
 
 def _handle(world: World, req: EmuRequest, call: Call) -> dict[str, Any]:
-    credentials = {c.secret_id: c for c in world.fixtures.cls_credentials}
-    authenticate(req, credentials, world.wall_now())
+    with world.lock:
+        credentials = {c.secret_id: c for c in world.fixtures.cls_credentials}
+        credentials.update(world.identity.cls_credentials())
+    credential = authenticate(req, credentials, world.wall_now())
+    with world.lock:
+        if world.identity.expired(credential.secret_id, world.wall_now()):
+            raise ClsError(
+                "AuthFailure.TokenFailure", "The token has expired; get new temporary credentials."
+            )
     version = req.headers.get("x-tc-version")
     if version is None:
         raise ClsError("MissingParameter", "The request is missing a required parameter `X-TC-Version`.")

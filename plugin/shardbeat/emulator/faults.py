@@ -2,7 +2,8 @@
 
 A rule (JSON, POST /_admin/faults) matches on any of service, consumer, group, action (all given
 ones must match; action is case-insensitive and "heartbeat" names both services' heartbeat), and
-has one effect:
+has one effect. Services: sls, cls, metadata (actions ecs-token, ecs-role, cvm-role) and sts
+(AssumeRoleWithOIDC, AssumeRoleWithWebIdentity).
 
     status  answer with an error: SLS `status` (default 500) and `error_code` (default by status);
             CLS HTTP 200 with Response.Error `error_code` (default InternalError), or the given
@@ -130,8 +131,8 @@ def parse_rule(doc: object, rule_id: int, now: float) -> FaultRule:
         if value is not None and (not isinstance(value, str) or not value):
             raise FaultError(f"{key} must be a non-empty string")
         setattr(rule, key, value)
-    if rule.service not in (None, SLS, CLS):
-        raise FaultError(f"service must be {SLS!r} or {CLS!r}, not {rule.service!r}")
+    if rule.service not in (None, SLS, CLS, "metadata", "sts"):
+        raise FaultError(f"service must be {SLS!r}, {CLS!r}, 'metadata' or 'sts', not {rule.service!r}")
     status = doc.get("status")
     if status is not None and (type(status) is not int or not 200 <= status <= 599):
         raise FaultError(f"status must be an HTTP status 200..599, not {status!r}")

@@ -1,6 +1,8 @@
 """The emulator's HTTP front: one port for SLS, CLS and the admin API.
 
-Dispatch: /_admin/... -> admin API; POST / with X-TC-Action -> CLS; anything else -> SLS.
+Dispatch: /_admin/... -> admin API; /latest/... -> instance metadata (ECS and CVM, metadata.py);
+STS AssumeRoleWithOIDC / AssumeRoleWithWebIdentity -> sts.py; POST / with X-TC-Action -> CLS;
+anything else -> SLS.
 Standard-library ThreadingHTTPServer (a daemon thread per connection), HTTP/1.1 keep-alive,
 TCP_NODELAY on accepted sockets, and every answer written in one send: status line, headers and
 body written separately meet Nagle plus delayed ACK and cost ~40 ms per request on loopback.
@@ -30,7 +32,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from shardbeat.emulator import admin, cls, sls
+from shardbeat.emulator import admin, cls, metadata, sls, sts
 from shardbeat.emulator.call import CLS, SLS, Call
 from shardbeat.emulator.faults import MISBEHAVIOURS, FaultRule
 from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
@@ -58,6 +60,10 @@ class _Service:
 _SERVICES = {
     SLS: _Service(sls.describe, sls.handle, sls.fault_response, sls.internal_error),
     CLS: _Service(cls.describe, cls.handle, cls.fault_response, cls.internal_error),
+    metadata.SERVICE: _Service(
+        metadata.describe, metadata.handle, metadata.fault_response, metadata.internal_error
+    ),
+    sts.SERVICE: _Service(sts.describe, sts.handle, sts.fault_response, sts.internal_error),
 }
 
 
@@ -142,7 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         path = unquote(target.path)
         service = CLS if self.command == "POST" and path == "/" and "x-tc-action" in headers else SLS
-        needs_length = self.command in ("POST", "PUT") and not admin.is_admin(path)
+        if metadata.is_metadata(path):
+            service = metadata.SERVICE
+        needs_length = (
+            self.command in ("POST", "PUT") and not admin.is_admin(path) and service != metadata.SERVICE
+        )
         body = self._read_body(headers, service, needs_length)
         if body is None:
             return
@@ -154,6 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers=headers,
             body=body,
         )
+        if sts.is_sts(req):
+            service = sts.SERVICE
         handlers = _SERVICES[service]
         try:
             if admin.is_admin(path):

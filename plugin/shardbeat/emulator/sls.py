@@ -141,8 +141,14 @@ def _handle(world: World, req: EmuRequest, call: Call) -> tuple[int, bytes]:
     project = project_of(host)
     if project not in world.fixtures.projects:
         raise SlsError(404, "ProjectNotExist", f"The Project does not exist : {project}")
-    credentials = {c.access_key_id: c for c in world.fixtures.sls_credentials}
-    authenticate(req, credentials, world.wall_now())
+    with world.lock:
+        credentials = {c.access_key_id: c for c in world.fixtures.sls_credentials}
+        credentials.update(world.identity.sls_credentials())
+    credential = authenticate(req, credentials, world.wall_now())
+    with world.lock:
+        if world.identity.expired(credential.access_key_id, world.wall_now()):
+            # What SLS answers for an STS key past its Expiration (the SDKs' users report this code).
+            raise SlsError(401, "SecurityTokenExpired", "The security token you provided has expired.")
     route = _route(req)
     with world.lock:
         logstores = world.projects[project]

@@ -1,5 +1,6 @@
 """Everything the emulated services know, behind one lock: catalogs and group states, the server
-clock, fault rules, the heartbeat log and the CLS rate limiter.
+clock, fault rules, the heartbeat log, the CLS rate limiter and the identity side (instance roles,
+STS, the temporary keys issued: identity.py).
 
 The clock: `wall_now()` is wall time plus an adjustable skew (what Date headers and signature
 windows use); `mono_now()` is monotonic time plus an adjustable advance (what group timeouts,
@@ -20,6 +21,7 @@ from typing import Any
 from shardbeat.emulator.call import Call
 from shardbeat.emulator.faults import FaultBook
 from shardbeat.emulator.fixtures import Fixtures
+from shardbeat.emulator.identity import Identity
 from shardbeat.emulator.state import GroupState, K
 
 MAX_RECEIPTS = 100_000  # the log is for tests; a long-running emulator keeps the newest ones
@@ -127,6 +129,7 @@ class World:
         self.skew = 0.0
         self.advance = 0.0
         self.faults = FaultBook()
+        self.identity = Identity()
         self.projects: dict[str, dict[str, SlsLogstore]] = {}
         self.logsets: dict[str, ClsLogset] = {}
         self.cls_heartbeat_rate = RateLimiter(fixtures.cls_rate_limit)
@@ -153,6 +156,7 @@ class World:
             self.skew = 0.0
             self.advance = 0.0
             self.faults.clear()
+            self.identity = Identity()
             self._receipts.clear()
             self.cls_heartbeat_rate = RateLimiter(self.fixtures.cls_rate_limit)
             self.projects = {}

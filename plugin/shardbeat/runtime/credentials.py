@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shardbeat.providers.base import Credentials
 
@@ -31,17 +31,32 @@ def _stamp(path: str) -> _Stamp:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+class Keys(Protocol):
+    """What a heartbeat needs of any credential source (static here, refreshing in credential_refresher)."""
+
+    def current(self, deadline: float | None = None) -> Credentials:
+        """The key to sign with; may wait until `deadline` (monotonic) for a first one, else raises."""
+        ...
+
+    def refresh(self) -> None:
+        """The key was rejected or a reload was asked for: look for a newer one."""
+        ...
+
+
 class CredentialSource:
+    """Keys from the config, a credentials_file (re-read on change) or the environment."""
+
     def __init__(self, group: GroupConfig) -> None:
+        assert group.credentials is not None, "a group with a credential_source uses RefreshingCredentials"
         self._group = group
         self._path = group.credentials_file
-        self._current = group.credentials
+        self._current: Credentials = group.credentials
         self._stamp = _stamp(self._path) if self._path else None
         self._stale = False
         self._last_problem: str | None = None
         self._lock = threading.Lock()
 
-    def current(self) -> Credentials:
+    def current(self, deadline: float | None = None) -> Credentials:
         if self._path is None:
             return self._current
         stamp = _stamp(self._path)

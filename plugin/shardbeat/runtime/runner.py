@@ -21,6 +21,7 @@ from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
 from shardbeat.core.interval_fit import fitted_interval
 from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
+from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -28,8 +29,10 @@ from shardbeat.providers import server_values
 from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
-from shardbeat.runtime.http_session import RequestsTransport
+from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network
+from shardbeat.runtime.cloud_credentials import DefaultSessions, SessionsFactory
+from shardbeat.runtime.credential_refresher import CredentialPool, RefreshingCredentials
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
@@ -56,6 +59,8 @@ class Runner:
         rng: random.Random | None = None,
         workers: int | None = None,
         network: Network | None = None,
+        credential_sessions: SessionsFactory | None = None,
+        credential_policy: RefreshPolicy = DEFAULT_POLICY,
     ) -> None:
         self._clock = clock or Clock()
         self._rng = rng or random.Random()
@@ -78,10 +83,19 @@ class Runner:
         # (which also keeps CLS under its per-account request rate).
         spread = min(min((g.heartbeat_interval for g in groups), default=1.0), 0.005 * len(groups))
         self.sessions = []
+        # Temporary keys refresh on threads of their own (never on the scheduler or a beat).
+        # STS goes by the process's proxy/CA rules; metadata stays direct (DefaultSessions).
+        sessions = credential_sessions or (
+            lambda: DefaultSessions(control_plane=lambda: make_session(network))
+        )
+        self._credentials = CredentialPool(
+            groups, self._clock, sessions, self._credential_failure, credential_policy
+        )
         with self._cond:
             for i, g in enumerate(groups):
                 grid = now + (self._rng.uniform(0, g.heartbeat_interval) if i else 0.0)
-                session = Session.create(i, g, make_provider(g), grid, self._rng)
+                keys = self._credentials.for_group(g)
+                session = Session.create(i, g, make_provider(g), grid, self._rng, keys)
                 self.sessions.append(session)
                 self._push(BEAT, now + (self._rng.uniform(0, spread) if i else 0.0), session)
         n_workers = workers or min(len(self.sessions), MAX_WORKERS)
@@ -108,6 +122,7 @@ class Runner:
     # -- main loop ----------------------------------------------------------------------------------
 
     def run(self) -> int:
+        self._credentials.start()
         for t in self._threads:
             t.start()
         with self._cond:
@@ -182,6 +197,7 @@ class Runner:
                     self._writer.emit(records.stopped(s.identity, self._clock.instant(), s.membership.epoch))
             self._writer.flush(STOP_FLUSH_SECONDS)
         self._writer.close(0.2)
+        self._credentials.close()
         self._transport.close()
         self._control.close()
         log.info("stopped")
@@ -213,14 +229,23 @@ class Runner:
 
     def _bootstrap(self, session: Session) -> None:
         started = self._clock.monotonic()
+        deadline = started + call_budget(session.interval, None)
+        try:
+            credentials = session.credentials.current(deadline)
+        except ProviderError as exc:  # no key from the credential source yet
+            with self._cond:
+                session.in_flight = False
+                if not self._stopping:
+                    self._on_failure(session, exc, self._clock.monotonic(), source="bootstrap")
+            return
         sent_wall = self._clock.wall()
         outcome = run_bootstrap(
             session.config,
             session.provider,
             self._control,
-            session.credentials.current(),
+            credentials,
             lambda: session.server_clock.now(self._clock.wall()),
-            started + call_budget(session.interval, None),
+            deadline,
         )
         if outcome.answer is not None:
             self._observe_clock(session, outcome.answer, sent_wall)
@@ -265,13 +290,14 @@ class Runner:
             sent_at = self._clock.monotonic()
             session.last_sent = sent_at
             budget = call_budget(session.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
-        credentials = session.credentials.current()
         sent_wall = self._clock.wall()
         provider = session.provider
         response: HttpResponse | None = None
         assigned: ShardMap | None = None
         failure: ProviderError | None = None
         try:
+            # The latest key (token included); waits only when there is none at all.
+            credentials = session.credentials.current(sent_at + budget)
             request = provider.heartbeat_request(claim, session.server_clock.now(sent_wall), credentials)
             response = self._transport.send(provider.endpoint, request, sent_at + budget)
             assigned = provider.parse_heartbeat(response)
@@ -473,6 +499,25 @@ class Runner:
     def refresh_credentials(self) -> None:
         for session in self.sessions:
             session.credentials.refresh()
+
+    def _credential_failure(self, source: RefreshingCredentials, message: str, retry_in: float) -> None:
+        """A credential source failed to refresh (its own thread): an `error` record per group using it."""
+        at = self._clock.instant()
+        for index in self._credentials.users.get(source.spec, []):
+            session = self.sessions[index] if index < len(self.sessions) else None
+            if session is not None:
+                self._writer.emit(
+                    records.error(
+                        session.identity,
+                        at,
+                        "CredentialRefreshFailed",
+                        message,
+                        None,
+                        None,
+                        retry_in,
+                        "credentials",
+                    )
+                )
 
     def emit_status(self) -> None:
         with self._cond:

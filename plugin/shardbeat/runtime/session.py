@@ -18,7 +18,7 @@ from shardbeat.core.schedule import Pacer
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Provider
-from shardbeat.runtime.credentials import CredentialSource
+from shardbeat.runtime.credentials import CredentialSource, Keys
 
 if TYPE_CHECKING:
     from shardbeat.config import GroupConfig
@@ -59,7 +59,7 @@ class Session:
     config: GroupConfig
     provider: Provider
     identity: Identity
-    credentials: CredentialSource
+    credentials: Keys
     interval: float
     timeout: float
     membership: Membership
@@ -88,14 +88,16 @@ class Session:
         provider: Provider,
         grid_start: float,
         rng: random.Random,
+        credentials: Keys | None = None,
     ) -> Session:
-        """`grid_start`: tick 0 of the fixed-rate grid the beats keep after the first one."""
+        """`grid_start`: tick 0 of the fixed-rate grid the beats keep after the first one;
+        `credentials`: the group's refreshing source, if it has one (else its static keys)."""
         session = cls(
             index=index,
             config=group,
             provider=provider,
             identity=Identity(group.provider, group.consumer_group, group.consumer),
-            credentials=CredentialSource(group),
+            credentials=credentials if credentials is not None else CredentialSource(group),
             interval=group.heartbeat_interval,
             timeout=group.timeout,
             membership=Membership(Lease(group.timeout, group.margin)),

@@ -14,12 +14,15 @@ from typing import Generic, TextIO, TypeVar
 from shardbeat import __version__
 from shardbeat.config import GroupConfig, LoadedConfig, Problem
 from shardbeat.core.redaction import redact
+from shardbeat.core.records import rfc3339
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
 from shardbeat.runtime.clock import Clock
+from shardbeat.runtime.cloud_credentials import DefaultSessions, FetchError
+from shardbeat.runtime.credential_refresher import RefreshingCredentials
 from shardbeat.runtime.doctor import reach
-from shardbeat.runtime.doctor.hints import classify, hint, transport_hint
+from shardbeat.runtime.doctor.hints import classify, hint, source_hint, transport_hint
 from shardbeat.runtime.doctor.verdicts import (
     Check,
     Status,
@@ -30,7 +33,7 @@ from shardbeat.runtime.doctor.verdicts import (
     rate_budget,
     shown_key,
 )
-from shardbeat.runtime.http_session import RequestsTransport
+from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.instance_lock import (
     InstanceLockError,
     InstanceLockHeld,
@@ -79,6 +82,7 @@ class _GroupDoctor:
         self.clock = clock
         self.timeout = timeout
         self.provider = make_provider(group)
+        self.credentials: Credentials | None = group.credentials  # a credential source fills it in
         self.server_clock = ServerClock()
         self.clock_seen = False
         self.checks: list[Check] = []
@@ -93,9 +97,14 @@ class _GroupDoctor:
         self.add(status, "config", detail)
         locks, running_here = self.check_instance(heartbeat)
         try:
+            source_ok = self.check_source()
             if not self.check_endpoint():
                 for name in _AFTER_UNREACHABLE:
                     self.add("WARN", name, "not checked: the endpoint gave no HTTP answer")
+                return self.checks
+            if not source_ok:
+                for name in _AFTER_UNREACHABLE:
+                    self.add("WARN", name, "not checked: the credential source gave no key")
                 return self.checks
             read = self.signed(self.provider.describe_group_request, self.provider.parse_describe_group)
             self.check_credentials(read)
@@ -131,6 +140,36 @@ class _GroupDoctor:
             return locks, False
         locks.release()
         return None, False
+
+    def check_source(self) -> bool:
+        """With credentials.source other than static: fetch a key now and say who answered, until when."""
+        spec = self.group.credential_source
+        if spec is None:
+            return True
+        limit = (self.timeout, self.timeout)  # --call-timeout bounds each metadata/STS request too
+        source = RefreshingCredentials(
+            spec,
+            self.clock,
+            lambda: DefaultSessions(
+                lambda: make_session(self.network), metadata_timeout=limit, sts_timeout=limit
+            ),
+        )
+        start = self.clock.monotonic()
+        try:
+            source.fetch_once()
+        except FetchError as exc:
+            self.add("FAIL", "source", f"{spec.describe()}: {exc} -> {source_hint(spec.kind)}")
+            return False
+        status = source.status()
+        self.credentials = source.current()
+        seconds = self.clock.monotonic() - start
+        if status.expires_wall is None:
+            until = "no expiry"
+        else:
+            left = status.expires_wall - self.clock.wall()
+            until = f"expires {rfc3339(status.expires_wall)} (in {left / 60:.0f} min; refreshed before then)"
+        self.add("PASS", "source", f"{spec.kind}: {status.answered_by} answered in {ms(seconds)}; {until}")
+        return True
 
     def check_endpoint(self) -> bool:
         endpoint = self.provider.endpoint
@@ -196,7 +235,8 @@ class _GroupDoctor:
         for attempt in (1, 2):
             sent_wall = self.clock.wall()
             start = self.clock.monotonic()
-            request = build(self.server_clock.now(sent_wall), self.group.credentials)
+            assert self.credentials is not None  # check_source ran first
+            request = build(self.server_clock.now(sent_wall), self.credentials)
             try:
                 response = self.transport.send(self.provider.endpoint, request, start + self.timeout)
             except TransportError as exc:
@@ -220,7 +260,7 @@ class _GroupDoctor:
     # -- what the answers say
 
     def check_credentials(self, read: _Answer[ServerGroup | None]) -> None:
-        key = shown_key(self.group.credentials.key_id)
+        key = shown_key(self.credentials.key_id if self.credentials is not None else "?")
         action = READ_ACTION[self.group.provider]
         error = read.error
         if error is None:

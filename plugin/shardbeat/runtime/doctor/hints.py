@@ -156,3 +156,19 @@ def hint(provider: str, error: ProviderError, action: str) -> str:
 
 def transport_hint(error: TransportError) -> str:
     return _TRANSPORT.get(error.code, "the network call failed")
+
+
+_SOURCE_HINTS = {
+    "ecs_ram_role": "attach a RAM role to the ECS instance (or set credentials.role_name), and check that "
+    "its metadata service is reachable from here",
+    "cvm_role": "bind a CAM role to the CVM instance (or set credentials.role_name), and check that "
+    "its metadata service is reachable from here",
+    "oidc_role": "check the role ARN, the OIDC provider and that the service-account token file is mounted "
+    "(ACK: enable RRSA for the pod; TKE: enable the pod identity webhook)",
+    "profile": "run the vendor CLI's `configure`, or name the profile and file in credentials",
+}
+
+
+def source_hint(kind: str) -> str:
+    """What to try when a credential source gives no key."""
+    return _SOURCE_HINTS.get(kind, "check the credential source settings")

@@ -128,19 +128,24 @@ def group_verdict(group: GroupConfig, found: ServerGroup | None, where: str) -> 
     return status, "; ".join(notes)
 
 
+def _shown_source(label: str) -> str:
+    """A key id shortened, or a credential source's description as it is (it holds no secret)."""
+    return label if " (" in label else f"key {shown_key(label)}"
+
+
 def rate_budget(groups: Sequence[GroupConfig]) -> dict[int, Check]:
     """CLS heartbeats per second on each key vs the per-account limit, as a check for each CLS group."""
     per_key: dict[str, list[int]] = {}
     for index, group in enumerate(groups):
         if group.provider == "cls":
-            per_key.setdefault(group.credentials.key_id, []).append(index)
+            per_key.setdefault(group.credential_label, []).append(index)
     checks: dict[int, Check] = {}
     for key_id, indexes in per_key.items():
         rate = sum(1 / groups[i].heartbeat_interval for i in indexes)
         share = rate / CLS_RATE_LIMIT
         status: Status = "FAIL" if share > 1 else "WARN" if share > 0.5 else "PASS"
         detail = (
-            f"{rate:.2f} heartbeats/s from {len(indexes)} group(s) on key {shown_key(key_id)} in this "
+            f"{rate:.2f} heartbeats/s from {len(indexes)} group(s) on {_shown_source(key_id)} in this "
             f"config: {share:.0%} of CLS's {CLS_RATE_LIMIT:g}/s per account (other processes count too)"
         )
         if status != "PASS":

@@ -1,0 +1,152 @@
+"""The vendor CLIs' credential files, read for `credentials.source: profile`.
+
+Alibaba (`aliyun configure`): ~/.aliyun/config.json, {"current": name, "profiles": [{"name", "mode",
+...}]}. Modes used here: AK (access_key_id, access_key_secret), StsToken (+ sts_token), EcsRamRole
+(ram_role_name: the instance role) and OIDC (ram_role_arn, oidc_provider_arn, oidc_token_file); the
+last two are delegated to the ecs_ram_role / oidc_role sources. Modes that need a signed STS call
+(RamRoleArn, ChainableRamRoleArn) or a browser (CloudSSO, OAuth) are refused with a clear message.
+
+Tencent (`tccli configure` / the SDKs): ~/.tencentcloud/credentials, INI with one section per profile
+holding secret_id and secret_key (and optionally token).
+
+Errors name the file, the profile and the key, never a value.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import stat
+from typing import Any
+
+from shardbeat.config.credential_sources import (
+    ALIBABA_DURATION,
+    ALIBABA_STS,
+    ECS_METADATA,
+    AlibabaOidc,
+    CliProfile,
+    EcsRamRole,
+    SourceSpec,
+)
+from shardbeat.config.files import parse_json, read_text
+from shardbeat.config.model import ConfigError, Problem
+from shardbeat.providers.base import Credentials
+
+MAX_PROFILE_BYTES = 1024 * 1024
+
+
+class ProfileError(ValueError):
+    """The profile cannot give credentials; the message names the file and profile."""
+
+    def __init__(self, message: str, key: str = "profile") -> None:
+        super().__init__(message)
+        self.key = key  # the config key to blame: profile, or profile_file when the file is unusable
+
+
+def read_profile(spec: CliProfile) -> Credentials | SourceSpec:
+    """Long-term (or fixed STS) keys, or the source a role-based Alibaba profile stands for."""
+    try:
+        mode = os.stat(spec.path).st_mode
+    except OSError as exc:
+        raise ProfileError(
+            f"{spec.path}: cannot read credentials profile file: {exc.strerror}", "profile_file"
+        ) from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the reader for good
+        raise ProfileError(f"{spec.path}: not a regular file", "profile_file")
+    try:
+        text = read_text(spec.path, "credentials profile file", MAX_PROFILE_BYTES)
+    except ConfigError as exc:
+        raise ProfileError("; ".join(str(p) for p in exc.problems), "profile_file") from None
+    if spec.provider == "sls":
+        return _alibaba(spec, text)
+    return _tencent(spec, text)
+
+
+def _alibaba(spec: CliProfile, text: str) -> Credentials | SourceSpec:
+    try:
+        document = parse_json(text, spec.path, "aliyun CLI config")
+    except ConfigError as exc:
+        raise ProfileError("; ".join(str(p) for p in exc.problems), "profile_file") from None
+    if not isinstance(document, dict):
+        raise ProfileError(f"{spec.path}: not a JSON object", "profile_file")
+    name = spec.name or document.get("current") or "default"
+    profiles = document.get("profiles")
+    found: dict[str, Any] | None = None
+    for entry in profiles if isinstance(profiles, list) else []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            found = entry
+            break
+    if found is None:
+        raise ProfileError(f"{spec.path}: no profile named {name!r}")
+    mode = found.get("mode", "AK")
+
+    def field(key: str) -> str:
+        value = found.get(key) if found is not None else None
+        if not isinstance(value, str) or not value:
+            raise ProfileError(f"{spec.path}: profile {name!r} (mode {mode}) has no {key}")
+        return value
+
+    if mode == "AK":
+        return Credentials(field("access_key_id"), field("access_key_secret"))
+    if mode == "StsToken":
+        return Credentials(field("access_key_id"), field("access_key_secret"), field("sts_token"))
+    if mode == "EcsRamRole":
+        role = found.get("ram_role_name")
+        return EcsRamRole(ECS_METADATA, role if isinstance(role, str) and role else None)
+    if mode == "OIDC":
+        region = found.get("sts_region")
+        sts = (
+            f"https://sts.{region}.aliyuncs.com"
+            if isinstance(region, str) and region
+            else f"https://{ALIBABA_STS}"
+        )
+        session = found.get("role_session_name")
+        duration = found.get("expired_seconds")
+        token_file = os.path.expanduser(field("oidc_token_file"))
+        return AlibabaOidc(
+            field("ram_role_arn"),
+            field("oidc_provider_arn"),
+            os.path.join(os.path.dirname(spec.path), token_file),
+            sts,
+            session if isinstance(session, str) and session else f"shardbeat-{os.getpid()}",
+            duration if isinstance(duration, int) and duration >= 900 else ALIBABA_DURATION,
+        )
+    raise ProfileError(
+        f"{spec.path}: profile {name!r} has mode {str(mode)[:40]!r}; shardbeat supports AK, StsToken, "
+        "EcsRamRole and OIDC profiles (use credentials.source ecs_ram_role / oidc_role for roles)"
+    )
+
+
+def _tencent(spec: CliProfile, text: str) -> Credentials:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, spec.path)
+    except configparser.Error as exc:
+        # The parser's message quotes lines; keep only its kind and the line number.
+        line = getattr(exc, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise ProfileError(
+            f"{spec.path}: not an INI file{where}: {type(exc).__name__}", "profile_file"
+        ) from None
+    name = spec.name or "default"
+    if not parser.has_section(name):
+        raise ProfileError(f"{spec.path}: no [{name}] section")
+    section = parser[name]
+
+    def field(key: str) -> str:
+        value = section.get(key, "").strip().strip('"')
+        if not value:
+            raise ProfileError(f"{spec.path}: [{name}] has no {key}")
+        return value
+
+    token = section.get("token", "").strip().strip('"') or None
+    return Credentials(field("secret_id"), field("secret_key"), token)
+
+
+def check_profile(spec: CliProfile, where: str) -> list[Problem]:
+    """Load-time check: the profile gives keys now (problems at `where`.profile or .profile_file)."""
+    try:
+        read_profile(spec)
+    except ProfileError as exc:
+        return [Problem(f"{where}.{exc.key}", str(exc))]
+    return []

@@ -1,0 +1,185 @@
+"""HTTP for credential fetching (instance metadata, STS), through `requests`, behind a small seam.
+
+Two kinds of session, made by an injectable factory so the process can wire its network settings
+(proxy, CA bundle) into the STS one:
+- `metadata`: the instance metadata service is host-local by definition (100.100.100.200,
+  metadata.tencentyun.com, only reachable from the instance itself), so it is always connected to
+  directly: `trust_env` is off, which ignores HTTP(S)_PROXY / ALL_PROXY. (The official SDKs differ
+  here: Alibaba's Tea core sends metadata calls through HTTP_PROXY unless NO_PROXY covers the host,
+  and Tencent's urlopen honours the proxy variables too; a proxy there either fails or, worse, answers
+  with the proxy host's own role.)
+- `control_plane`: STS is an ordinary public API and goes the way every control-plane call goes.
+
+Bodies are read with a size cap; timeouts are (connect, read) per call, so a hung server costs a
+bounded wait on the refresher's own thread and never anything on the heartbeat path.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+MAX_BODY = 64 * 1024
+METADATA_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
+STS_TIMEOUT = (5.0, 10.0)
+
+
+Timeout = tuple[float, float]  # (connect, read) seconds
+
+
+class FetchError(Exception):
+    """A credential fetch failed. The message names the step and never contains a secret."""
+
+
+class HttpSessions(Protocol):
+    metadata_timeout: tuple[float, float]  # (connect, read) seconds per metadata request
+    sts_timeout: tuple[float, float]
+
+    def metadata(self) -> requests.Session: ...
+
+    def control_plane(self) -> requests.Session: ...
+
+    def close(self) -> None: ...
+
+
+class DefaultSessions:
+    """Metadata direct, STS with the environment's proxy and CA settings (requests' own rules)."""
+
+    def __init__(
+        self,
+        control_plane: Callable[[], requests.Session] | None = None,
+        metadata_timeout: tuple[float, float] = METADATA_TIMEOUT,
+        sts_timeout: tuple[float, float] = STS_TIMEOUT,
+    ) -> None:
+        self.metadata_timeout = metadata_timeout
+        self.sts_timeout = sts_timeout
+        self._metadata: requests.Session | None = None
+        self._control: requests.Session | None = None
+        self._make_control = control_plane or requests.Session
+
+    def metadata(self) -> requests.Session:
+        if self._metadata is None:
+            session = requests.Session()
+            session.trust_env = False  # no proxy from the environment, ever (see the module docstring)
+            self._metadata = session
+        return self._metadata
+
+    def control_plane(self) -> requests.Session:
+        if self._control is None:
+            self._control = self._make_control()
+        return self._control
+
+    def close(self) -> None:
+        for session in (self._metadata, self._control):
+            if session is not None:
+                session.close()
+        self._metadata = self._control = None
+
+
+SessionsFactory = Callable[[], HttpSessions]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    server_time: float | None = None  # the Date header: expiry instants are on the issuer's clock
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def call(
+    session: requests.Session,
+    method: str,
+    url: str,
+    what: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    timeout: tuple[float, float],
+) -> Answer:
+    """One request; raises FetchError naming `what` on a network failure or an oversize body."""
+    try:
+        with session.request(
+            method,
+            url,
+            headers=dict(headers or {}),
+            data=data,
+            timeout=timeout,
+            stream=True,
+            allow_redirects=False,
+        ) as response:
+            body = response.raw.read(MAX_BODY + 1, decode_content=True)
+            status = response.status_code
+            date = response.headers.get("Date")
+    except requests.RequestException as exc:
+        raise FetchError(f"{what}: {_reason(exc)}") from None
+    if len(body) > MAX_BODY:
+        raise FetchError(f"{what}: answer larger than {MAX_BODY} bytes")
+    return Answer(status, body, _parse_date(date))
+
+
+def _parse_date(date: str | None) -> float | None:
+    if not date:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The socket-level reason ("Connection refused", "read timed out") without urllib3's wrapping."""
+    if isinstance(exc, requests.Timeout):
+        return "connect timed out" if isinstance(exc, requests.ConnectTimeout) else "read timed out"
+    found = _ERRNO.search(str(exc))
+    if found:
+        return found.group(1)
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
+
+
+def read_token_file(path: str, what: str) -> str:
+    """The OIDC token as it is now (it rotates: re-read on every refresh)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the refresher for good
+            raise FetchError(f"{what}: token file {path} is not a regular file")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BODY + 1)
+    except OSError as exc:
+        raise FetchError(f"{what}: cannot read token file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BODY:
+        raise FetchError(f"{what}: token file {path} is larger than {MAX_BODY} bytes")
+    token = raw.decode("utf-8", "replace").strip()
+    if not token:
+        raise FetchError(f"{what}: token file {path} is empty")
+    return token
+
+
+def json_object(answer: Answer, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(answer.body)
+    except ValueError:
+        raise FetchError(f"{what}: HTTP {answer.status}, answer is not JSON") from None
+    if not isinstance(doc, dict):
+        raise FetchError(f"{what}: HTTP {answer.status}, answer is not a JSON object")
+    return doc
+
+
+def text_field(doc: dict[str, Any], key: str, what: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise FetchError(f"{what}: answer has no {key}")
+    return value

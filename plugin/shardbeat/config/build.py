@@ -24,6 +24,7 @@ from shardbeat.config.files import parse_config_file
 from shardbeat.config.model import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
+    CheckpointConfig,
     Config,
     ConfigError,
     ControlConfig,
@@ -36,6 +37,7 @@ from shardbeat.config.model import (
 )
 from shardbeat.config.naming import default_consumer
 from shardbeat.config.schema_errors import schema_problems, sorted_problems
+from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
@@ -128,6 +130,28 @@ class _Group:
             )
         return interval, timeout, margin
 
+    def checkpoints(self) -> CheckpointConfig | bool | None:  # False: invalid
+        """The `checkpoints` object; None when absent, False when the schema found it wrong."""
+        raw = self.raw.get("checkpoints")
+        if "checkpoints" not in self.raw:
+            return None
+        if not isinstance(raw, dict) or self.at("checkpoints") in self.skip:
+            return False
+        start = raw.get("start", DEFAULT_START)
+        if isinstance(start, bool) or not (start in ("begin", "end") or isinstance(start, int | float)):
+            return False
+        if isinstance(start, float) and math.isnan(start):
+            self.problems.append(Problem(self.at("checkpoints.start"), "must be a number (not NaN)"))
+            return False
+        interval = raw.get("commit_interval", DEFAULT_COMMIT_INTERVAL)
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval <= MAX_SECONDS
+        ):
+            return False  # the schema says why (NaN fails the range check too)
+        return CheckpointConfig(start if isinstance(start, str) else float(start), float(interval))
+
     def credentials(
         self, provider: ProviderName, base_dir: Path, environ: Mapping[str, str]
     ) -> tuple[Credentials | None, str | None]:
@@ -185,6 +209,10 @@ class _Group:
             return None
         interval, timeout, margin = timing
         grace, _ = self.seconds("release_grace", None, True)
+        checkpoints = self.checkpoints()
+        if checkpoints is False:
+            return None
+        assert checkpoints is not True
         return GroupConfig(
             provider=provider,
             endpoint=endpoint,
@@ -199,6 +227,7 @@ class _Group:
             update_group=self.raw.get("update_group") is True,
             release="ack" if self.raw.get("release") == "ack" else "immediate",
             release_grace=grace,
+            checkpoints=checkpoints,
             **scope,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START, Start
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import split
@@ -55,6 +56,14 @@ class GroupIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """`checkpoints`: start positions on assignment records, and fenced commits."""
+
+    start: Start = DEFAULT_START  # "begin" | "end" | unix seconds, for shards never committed
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
 class GroupConfig:
     provider: ProviderName
     endpoint: str  # as given; for CLS without one, cls.{region}.tencentcloudapi.com
@@ -74,6 +83,7 @@ class GroupConfig:
     update_group: bool = False  # overwrite a differing server-side timeout with `timeout`
     release: ReleaseMode = "immediate"
     release_grace: float | None = None  # ack mode: longest wait for downstream's ack (None: timeout)
+    checkpoints: CheckpointConfig | None = None  # None: the feature is off
 
     @property
     def identity(self) -> GroupIdentity:

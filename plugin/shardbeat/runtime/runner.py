@@ -15,11 +15,12 @@ import logging
 import queue
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
+from shardbeat.core.checkpoints import Checkpoint, Position, ShardKey
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -27,6 +28,7 @@ from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.output import RecordWriter
+from shardbeat.runtime.runner_checkpoints import COMMIT, CheckpointOps, CommitJob
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -41,7 +43,7 @@ MAX_WORKERS = 32
 BEAT, LEASE, ACK = 0, 1, 2
 
 
-class Runner:
+class Runner(CheckpointOps):
     def __init__(
         self,
         groups: Sequence[GroupConfig],
@@ -59,7 +61,7 @@ class Runner:
         self._timeline: Timeline[Session] = Timeline()
         self._stopping = False
         self._quiet = False
-        self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[Session | CommitJob | None] = queue.SimpleQueue()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
         # that each group keeps its own random phase on the grid, so many groups never beat in lockstep
@@ -106,6 +108,8 @@ class Runner:
                         self._lease_fired(session, now)
                     elif due.kind == ACK:
                         self._ack_deadline(session, now)
+                    elif due.kind == COMMIT:
+                        self._commit_due(session, due.version)
                     elif due.version == session.due_version and not session.in_flight:
                         session.in_flight = True
                         self._work.put(session)
@@ -141,6 +145,7 @@ class Runner:
         for _ in self._threads:
             self._work.put(None)
         if not self._quiet:
+            self._flush_on_stop()
             with self._cond:
                 for s in self.sessions:
                     lost = s.membership.drop(ms.STOPPED)
@@ -156,7 +161,11 @@ class Runner:
     # -- network calls (worker threads) -------------------------------------------------------------
 
     def _worker(self) -> None:
-        while (session := self._work.get()) is not None:
+        while (item := self._work.get()) is not None:
+            if isinstance(item, CommitJob):
+                self._run_commit(item.session)
+                continue
+            session = item
             try:
                 if session.bootstrapped:
                     self._beat(session)
@@ -167,6 +176,17 @@ class Runner:
                 with self._cond:
                     session.in_flight = False
                     self._push(BEAT, self._clock.monotonic() + session.interval, session)
+
+    def _run_commit(self, session: Session) -> None:
+        try:
+            self._commit_job(session)
+        except Exception:  # a bug must not take the whole process down with it
+            log.exception("internal error committing checkpoints of %s", session.config.label)
+            with self._cond:
+                if session.checkpoints is not None:
+                    session.checkpoints.book.settle({}, self._clock.monotonic())
+                    session.checkpoints.sending = False
+                    self._cond.notify_all()
 
     def _bootstrap(self, session: Session) -> None:
         started = self._clock.monotonic()
@@ -227,6 +247,11 @@ class Runner:
         received = self._clock.monotonic()
         if response is not None:
             self._observe_clock(session, response, sent_wall)
+        positions = None
+        if assigned is not None and session.checkpoints is not None:
+            with self._cond:
+                wanted = self._starts_to_fetch(session, assigned, received)
+            positions = self._fetch_starts(session, wanted, sent_at, received)
         with self._cond:
             session.in_flight = False
             if self._stopping:
@@ -236,14 +261,21 @@ class Runner:
             self._watchdog(session, received)
             session.counters.beats += 1
             if assigned is not None:
-                self._on_success(session, assigned, sent_at, received)
+                self._on_success(session, assigned, sent_at, self._clock.monotonic(), positions)
             elif failure is not None:
                 self._on_failure(session, failure, received)
             if session.beat_soon:
                 session.beat_soon = False
                 self._push(BEAT, received, session)
 
-    def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
+    def _on_success(
+        self,
+        session: Session,
+        assigned: ShardMap,
+        sent_at: float,
+        received: float,
+        positions: Mapping[ShardKey, Position] | None = None,
+    ) -> None:
         if session.last_error is not None:
             log.info("%s: heartbeat ok again", session.config.label)
             session.last_error = None
@@ -251,7 +283,9 @@ class Runner:
         session.latency.observe(received - sent_at)
         latency_ms = (received - sent_at) * 1000
         for event in events:
-            self._emit_event(session, event, latency_ms)
+            self._emit_event(session, event, latency_ms, positions)
+        if positions is not None:
+            self._owed_starts(session, positions)
         self._queue_lease(session)
         self._push(BEAT, session.pacer.after_success(received), session)
 
@@ -318,8 +352,17 @@ class Runner:
 
     # -- records ------------------------------------------------------------------------------------
 
-    def _emit_event(self, session: Session, event: ms.Event, latency_ms: float | None = None) -> None:
-        record = records.from_event(session.identity, event, self._clock.instant(), latency_ms)
+    def _emit_event(
+        self,
+        session: Session,
+        event: ms.Event,
+        latency_ms: float | None = None,
+        positions: Mapping[ShardKey, Position] | None = None,
+    ) -> None:
+        start = None
+        if isinstance(event, ms.AssignmentChanged):
+            start = self._start_for(session, event.added, positions or {})
+        record = records.from_event(session.identity, event, self._clock.instant(), latency_ms, start)
         on_written: Callable[[], None] | None = None
         if isinstance(event, ms.AssignmentChanged):
             session.counters.changes += 1
@@ -331,6 +374,7 @@ class Runner:
         elif isinstance(event, ms.Lost):
             session.counters.lost += 1
             session.forget_acks(None)
+            self._checkpoints_lost(session)
             log.log(
                 logging.INFO if event.reason == ms.STOPPED else logging.WARNING,
                 "%s: %s; dropped %s",
@@ -350,7 +394,7 @@ class Runner:
 
         return release
 
-    def _release(self, session: Session, released: ShardMap) -> None:
+    def _release_now(self, session: Session, released: ShardMap) -> None:
         """Stop claiming these revoked shards (caller holds the lock) and tell the server at once."""
         mine = session.releasing_among(released)
         if not shards.count(mine):
@@ -384,7 +428,15 @@ class Runner:
     def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[Session]:
         return [s for s in self.sessions if s.matches(group, provider, consumer)]
 
-    def release(self, targets: Sequence[Session], released: ShardMap) -> None:
+    def release(
+        self,
+        targets: Sequence[Session],
+        released: ShardMap,
+        checkpoints: Mapping[ShardKey, Checkpoint] | None = None,
+    ) -> None:
+        """`released` (with `checkpoints`: committed before the release takes effect)."""
+        if checkpoints:
+            self.commit(targets, checkpoints)
         with self._cond:
             for session in targets:
                 self._release(session, released)

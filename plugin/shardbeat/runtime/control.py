@@ -222,6 +222,8 @@ def _checkpoints(value: object) -> dict[ShardKey, Checkpoint]:
             )
         for shard, checkpoint in values.items():
             shard_id = _checkpoint_shard(topic, shard)
+            if isinstance(checkpoint, float) and math.isfinite(checkpoint) and checkpoint.is_integer():
+                checkpoint = int(checkpoint)  # JSON Schema counts 3.0 as an integer; so do we
             if isinstance(checkpoint, bool) or not isinstance(checkpoint, str | int):
                 raise _Invalid(
                     INVALID_MESSAGE,

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_runner import InProcess, fixtures, is_event, sls
 
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.emulator.world import StoredCheckpoint
+from test_runner import InProcess, fixtures, is_event, sls
 
 Record = dict[str, Any]
 
@@ -96,8 +96,14 @@ def test_cls_start_positions_are_offsets(emulator: EmulatorServer) -> None:
     try:
         rec = p.wait_for(is_event("assignment"))
         assert rec["start"] == {
-            "demo-topic-a": {"1": {"checkpoint": 0, "from": "begin"}, "2": {"checkpoint": 0, "from": "begin"}},
-            "demo-topic-b": {"1": {"checkpoint": 0, "from": "begin"}, "2": {"checkpoint": 55, "from": "committed"}},
+            "demo-topic-a": {
+                "1": {"checkpoint": 0, "from": "begin"},
+                "2": {"checkpoint": 0, "from": "begin"},
+            },
+            "demo-topic-b": {
+                "1": {"checkpoint": 0, "from": "begin"},
+                "2": {"checkpoint": 55, "from": "committed"},
+            },
         }
     finally:
         p.stop()
@@ -205,7 +211,9 @@ def test_faults_get_bounded_retries_without_a_storm(emulator: EmulatorServer) ->
     try:
         p.wait_for(is_event("assignment"))
         p.runner.commit(p.runner.sessions, {("demo-logstore", 0): cursor(3)})
-        p.wait_for(lambda r: r["event"] == "error" and r["source"] == "commit" and "dropped" in r["error"]["message"])
+        p.wait_for(
+            lambda r: r["event"] == "error" and r["source"] == "commit" and "dropped" in r["error"]["message"]
+        )
         time.sleep(1.5)
         assert len(commits(emulator)) == 3  # MAX_ATTEMPTS, then the value is dropped
         emulator.world.faults.clear()

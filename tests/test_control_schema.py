@@ -45,7 +45,9 @@ checkpoint_maps = st.one_of(
     st.dictionaries(
         st.text(max_size=2),
         st.one_of(
-            st.dictionaries(st.sampled_from(["0", "1", "01", "-1", "a", "", "2"]), checkpoint_values, max_size=2),
+            st.dictionaries(
+                st.sampled_from(["0", "1", "01", "-1", "a", "", "2"]), checkpoint_values, max_size=2
+            ),
             checkpoint_values,
         ),
         max_size=2,
@@ -70,7 +72,9 @@ optional_target = {"provider": st.sampled_from(["sls", "cls"]), "consumer": good
 good_checkpoints = st.dictionaries(
     st.text(min_size=1, max_size=2),
     st.dictionaries(
-        st.integers(0, 9).map(str), st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=3)), max_size=2
+        st.integers(0, 9).map(str),
+        st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=3)),
+        max_size=2,
     ),
     max_size=2,
 )
@@ -82,11 +86,17 @@ valid_documents = st.one_of(
         optional=optional_target,
     ),
     st.fixed_dictionaries(
-        {"op": st.just("released"), "group": good_name, "shards": good_shards, "checkpoints": good_checkpoints},
+        {
+            "op": st.just("released"),
+            "group": good_name,
+            "shards": good_shards,
+            "checkpoints": good_checkpoints,
+        },
         optional=optional_target,
     ),
     st.fixed_dictionaries(
-        {"op": st.just("commit"), "group": good_name, "checkpoints": good_checkpoints}, optional=optional_target
+        {"op": st.just("commit"), "group": good_name, "checkpoints": good_checkpoints},
+        optional=optional_target,
     ),
 )
 

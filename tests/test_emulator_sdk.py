@@ -273,7 +273,9 @@ def test_sls_checkpoints_cursor_and_ownership(emulator: EmulatorServer) -> None:
     emulator.world.log_origin -= 100  # 100 s of data in every shard
     begin = client.get_cursor("demo-project", "demo-logstore", 0, "begin").get_cursor()
     end = client.get_cursor("demo-project", "demo-logstore", 0, "end").get_cursor()
-    at = client.get_cursor("demo-project", "demo-logstore", 0, int(emulator.world.log_origin) + 40).get_cursor()
+    at = client.get_cursor(
+        "demo-project", "demo-logstore", 0, int(emulator.world.log_origin) + 40
+    ).get_cursor()
     assert (begin, at) == ("MA==", "NDA=")  # base64 of "0" and "40"
     assert end not in (begin, at)
     # the owner commits with forceSuccess=false; the SDK sends forceSuccess=False
@@ -306,7 +308,9 @@ def test_sls_checkpoints_cursor_and_ownership(emulator: EmulatorServer) -> None:
 def test_cls_consumer_offsets_and_ownership(emulator: EmulatorServer) -> None:
     client = cls(emulator, "emulator-secret-id", "emulator-secret-key")
     client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
-    client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, {**HEARTBEAT, "Consumer": "c2"}))
+    client.SendConsumerHeartbeat(
+        request(models.SendConsumerHeartbeatRequest, {**HEARTBEAT, "Consumer": "c2"})
+    )
     emulator.world.log_origin -= 100
 
     def describe(partition: int, start: str, offset_type: int) -> int:

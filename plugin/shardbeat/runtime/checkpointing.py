@@ -7,6 +7,7 @@ time and bounded by a deadline the caller derives from the lease.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from shardbeat.core.checkpoints import (
 )
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
-from shardbeat.providers.base import Credentials, Provider, ProviderError
+from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, Provider, ProviderError
 from shardbeat.runtime.transport import Transport, TransportError
 
 START_FETCH_SECONDS = 2.0  # longest an assignment record waits for start positions
@@ -54,35 +55,65 @@ def _failure(exc: TransportError | ProviderError) -> ProviderError:
     return exc
 
 
+Observe = Callable[[HttpResponse, float], None]  # an answer, and the wall time its request was sent
+
+
+class Caller:
+    """Sends one request at a time before `deadline`, re-signed with a fresh time, and shows every
+    answer to `observe` (the server's Date corrects our clock after a stale-signature refusal)."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        transport: Transport,
+        server_now: Callable[[], float],
+        wall: Callable[[], float],
+        observe: Observe,
+        deadline: float,
+    ) -> None:
+        self.provider = provider
+        self.transport = transport
+        self.server_now = server_now
+        self.wall = wall
+        self.observe = observe
+        self.deadline = deadline
+
+    def call(self, build: Callable[[float], HttpRequest]) -> HttpResponse:
+        sent_wall = self.wall()
+        request = build(self.server_now())
+        response = self.transport.send(self.provider.endpoint, request, self.deadline)
+        self.observe(response, sent_wall)
+        return response
+
+
 def fetch_positions(
-    provider: Provider,
-    transport: Transport,
+    caller: Caller,
     credentials: Credentials,
-    server_now: Callable[[], float],
     monotonic: Callable[[], float],
     shards: ShardMap,
     config: CheckpointConfig,
-    deadline: float,
 ) -> tuple[dict[ShardKey, Position], ProviderError | None]:
     """Each shard's committed checkpoint, else the position of `config.start` in it.
 
-    Returns what could be read before `deadline`, and the last failure (None when all were read).
+    Returns what could be read before the caller's deadline, and the last failure (None when all
+    were read).
     """
+    provider = caller.provider
     start = config.start
     positions: dict[ShardKey, Position] = {}
     failure: ProviderError | None = None
 
     def check_time() -> None:
-        if monotonic() >= deadline:
+        if monotonic() >= caller.deadline:
             raise TransportError("Timeout", "no time left to read start positions for this assignment")
 
     for topic, ids in provider.committed_lookups(shards):
         try:
             check_time()
-            request = provider.committed_request(topic, ids, start, server_now(), credentials)
-            committed = provider.parse_committed(
-                topic, ids, transport.send(provider.endpoint, request, deadline)
+            response = caller.call(
+                functools.partial(provider.committed_request, topic, ids, start, credentials=credentials)
             )
+            committed = provider.parse_committed(topic, ids, response)
         except (TransportError, ProviderError) as exc:
             failure = _failure(exc)
             continue
@@ -92,8 +123,9 @@ def fetch_positions(
                 continue
             try:
                 check_time()
-                request = provider.position_request(topic, shard, start, server_now(), credentials)
-                response = transport.send(provider.endpoint, request, deadline)
+                response = caller.call(
+                    functools.partial(provider.position_request, topic, shard, start, credentials=credentials)
+                )
                 positions[(topic, shard)] = Position(
                     provider.parse_position(topic, shard, response), start_from(start)
                 )
@@ -109,12 +141,9 @@ def outcome_of(failure: ProviderError) -> str:
 
 
 def send_commit(
-    provider: Provider,
-    transport: Transport,
+    caller: Caller,
     credentials: Credentials,
-    server_now: Callable[[], float],
     values: Mapping[ShardKey, Checkpoint],
-    deadline: float,
     still_held: Callable[[ShardKey], bool],
 ) -> tuple[dict[ShardKey, str], list[tuple[dict[ShardKey, Checkpoint], ProviderError]]]:
     """Send `values` in the provider's batches, one request at a time.
@@ -123,6 +152,7 @@ def send_commit(
     the book drops it at the next take as no longer held). Returns each key's outcome and the
     failures with the values they hit.
     """
+    provider = caller.provider
     outcomes: dict[ShardKey, str] = {}
     failures: list[tuple[dict[ShardKey, Checkpoint], ProviderError]] = []
     for batch in provider.commit_batches(values):
@@ -130,8 +160,8 @@ def send_commit(
             outcomes.update(dict.fromkeys(batch, RETRY))
             continue
         try:
-            request = provider.commit_request(batch, server_now(), credentials)
-            provider.parse_commit(transport.send(provider.endpoint, request, deadline))
+            response = caller.call(functools.partial(provider.commit_request, batch, credentials=credentials))
+            provider.parse_commit(response)
         except (TransportError, ProviderError) as exc:
             failure = _failure(exc)
             outcomes.update(dict.fromkeys(batch, outcome_of(failure)))

@@ -374,7 +374,6 @@ class Runner(CheckpointOps):
         elif isinstance(event, ms.Lost):
             session.counters.lost += 1
             session.forget_acks(None)
-            self._checkpoints_lost(session)
             log.log(
                 logging.INFO if event.reason == ms.STOPPED else logging.WARNING,
                 "%s: %s; dropped %s",
@@ -383,6 +382,8 @@ class Runner(CheckpointOps):
                 shards.to_json(event.lost),
             )
         self._writer.emit(record, on_written)
+        if isinstance(event, ms.Lost):
+            self._checkpoints_lost(session)  # after the `lost` record: it must come first
 
     def _releaser(self, session: Session, revoked: ShardMap) -> Callable[[], None]:
         """Once the revoke is on stdout, downstream has been told: stop listing those shards and beat

@@ -10,6 +10,7 @@ that was frozen past its lease writes `lost` before anything else and sends noth
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -22,12 +23,13 @@ from shardbeat.core import records, shards
 from shardbeat.core.checkpoints import Checkpoint, Position, ShardKey
 from shardbeat.core.schedule import call_budget
 from shardbeat.core.shards import ShardMap
-from shardbeat.providers.base import ProviderError
+from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.checkpointing import (
     CHECKPOINTS_OFF,
     INVALID_CHECKPOINT,
     NOT_OWNER,
     START_FETCH_SECONDS,
+    Caller,
     GroupCheckpoints,
     fetch_positions,
     send_commit,
@@ -54,7 +56,12 @@ class CommitJob:
 
 
 def _shown(keys: Mapping[ShardKey, object] | set[ShardKey]) -> str:
-    return str(shards.to_json(cp.map_of(keys)))
+    return json.dumps(shards.to_json(cp.map_of(keys)), separators=(",", ":"))
+
+
+def _values(values: Mapping[ShardKey, Checkpoint]) -> str:
+    """Values as JSON in a message: the same shape as the `commit` op's `checkpoints`."""
+    return json.dumps(cp.values_json(values), separators=(",", ":"))
 
 
 class CheckpointOps:
@@ -71,6 +78,18 @@ class CheckpointOps:
     def _watchdog(self, session: Session, now: float) -> None: ...
 
     def _release_now(self, session: Session, released: ShardMap) -> None: ...
+
+    def _observe_clock(self, session: Session, response: HttpResponse, sent_wall: float) -> None: ...
+
+    def _caller(self, session: Session, deadline: float) -> Caller:
+        return Caller(
+            session.provider,
+            self._transport,
+            lambda: session.server_clock.now(self._clock.wall()),
+            self._clock.wall,
+            lambda response, sent_wall: self._observe_clock(session, response, sent_wall),
+            deadline,
+        )
 
     # -- helpers (caller holds the lock)
 
@@ -143,14 +162,11 @@ class CheckpointOps:
             if membership.lease.valid(received) and membership.lease.expires_at is not None:
                 deadline = min(deadline, membership.lease.expires_at)
         positions, failure = fetch_positions(
-            session.provider,
-            self._transport,
+            self._caller(session, deadline),
             session.credentials.current(),
-            lambda: session.server_clock.now(self._clock.wall()),
             self._clock.monotonic,
             wanted,
             group.config,
-            deadline,
         )
         if failure is not None:
             missing = set(cp.keys_of(wanted)) - set(positions)
@@ -205,7 +221,7 @@ class CheckpointOps:
         if dropped:
             self._group_error(
                 session, "commit", NOT_OWNER,
-                f"shards lost before their checkpoints were sent; dropped {cp.values_json(dropped)}",
+                f"shards lost before their checkpoints were sent; dropped {_values(dropped)}",
             )  # fmt: skip
 
     # -- offering values (control ops, any thread; lock held)
@@ -224,7 +240,7 @@ class CheckpointOps:
         if others:
             self._group_error(
                 session, "control", NOT_OWNER,
-                f"not held under a valid lease, nothing sent for {cp.values_json(others)}",
+                f"not held under a valid lease, nothing sent for {_values(others)}",
             )  # fmt: skip
         valid: dict[ShardKey, Checkpoint] = {}
         for key, value in mine.items():
@@ -256,7 +272,7 @@ class CheckpointOps:
             if unclaimed:
                 self._group_error(
                     targets[0], "control", NOT_OWNER,
-                    f"no matching group holds these under a valid lease: {cp.values_json(unclaimed)}",
+                    f"no matching group holds these under a valid lease: {_values(unclaimed)}",
                 )  # fmt: skip
 
     # -- release after flush (lock held)
@@ -286,7 +302,7 @@ class CheckpointOps:
             if lost:
                 self._group_error(
                     session, "commit", NOT_OWNER,
-                    f"shards no longer held when the commit was due; dropped {cp.values_json(lost)}",
+                    f"shards no longer held when the commit was due; dropped {_values(lost)}",
                 )  # fmt: skip
             lease = session.membership.lease
             deadline = now + call_budget(session.interval, lease.remaining(now) if lease.valid(now) else None)
@@ -302,13 +318,7 @@ class CheckpointOps:
                 return cp.is_held(key, self._held(session, self._clock.monotonic()))
 
         outcomes, failures = send_commit(
-            session.provider,
-            self._transport,
-            credentials,
-            lambda: session.server_clock.now(self._clock.wall()),
-            batch.values,
-            deadline,
-            still_held,
+            self._caller(session, deadline), credentials, batch.values, still_held
         )
         with self._cond:
             self._commit_settled(session, outcomes, failures)
@@ -328,7 +338,7 @@ class CheckpointOps:
             self._writer.emit(records.committed(session.identity, at, session.membership.epoch, committed))
         for values, failure in failures:
             gone = {key: value for key, value in values.items() if key in dropped}
-            fate = f"dropped {cp.values_json(gone)}" if gone else f"will retry {cp.values_json(values)}"
+            fate = f"dropped {_values(gone)}" if gone else f"will retry {_values(values)}"
             self._group_error(session, "commit", failure.code, f"{failure.message}; {fate}", failure)
         group.sending = False
         self._cond.notify_all()  # a stop may be waiting for this group's commit

@@ -261,3 +261,30 @@ def test_release_ack_with_checkpoints_hands_over_exactly_there(emulator: Emulato
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_start_not_read_in_time_comes_in_a_later_start_record(emulator: EmulatorServer) -> None:
+    emulator.world.faults.add(
+        [{"effect": "status", "action": "GetCheckPoint", "status": 500, "count": 1}],
+        emulator.world.mono_now(),
+    )
+    p = InProcess([sls(emulator, checkpoints={"start": "begin"})])
+    try:
+        rec = p.wait_for(is_event("assignment"))
+        assert rec["start"] == {} and rec["added"] == {"demo-logstore": [0, 1, 2, 3]}
+        error = p.wait_for(lambda r: r["event"] == "error" and r["source"] == "start")
+        assert (
+            error["error"]["code"] == "InternalServerError"
+            and "later `start` record" in error["error"]["message"]
+        )
+        later = p.wait_for(is_event("start"))
+        assert later["epoch"] == rec["epoch"]
+        assert later["start"] == {
+            "demo-logstore": {str(s): {"checkpoint": "MA==", "from": "begin"} for s in range(4)}
+        }
+        events = [r["event"] for r in p.records]
+        assert events.index("assignment") < events.index("error") < events.index("start")
+        time.sleep(0.7)
+        assert len([r for r in p.records if r["event"] == "start"]) == 1  # owed once, delivered once
+    finally:
+        p.stop()

@@ -262,16 +262,17 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
             per_key.setdefault(group.credentials.key_id, []).append((index, group))
     warnings: list[Problem] = []
     for members in per_key.values():
-        rate = sum(1.0 / g.heartbeat_interval for _, g in members)
+        rate = sum(g.request_rate for _, g in members)  # heartbeats, and commits with checkpoints
         if rate > CLS_RATE_LIMIT / 2:
             paths = ", ".join(f"groups[{i}]" for i, _ in members)
             verdict = "exceeds" if rate > CLS_RATE_LIMIT else "uses over half of"
             warnings.append(
                 Problem(
                     f"groups[{members[0][0]}]",
-                    f"{len(members)} CLS group(s) on one SecretId ({paths}) send {rate:.1f} heartbeats/s, "
+                    f"{len(members)} CLS group(s) on one SecretId ({paths}) send {rate:.1f} requests/s, "
                     f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
-                    "(RequestLimitExceeded); raise heartbeat_interval or split across accounts",
+                    "(RequestLimitExceeded); raise heartbeat_interval (or commit_interval) "
+                    "or split across accounts",
                 )
             )
     return warnings

@@ -99,6 +99,13 @@ class GroupConfig:
         return (self.region or "", self.logset_id or "")
 
     @property
+    def request_rate(self) -> float:
+        """Steady requests per second on the service: heartbeats, plus at most one commit batch per
+        commit_interval with checkpoints (what counts against CLS's per-account rate limit)."""
+        commits = 1.0 / self.checkpoints.commit_interval if self.checkpoints is not None else 0.0
+        return 1.0 / self.heartbeat_interval + commits
+
+    @property
     def margin(self) -> float:
         """The lease margin in force: the configured one or the default for this timeout."""
         return default_margin(self.timeout) if self.lease_margin is None else self.lease_margin

@@ -168,17 +168,8 @@ class CheckpointOps:
             wanted,
             group.config,
         )
-        if failure is not None:
-            missing = set(cp.keys_of(wanted)) - set(positions)
-            with self._cond:
-                self._group_error(
-                    session,
-                    "start",
-                    failure.code,
-                    f"could not read the start of {_shown(missing)} ({failure.message}); "
-                    "they come in a later `start` record: do not read them before",
-                    failure,
-                )
+        with self._cond:
+            group.start_failure = failure  # reported once the answer's records are out (_owed_starts)
         return positions
 
     def _start_for(
@@ -200,10 +191,20 @@ class CheckpointOps:
     def _owed_starts(self, session: Session, positions: Mapping[ShardKey, Position]) -> None:
         """A `start` record for owed shards fetched now and still assigned (lock held)."""
         group = session.checkpoints
-        if group is None or not group.missing:
+        if group is None:
             return
+        failure, group.start_failure = group.start_failure, None
         assigned = session.membership.assigned
         group.missing = {key for key in group.missing if cp.is_held(key, assigned)}
+        if failure is not None and group.missing - set(positions):
+            self._group_error(
+                session,
+                "start",
+                failure.code,
+                f"could not read the start of {_shown(group.missing - set(positions))} ({failure.message}); "
+                "they come in a later `start` record: do not read them before",
+                failure,
+            )
         found = {key: positions[key] for key in group.missing if key in positions}
         if found:
             group.missing.difference_update(found)

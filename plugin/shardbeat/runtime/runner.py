@@ -61,6 +61,7 @@ class Runner(CheckpointOps):
         self._timeline: Timeline[Session] = Timeline()
         self._stopping = False
         self._quiet = False
+        self._records_closed = False  # the stop wrote its last records: nothing may follow them
         self._work: queue.SimpleQueue[Session | CommitJob | None] = queue.SimpleQueue()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
@@ -152,6 +153,7 @@ class Runner(CheckpointOps):
                     if lost is not None:
                         self._emit_event(s, lost)
                     self._writer.emit(records.stopped(s.identity, self._clock.instant(), s.membership.epoch))
+                self._records_closed = True
             self._writer.flush(STOP_FLUSH_SECONDS)
         self._writer.close(0.2)
         self._transport.close()

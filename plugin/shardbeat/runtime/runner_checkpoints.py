@@ -73,6 +73,7 @@ class CheckpointOps:
     _timeline: Timeline[Session]
     _work: queue.SimpleQueue[Session | CommitJob | None]
     _stopping: bool
+    _records_closed: bool
     sessions: list[Session]
 
     def _watchdog(self, session: Session, now: float) -> None: ...
@@ -334,6 +335,10 @@ class CheckpointOps:
         assert group is not None
         now = self._clock.monotonic()
         committed, dropped = group.book.settle(outcomes, now)
+        group.sending = False
+        self._cond.notify_all()  # a stop may be waiting for this group's commit
+        if self._records_closed:
+            return  # a call that outlived the stop: `stopped` was the last record
         at = self._clock.instant()
         if committed:
             self._writer.emit(records.committed(session.identity, at, session.membership.epoch, committed))
@@ -341,8 +346,6 @@ class CheckpointOps:
             gone = {key: value for key, value in values.items() if key in dropped}
             fate = f"dropped {_values(gone)}" if gone else f"will retry {_values(values)}"
             self._group_error(session, "commit", failure.code, f"{failure.message}; {fate}", failure)
-        group.sending = False
-        self._cond.notify_all()  # a stop may be waiting for this group's commit
         self._release_now(session, group.book.releasable())
         if not self._stopping:
             self._schedule_commit(session)
@@ -357,14 +360,14 @@ class CheckpointOps:
             while any(_busy(s.checkpoints) for s in groups):
                 left = deadline - self._clock.monotonic()
                 if left <= 0:
-                    return
+                    break  # a group whose commit is still in flight is left to it
                 self._cond.wait(left)
         for session in groups:
             group = session.checkpoints
             assert group is not None
             for _ in range(cp.MAX_ATTEMPTS):
                 with self._cond:
-                    if not group.book.pending or self._clock.monotonic() >= deadline:
+                    if group.sending or not group.book.pending or self._clock.monotonic() >= deadline:
                         break
                     group.book.flush()
                     group.sending = True

@@ -43,6 +43,7 @@ class GroupCheckpoints:
     missing: set[ShardKey] = field(default_factory=set)  # assigned shards whose start is still owed
     sending: bool = False  # a commit job is queued or running (never two per group)
     version: int = 0  # the current COMMIT entry on the timeline (older ones are skipped)
+    queued_at: float | None = None  # when the current COMMIT entry is due (None: none queued)
     start_failure: ProviderError | None = None  # the last start read failed: reported after the records
 
     @classmethod

@@ -189,6 +189,7 @@ class Runner(CheckpointOps):
                     session.checkpoints.book.settle({}, self._clock.monotonic())
                     session.checkpoints.sending = False
                     self._cond.notify_all()
+                    self._schedule_commit(session)
 
     def _bootstrap(self, session: Session) -> None:
         started = self._clock.monotonic()
@@ -263,7 +264,8 @@ class Runner(CheckpointOps):
             self._watchdog(session, received)
             session.counters.beats += 1
             if assigned is not None:
-                self._on_success(session, assigned, sent_at, self._clock.monotonic(), positions)
+                applied = received if positions is None else self._clock.monotonic()  # starts took time
+                self._on_success(session, assigned, sent_at, received, positions, applied)
             elif failure is not None:
                 self._on_failure(session, failure, received)
             if session.beat_soon:
@@ -277,11 +279,13 @@ class Runner(CheckpointOps):
         sent_at: float,
         received: float,
         positions: Mapping[ShardKey, Position] | None = None,
+        applied: float | None = None,
     ) -> None:
+        """`positions`: start positions read for this answer; `applied`: now, when that took time."""
         if session.last_error is not None:
             log.info("%s: heartbeat ok again", session.config.label)
             session.last_error = None
-        events = session.membership.on_success(assigned, sent_at, received)
+        events = session.membership.on_success(assigned, sent_at, received if applied is None else applied)
         session.latency.observe(received - sent_at)
         latency_ms = (received - sent_at) * 1000
         for event in events:

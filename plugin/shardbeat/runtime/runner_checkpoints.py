@@ -124,13 +124,20 @@ class CheckpointOps:
         due = group.book.due_at()
         if due is None:
             return
+        at = max(due, self._clock.monotonic())
+        if group.queued_at is not None and group.queued_at <= at:
+            return  # the queued entry comes first (between sends the due time never moves later)
         group.version += 1
-        if self._timeline.push(max(due, self._clock.monotonic()), COMMIT, session, group.version):
+        group.queued_at = at
+        if self._timeline.push(at, COMMIT, session, group.version):
             self._cond.notify()
 
     def _commit_due(self, session: Session, version: int) -> None:
         group = session.checkpoints
-        if group is None or version != group.version or group.sending:
+        if group is None or version != group.version:
+            return
+        group.queued_at = None
+        if group.sending:
             return
         group.sending = True
         self._work.put(CommitJob(session))

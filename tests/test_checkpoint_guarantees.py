@@ -50,13 +50,10 @@ def test_a_frozen_node_commits_nothing_and_says_lost_first(
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(control_socket(tmp_path, "frozen")))
 
-        def commit(n: int) -> None:
+        def commit(n: int, **extra: Any) -> None:
             assert conn is not None
-            message = {
-                "op": "commit",
-                "group": "demo-group",
-                "checkpoints": {topic: {str(shard): value(provider, n)}},
-            }
+            values = {topic: {str(shard): value(provider, n)}}
+            message = {"op": "commit", "group": "demo-group", "checkpoints": values, **extra}
             conn.sendall(json.dumps(message).encode() + b"\n")
 
         commit(1)
@@ -82,6 +79,16 @@ def test_a_frozen_node_commits_nothing_and_says_lost_first(
         assert late == [], late
         assert [c["checkpoints"] for c in commits(emulator)] == [{topic: {str(shard): value(provider, 1)}}]
         assert not [r for r in after if r["event"] == "committed"]
+        # Downstream, frozen with it, still has a value from before: with the epoch it was made under,
+        # it is refused even though the node holds the shard again.
+        epoch = next(r["epoch"] for r in records(p) if r["event"] == "assignment")
+        assert any(r["event"] == "assignment" and r["epoch"] > epoch for r in after)
+        commit(3, epoch=epoch)
+        assert p.wait_for(
+            lambda rs: any(r["error"]["code"] == "StaleEpoch" for r in rs if r["event"] == "error"), 5
+        )
+        time.sleep(1.2)
+        assert not [c for c in commits(emulator) if c["mono"] >= frozen_at]
         assert p.terminate() == 0
         p.finish()
         assert "Traceback" not in p.log()

@@ -288,3 +288,22 @@ def test_a_start_not_read_in_time_comes_in_a_later_start_record(emulator: Emulat
         assert len([r for r in p.records if r["event"] == "start"]) == 1  # owed once, delivered once
     finally:
         p.stop()
+
+
+def test_a_value_made_before_the_shard_was_added_again_is_refused(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, checkpoints={"commit_interval": 0.2})])
+    try:
+        first = p.wait_for(is_event("assignment"))
+        with p.runner._cond:  # a loss and a re-join: the shards are added again at a later epoch
+            lost = p.runner.sessions[0].membership.drop("lease_expired")
+            assert lost is not None
+            p.runner._emit_event(p.runner.sessions[0], lost)
+        again = p.wait_for(lambda r: r["event"] == "assignment" and r["epoch"] > first["epoch"])
+        p.runner.commit(p.runner.sessions, {("demo-logstore", 0): cursor(1)}, epoch=first["epoch"])
+        rec = p.wait_for(lambda r: r["event"] == "error" and r["error"]["code"] == "StaleEpoch")
+        assert rec["source"] == "control" and cursor(1) in rec["error"]["message"]
+        p.runner.commit(p.runner.sessions, {("demo-logstore", 0): cursor(2)}, epoch=again["epoch"])
+        assert p.wait_for(is_event("committed"))["checkpoints"] == {"demo-logstore": {"0": cursor(2)}}
+        assert [c["checkpoints"] for c in commits(emulator)] == [{"demo-logstore": {"0": cursor(2)}}]
+    finally:
+        p.stop()

@@ -62,6 +62,7 @@ fields = {
     "consumer": names,
     "shards": shard_maps,
     "checkpoints": checkpoint_maps,
+    "epoch": st.sampled_from([0, 3, -1, 2.0, 2.5, True, "1", None]),
     "other": st.integers(0, 1),
 }
 good_name = st.text(min_size=1, max_size=4)
@@ -96,7 +97,7 @@ valid_documents = st.one_of(
     ),
     st.fixed_dictionaries(
         {"op": st.just("commit"), "group": good_name, "checkpoints": good_checkpoints},
-        optional=optional_target,
+        optional={**optional_target, "epoch": st.integers(0, 9)},
     ),
 )
 
@@ -157,6 +158,11 @@ def test_agreement_on_chosen_edge_cases() -> None:
         {"op": "commit", "group": "g", "shards": {"t": [0]}, "checkpoints": {}},
         {"op": "commit", "checkpoints": {"t": {"0": 1}}},
         {"op": "held", "group": "g", "shards": {}, "checkpoints": {}},
+        {"op": "commit", "group": "g", "checkpoints": {}, "epoch": 4},
+        {"op": "commit", "group": "g", "checkpoints": {}, "epoch": 4.0},
+        {"op": "commit", "group": "g", "checkpoints": {}, "epoch": -4},
+        {"op": "released", "group": "g", "shards": {}, "epoch": 1},
+        {"op": "heartbeat", "epoch": 1},
     ]
     for doc in cases:
         assert isinstance(message_from(doc), ControlMessage) == VALIDATOR.is_valid(doc), doc

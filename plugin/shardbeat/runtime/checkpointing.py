@@ -31,6 +31,7 @@ from shardbeat.runtime.transport import Transport, TransportError
 START_FETCH_SECONDS = 2.0  # longest an assignment record waits for start positions
 NOT_OWNER = "NotOwner"
 CHECKPOINTS_OFF = "CheckpointsOff"
+STALE_EPOCH = "StaleEpoch"
 INVALID_CHECKPOINT = "InvalidCheckpoint"
 
 
@@ -44,6 +45,7 @@ class GroupCheckpoints:
     sending: bool = False  # a commit job is queued or running (never two per group)
     version: int = 0  # the current COMMIT entry on the timeline (older ones are skipped)
     queued_at: float | None = None  # when the current COMMIT entry is due (None: none queued)
+    added_at: dict[ShardKey, int] = field(default_factory=dict)  # the epoch each held shard was added in
     start_failure: ProviderError | None = None  # the last start read failed: reported after the records
 
     @classmethod

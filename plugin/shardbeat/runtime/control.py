@@ -45,16 +45,16 @@ TRUNCATED = "TruncatedMessage"
 INVALID_MESSAGE = "InvalidMessage"
 UNKNOWN_OP = "UnknownOp"
 
-_FIELDS = ("op", "group", "provider", "consumer", "shards", "checkpoints")
+_FIELDS = ("op", "group", "provider", "consumer", "shards", "checkpoints", "epoch")
 # Fields an op may carry besides `op` (schema: allOf, `notForOp`).
 _ALLOWED: dict[str, frozenset[str]] = {
-    "released": frozenset({"group", "provider", "consumer", "shards", "checkpoints"}),
+    "released": frozenset({"group", "provider", "consumer", "shards", "checkpoints", "epoch"}),
     "held": frozenset({"group", "provider", "consumer", "shards"}),
     "heartbeat": frozenset({"group", "provider", "consumer"}),
     "status": frozenset(),
     "reload": frozenset(),
     "stop": frozenset(),
-    "commit": frozenset({"group", "provider", "consumer", "checkpoints"}),
+    "commit": frozenset({"group", "provider", "consumer", "checkpoints", "epoch"}),
 }
 _NEEDS_GROUP_AND_SHARDS = frozenset({"released", "held"})
 _WHITESPACE = b" \t\r\n"
@@ -73,6 +73,7 @@ class ControlMessage:
     shards: ShardMap | None = None  # released / held only; topics without ids are left out
     # commit, and released (values committed before the release takes effect)
     checkpoints: Mapping[ShardKey, Checkpoint] | None = None
+    epoch: int | None = None  # with checkpoints: the epoch downstream's values were made under
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,7 @@ def _message(doc: object) -> ControlMessage:
         raise _Invalid(INVALID_MESSAGE, f"provider must be sls or cls, not {what}")
     shards = _shards(doc["shards"]) if "shards" in doc else None
     checkpoints = _checkpoints(doc["checkpoints"]) if "checkpoints" in doc else None
+    epoch = _epoch(doc["epoch"]) if "epoch" in doc else None
     needed = (
         ("group", "shards")
         if op in _NEEDS_GROUP_AND_SHARDS
@@ -196,8 +198,16 @@ def _message(doc: object) -> ControlMessage:
     if missing:
         raise _Invalid(INVALID_MESSAGE, f"op {op} needs {' and '.join(missing)}")
     return ControlMessage(
-        cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards, checkpoints
+        cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards, checkpoints, epoch
     )
+
+
+def _epoch(value: object) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)  # JSON Schema counts 3.0 as an integer; so do we
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(INVALID_MESSAGE, f"epoch must be an integer >= 0, not {json_kind(value)}")
+    return value
 
 
 MAX_CHECKPOINT_CHARS = 1024

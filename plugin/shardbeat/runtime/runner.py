@@ -367,7 +367,7 @@ class Runner(CheckpointOps):
     ) -> None:
         start = None
         if isinstance(event, ms.AssignmentChanged):
-            start = self._start_for(session, event.added, positions or {})
+            start = self._start_for(session, event.added, event.epoch, positions or {})
         record = records.from_event(session.identity, event, self._clock.instant(), latency_ms, start)
         on_written: Callable[[], None] | None = None
         if isinstance(event, ms.AssignmentChanged):
@@ -440,10 +440,11 @@ class Runner(CheckpointOps):
         targets: Sequence[Session],
         released: ShardMap,
         checkpoints: Mapping[ShardKey, Checkpoint] | None = None,
+        epoch: int | None = None,
     ) -> None:
         """`released` (with `checkpoints`: committed before the release takes effect)."""
         if checkpoints:
-            self.commit(targets, checkpoints)
+            self.commit(targets, checkpoints, epoch)
         with self._cond:
             for session in targets:
                 self._release(session, released)

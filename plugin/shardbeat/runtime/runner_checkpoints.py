@@ -28,6 +28,7 @@ from shardbeat.runtime.checkpointing import (
     CHECKPOINTS_OFF,
     INVALID_CHECKPOINT,
     NOT_OWNER,
+    STALE_EPOCH,
     START_FETCH_SECONDS,
     Caller,
     GroupCheckpoints,
@@ -181,7 +182,7 @@ class CheckpointOps:
         return positions
 
     def _start_for(
-        self, session: Session, added: ShardMap, positions: Mapping[ShardKey, Position]
+        self, session: Session, added: ShardMap, epoch: int, positions: Mapping[ShardKey, Position]
     ) -> dict[ShardKey, Position] | None:
         """The `start` of an assignment record; shards without a position are owed (lock held)."""
         group = session.checkpoints
@@ -189,6 +190,7 @@ class CheckpointOps:
             return None
         start: dict[ShardKey, Position] = {}
         for key in cp.keys_of(added):
+            group.added_at[key] = epoch
             if key in positions:
                 start[key] = positions[key]
                 group.missing.discard(key)
@@ -226,6 +228,7 @@ class CheckpointOps:
         if group is None:
             return
         group.missing.clear()
+        group.added_at.clear()
         dropped = group.book.drop(shards.EMPTY)
         if dropped:
             self._group_error(
@@ -235,8 +238,14 @@ class CheckpointOps:
 
     # -- offering values (control ops, any thread; lock held)
 
-    def _offer(self, session: Session, values: Mapping[ShardKey, Checkpoint], now: float) -> set[ShardKey]:
-        """Queue the values this node may commit; returns the keys it holds (refusals are reported)."""
+    def _offer(
+        self, session: Session, values: Mapping[ShardKey, Checkpoint], now: float, epoch: int | None = None
+    ) -> set[ShardKey]:
+        """Queue the values this node may commit; returns the keys it holds (refusals are reported).
+
+        With `epoch` (the epoch downstream made the values under), values of shards added after it
+        are refused: they predate the current hold of the shard (a loss and a re-join in between).
+        """
         group = session.checkpoints
         if group is None:
             self._group_error(
@@ -251,6 +260,14 @@ class CheckpointOps:
                 session, "control", NOT_OWNER,
                 f"not held under a valid lease, nothing sent for {_values(others)}",
             )  # fmt: skip
+        if epoch is not None:
+            stale = {key: value for key, value in mine.items() if group.added_at.get(key, 0) > epoch}
+            if stale:
+                self._group_error(
+                    session, "control", STALE_EPOCH,
+                    f"added again after epoch {epoch}, nothing sent for {_values(stale)}",
+                )  # fmt: skip
+                mine = {key: value for key, value in mine.items() if key not in stale}
         valid: dict[ShardKey, Checkpoint] = {}
         for key, value in mine.items():
             problem = session.provider.checkpoint_problem(value)
@@ -262,20 +279,22 @@ class CheckpointOps:
         self._schedule_commit(session)
         return set(mine)
 
-    def commit(self, targets: Sequence[Session], values: Mapping[ShardKey, Checkpoint]) -> None:
+    def commit(
+        self, targets: Sequence[Session], values: Mapping[ShardKey, Checkpoint], epoch: int | None = None
+    ) -> None:
         """The `commit` control op. With several matching groups, a shard none of them holds is
         refused once; each group takes the values of the shards it holds."""
         with self._cond:
             now = self._clock.monotonic()
             if len(targets) == 1:
-                self._offer(targets[0], values, now)
+                self._offer(targets[0], values, now, epoch)
                 return
             unclaimed = dict(values)
             for session in targets:
                 held = self._held(session, now) if session.checkpoints is not None else shards.EMPTY
                 mine, _ = cp.split_held(values, held)
                 if mine:
-                    self._offer(session, mine, now)
+                    self._offer(session, mine, now, epoch)
                     for key in mine:
                         unclaimed.pop(key, None)
             if unclaimed:

@@ -92,7 +92,8 @@ def test_sls_start_from_committed_else_the_configured_position(
 def test_cls_start_positions_are_offsets(emulator: EmulatorServer) -> None:
     group = emulator.world.logsets["demo-logset"].groups["demo-group"]
     group.checkpoints[("demo-topic-b", 2)] = StoredCheckpoint(55, 1, "someone")
-    p = InProcess([cls(emulator, checkpoints={"start": "begin"})])
+    # 7 paced reads (4 committed, 3 positions) fit the start budget of half an interval
+    p = InProcess([cls(emulator, heartbeat_interval=1.0, checkpoints={"start": "begin"})])
     try:
         rec = p.wait_for(is_event("assignment"))
         assert rec["start"] == {

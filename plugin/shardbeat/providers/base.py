@@ -98,6 +98,9 @@ class Provider(Protocol):
     name: str  # "sls" | "cls"
     endpoint: Endpoint
     topics: tuple[str, ...]  # logstore name (SLS) or TopicIDs (CLS): the keys of every ShardMap
+    # Seconds between two position reads (GetCheckPoint/GetCursor, DescribeConsumerOffsets) of one group:
+    # CLS throttles per account, and its official consumer pauses between these calls too.
+    position_spacing: float
 
     def heartbeat_request(self, claim: ShardMap, now: float, credentials: Credentials) -> HttpRequest:
         """Signed heartbeat listing `claim`; `now` is server-corrected wall time in epoch seconds."""

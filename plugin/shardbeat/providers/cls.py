@@ -219,6 +219,7 @@ class ClsProvider:
     """One consumer group of one CLS logset: request bytes for each action, answers parsed."""
 
     name = "cls"
+    position_spacing = 0.05  # <= 20 DescribeConsumerOffsets/s per group (the official consumer pauses too)
 
     def __init__(
         self,

@@ -226,6 +226,7 @@ class SlsProvider:
     """One consumer of one consumer group on one logstore."""
 
     name: str = "sls"
+    position_spacing: float = 0.0
 
     def __init__(
         self, endpoint: str, project: str, logstore: str, consumer_group: str, consumer: str

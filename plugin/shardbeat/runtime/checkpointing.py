@@ -8,6 +8,7 @@ time and bounded by a deadline the caller derives from the lease.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -81,9 +82,11 @@ class Caller:
         self.wall = wall
         self.observe = observe
         self.deadline = deadline
+        self.sent = 0
 
     def call(self, build: Callable[[float], HttpRequest]) -> HttpResponse:
         sent_wall = self.wall()
+        self.sent += 1
         request = build(self.server_now())
         response = self.transport.send(self.provider.endpoint, request, self.deadline)
         self.observe(response, sent_wall)
@@ -96,6 +99,7 @@ def fetch_positions(
     monotonic: Callable[[], float],
     shards: ShardMap,
     config: CheckpointConfig,
+    pause: Callable[[float], object] = time.sleep,
 ) -> tuple[dict[ShardKey, Position], ProviderError | None]:
     """Each shard's committed checkpoint, else the position of `config.start` in it.
 
@@ -108,6 +112,9 @@ def fetch_positions(
     failure: ProviderError | None = None
 
     def check_time() -> None:
+        """Before each read: pace them (provider.position_spacing) and keep to the deadline."""
+        if caller.sent and provider.position_spacing > 0:
+            pause(min(provider.position_spacing, max(0.0, caller.deadline - monotonic())))
         if monotonic() >= caller.deadline:
             raise TransportError("Timeout", "no time left to read start positions for this assignment")
 

@@ -308,3 +308,15 @@ def test_a_value_made_before_the_shard_was_added_again_is_refused(emulator: Emul
         assert [c["checkpoints"] for c in commits(emulator)] == [{"demo-logstore": {"0": cursor(2)}}]
     finally:
         p.stop()
+
+
+def test_a_huge_refused_commit_gives_a_short_error(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, checkpoints={"commit_interval": 0.2})])
+    try:
+        p.wait_for(is_event("assignment"))
+        values = {("demo-logstore", shard): cursor(shard) for shard in range(100, 3100)}
+        p.runner.commit(p.runner.sessions, values)
+        rec = p.wait_for(lambda r: r["event"] == "error" and r["error"]["code"] == "NotOwner")
+        assert len(rec["error"]["message"]) < 800 and "(3000 shards in all)" in rec["error"]["message"]
+    finally:
+        p.stop()

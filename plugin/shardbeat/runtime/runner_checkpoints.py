@@ -56,13 +56,20 @@ class CommitJob:
     session: Session
 
 
+MAX_SHOWN = 600  # characters of shards or values quoted in one message (a commit may name thousands)
+
+
+def _clipped(text: str, count: int) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({count} shards in all)"
+
+
 def _shown(keys: Mapping[ShardKey, object] | set[ShardKey]) -> str:
-    return json.dumps(shards.to_json(cp.map_of(keys)), separators=(",", ":"))
+    return _clipped(json.dumps(shards.to_json(cp.map_of(keys)), separators=(",", ":")), len(keys))
 
 
 def _values(values: Mapping[ShardKey, Checkpoint]) -> str:
     """Values as JSON in a message: the same shape as the `commit` op's `checkpoints`."""
-    return json.dumps(cp.values_json(values), separators=(",", ":"))
+    return _clipped(json.dumps(cp.values_json(values), separators=(",", ":")), len(values))
 
 
 class CheckpointOps:

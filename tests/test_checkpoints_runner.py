@@ -222,6 +222,9 @@ def test_faults_get_bounded_retries_without_a_storm(emulator: EmulatorServer) ->
         rec = p.wait_for(is_event("committed"))
         assert rec["checkpoints"] == {"demo-logstore": {"0": cursor(4)}}
         assert len(commits(emulator)) == 4
+        p.runner.emit_status()
+        counters = p.wait_for(is_event("status"))["counters"]
+        assert (counters["checkpoints_committed"], counters["checkpoints_dropped"]) == (1, 1)
     finally:
         p.stop()
 

@@ -47,6 +47,8 @@ class GroupCheckpoints:
     version: int = 0  # the current COMMIT entry on the timeline (older ones are skipped)
     queued_at: float | None = None  # when the current COMMIT entry is due (None: none queued)
     added_at: dict[ShardKey, int] = field(default_factory=dict)  # the epoch each held shard was added in
+    committed: int = 0  # values the server accepted (the `status` record's counters)
+    dropped: int = 0  # values given up: refused, out of attempts, or their shard lost before sending
     start_failure: ProviderError | None = None  # the last start read failed: reported after the records
 
     @classmethod

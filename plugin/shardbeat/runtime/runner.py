@@ -478,6 +478,9 @@ class Runner(CheckpointOps):
                     "lost": c.lost,
                     "output_dropped": self._writer.dropped,
                 }
+                if s.checkpoints is not None:
+                    counters["checkpoints_committed"] = s.checkpoints.committed
+                    counters["checkpoints_dropped"] = s.checkpoints.dropped
                 expires = m.lease.expires_at if m.lease.valid(at.mono) else None
                 self._writer.emit(
                     records.status(

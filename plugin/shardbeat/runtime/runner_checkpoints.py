@@ -237,6 +237,7 @@ class CheckpointOps:
         group.missing.clear()
         group.added_at.clear()
         dropped = group.book.drop(shards.EMPTY)
+        group.dropped += len(dropped)
         if dropped:
             self._group_error(
                 session, "commit", NOT_OWNER,
@@ -334,6 +335,7 @@ class CheckpointOps:
             now = self._clock.monotonic()
             held = self._held(session, now)
             batch, lost = group.book.take(held, now)
+            group.dropped += len(lost)
             if lost:
                 self._group_error(
                     session, "commit", NOT_OWNER,
@@ -368,6 +370,8 @@ class CheckpointOps:
         assert group is not None
         now = self._clock.monotonic()
         committed, dropped = group.book.settle(outcomes, now)
+        group.committed += len(committed)
+        group.dropped += len(dropped)
         group.sending = False
         self._cond.notify_all()  # a stop may be waiting for this group's commit
         if self._records_closed:

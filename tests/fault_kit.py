@@ -3,9 +3,12 @@ admin API, plugin processes in one group, and their records as the ownership che
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
+import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -66,11 +69,75 @@ def admin(emulator: EmulatorServer, method: str, path: str, doc: object = None) 
         return json.loads(resp.read())
 
 
-def start_plugin(emulator: EmulatorServer, tmp_path: Path, provider: str, consumer: str) -> Plugin:
+def start_plugin(
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    provider: str,
+    consumer: str,
+    checkpoints: dict[str, Any] | None = None,
+) -> Plugin:
+    """With `checkpoints`, the group has them and the plugin listens on control_socket(...)."""
     group = {**emulator.demo_config(provider), "consumer": consumer}
     group.update(heartbeat_interval=INTERVAL, timeout=TIMEOUT)
-    path = write_config(tmp_path / f"{provider}-{consumer}.json", [group])
+    extra: dict[str, Any] = {}
+    if checkpoints is not None:
+        group["checkpoints"] = checkpoints
+        extra["control"] = {"socket": str(control_socket(tmp_path, consumer)), "stdin": "off"}
+    path = write_config(tmp_path / f"{provider}-{consumer}.json", [group], **extra)
     return Plugin(["run", "--config", str(path), "--log-level", "debug"])
+
+
+def control_socket(tmp_path: Path, consumer: str) -> Path:
+    return tmp_path / f"{consumer}.sock"
+
+
+TOPICS = {"sls": ("demo-logstore",), "cls": ("demo-topic-a", "demo-topic-b")}
+
+
+class Committer(threading.Thread):
+    """Downstream's side of checkpoints: every `period`, each node commits a fresh value for every
+    shard it holds by its own records, over its control socket (a frozen node's messages wait in the
+    socket). Values grow, so a stale one would show."""
+
+    def __init__(self, plugins: dict[str, Plugin], tmp_path: Path, provider: str, period: float = 0.25):
+        super().__init__(daemon=True)
+        self.plugins = plugins
+        self.tmp_path = tmp_path
+        self.provider = provider
+        self.period = period
+        self.done = threading.Event()
+        self.sent = 0
+        self._sockets: dict[str, socket.socket] = {}
+
+    def _send(self, name: str, message: dict[str, Any]) -> None:
+        conn = self._sockets.get(name)
+        try:
+            if conn is None:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.settimeout(0.2)
+                conn.connect(str(control_socket(self.tmp_path, name)))
+                self._sockets[name] = conn
+            conn.sendall(json.dumps(message).encode() + b"\n")
+            self.sent += 1
+        except OSError:
+            if conn is not None:
+                conn.close()
+            self._sockets.pop(name, None)
+
+    def run(self) -> None:
+        counter = 0
+        while not self.done.wait(self.period):
+            counter += 1
+            value: Any = (
+                base64.b64encode(str(counter).encode()).decode() if self.provider == "sls" else counter
+            )
+            for name, plugin in self.plugins.items():
+                held = {t: sorted(plugin.current(t)) for t in TOPICS[self.provider]}
+                values = {t: {str(s): value for s in ids} for t, ids in held.items() if ids}
+                if values:
+                    self._send(name, {"op": "commit", "group": "demo-group", "checkpoints": values})
+        for conn in self._sockets.values():
+            conn.close()
 
 
 def records(p: Plugin) -> list[dict[str, Any]]:

@@ -263,14 +263,19 @@ class Receipt:
     processed: bool  # the server handled it (reset the session timer), answered or not
 
 
+COMMIT_ACTIONS = ("UpdateCheckPoint", "CommitConsumerOffsets")
+
+
 def receipts_from_log(
     entries: Iterable[Mapping[str, Any]], mono_to_wall: float, group: str | None = None
 ) -> list[Receipt]:
-    """/_admin/log receipts -> Receipt, their monotonic time moved onto the wall clock by `mono_to_wall`
-    (wall - monotonic, read in the emulator's process; its `advance` must be 0)."""
+    """/_admin/log heartbeat receipts -> Receipt, their monotonic time moved onto the wall clock by
+    `mono_to_wall` (wall - monotonic, read in the emulator's process; its `advance` must be 0)."""
     out = []
     for entry in entries:
         if group is not None and entry.get("group") != group:
+            continue
+        if entry.get("action") in COMMIT_ACTIONS:
             continue
         processed = entry.get("assigned") is not None and entry.get("error") is None
         out.append(Receipt(str(entry["consumer"]), float(entry["mono"]) + mono_to_wall, processed))
@@ -388,6 +393,61 @@ def expiry_gaps(node: str, records: Sequence[Record], expiries: Iterable[Expiry]
         lost = next((t for t, event, _ in timeline[bearing[-1] + 1 :] if event in ("lost", "stopped")), None)
         out.append(Gap(node, expiry.at, in_force, lost))
     return out
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+
+
+def commit_violations(
+    entries: Sequence[Mapping[str, Any]], timeout: float, group: str | None = None
+) -> tuple[list[Violation], int]:
+    """Every checkpoint the server accepted came from the shard's owner while that owner's session
+    was alive. Checked two ways, on the server's monotonic clock:
+
+    (a) the server's own view at that instant: the commit receipt's `owners` names the committer;
+    (b) from the heartbeat log alone: the committer's last processed heartbeat before the commit is
+        less than `timeout` old and listed the shard, as assigned or as still held (a shard moves
+        on only once its owner's heartbeat stops listing it, so one listed then was still its).
+
+    Returns the violations and the number of accepted commits (a check over none proves nothing).
+    """
+    beats: dict[str, list[tuple[float, set[Shard]]]] = {}
+    for entry in entries:
+        if group is not None and entry.get("group") != group:
+            continue
+        if entry.get("action") in COMMIT_ACTIONS or entry.get("assigned") is None or entry.get("error"):
+            continue
+        listed = shards_of(entry["assigned"]) | shards_of(entry.get("held") or {})
+        beats.setdefault(str(entry["consumer"]), []).append((float(entry["mono"]), listed))
+    found: list[Violation] = []
+    accepted = 0
+    for entry in entries:
+        if group is not None and entry.get("group") != group:
+            continue
+        if entry.get("action") not in COMMIT_ACTIONS or entry.get("error") or entry.get("status") != 200:
+            continue
+        accepted += 1
+        node, at = str(entry["consumer"]), float(entry["mono"])
+        owners = entry.get("owners") or {}
+        for topic, values in (entry.get("checkpoints") or {}).items():
+            for shard in values:
+                owner = owners.get(topic, {}).get(shard)
+                if owner != node:
+                    found.append(
+                        Violation(
+                            "commit-not-owner", node, at, f"{topic}/{shard} committed; server owner {owner}"
+                        )
+                    )
+                before = [(t, listed) for t, listed in beats.get(node, []) if t <= at]
+                if not before or at - before[-1][0] >= timeout:
+                    found.append(
+                        Violation("commit-after-expiry", node, at, f"{topic}/{shard}: no live session")
+                    )
+                elif (topic, int(shard)) not in before[-1][1]:
+                    found.append(
+                        Violation("commit-unlisted", node, at, f"{topic}/{shard} not in its last heartbeat")
+                    )
+    return found, accepted
 
 
 # -- everything at once ---------------------------------------------------------------------------------

@@ -452,3 +452,51 @@ def test_validate_and_schema_in_a_process(tmp_path: Path) -> None:
         result = shardbeat("schema", name)
         assert result.returncode == 0
         assert json.loads(result.stdout) == load_schema(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("flags", "checkpoints"),
+    [
+        (["--checkpoints"], {}),
+        (["--start", "begin"], {"start": "begin"}),
+        (["--checkpoints", "--start", "1700000000"], {"start": 1700000000}),
+    ],
+)
+def test_checkpoint_flags_give_the_same_config_as_a_file(
+    tmp_path: Path,
+    ran: list[Config],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    checkpoints: dict[str, Any],
+) -> None:
+    sls_env(monkeypatch)
+    path = write_config(tmp_path, {"groups": [{**SLS, "checkpoints": checkpoints}]})
+    assert cli.main(["run", "--config", str(path)]) == 0
+    assert cli.main(["run", *SLS_FLAGS, *flags]) == 0
+    from_file, from_flags = ran
+    assert from_flags == from_file and from_flags.groups[0].checkpoints is not None
+
+
+@pytest.mark.parametrize(
+    ("start", "words"), [("now", "--start: must be begin, end or unix seconds"), ("-5", "--start: must be")]
+)
+def test_a_bad_start_flag_is_a_usage_error(
+    start: str,
+    words: str,
+    ran: list[Config],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sls_env(monkeypatch)
+    assert cli.main(["run", *SLS_FLAGS, "--start", start]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and words in captured.err and ran == []
+
+
+def test_checkpoint_flags_with_a_config_file_are_refused(
+    tmp_path: Path, ran: list[Config], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sls_env(monkeypatch)
+    path = write_config(tmp_path, {"groups": [SLS]})
+    assert cli.main(["run", "--config", str(path), "--checkpoints"]) == 2
+    assert "--checkpoints" in capsys.readouterr().err and ran == []

@@ -669,5 +669,9 @@ def test_cls_groups_beyond_the_account_rate_limit_are_warned_about() -> None:
     assert not [w for w in quiet.warnings if "limit" in w.message]
     loud = config_from_dict({"groups": [cls_group(i, 1.0) for i in range(25)]})
     [warning] = [w for w in loud.warnings if "limit" in w.message]
-    assert "25.0 heartbeats/s" in warning.message and "exceeds" in warning.message
+    assert "25.0 requests/s" in warning.message and "exceeds" in warning.message
     assert "secret-value" not in warning.message
+    # checkpoint commits count against the same budget: 6 x (1 beat + 1 commit batch) per second
+    commits = [{**cls_group(i, 1.0), "checkpoints": {"commit_interval": 1}} for i in range(6)]
+    [warning] = [w for w in config_from_dict({"groups": commits}).warnings if "limit" in w.message]
+    assert "12.0 requests/s" in warning.message and "uses over half" in warning.message

@@ -273,7 +273,9 @@ EXAMPLE_ENV = {
 }
 
 
-@pytest.mark.parametrize("name", ["sls.json", "sls.toml", "cls.json", "cloud-nodes.json"])
+@pytest.mark.parametrize(
+    "name", ["sls.json", "sls.toml", "cls.json", "cloud-nodes.json", "sls-checkpoints.json"]
+)
 def test_examples_are_valid(name: str) -> None:
     loaded = load_config(EXAMPLES / name, environ=EXAMPLE_ENV, hostname="host")
     assert loaded.config.groups

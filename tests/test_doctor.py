@@ -6,6 +6,7 @@ injected fault, ...) and checks the verdict of the check it concerns, plus the o
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import socket
@@ -21,6 +22,7 @@ import pytest
 from harness import write_config
 from shardbeat import cli
 from shardbeat.config import GroupConfig, config_from_dict
+from shardbeat.config.model import CheckpointConfig
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, ProviderError, Retry
 from shardbeat.runtime.doctor import run_doctor
@@ -461,6 +463,17 @@ def test_rate_budget() -> None:
     assert "9.00 heartbeats/s from 9 group(s)" in checks[0].detail and "45%" in checks[0].detail
     assert "120%" in checks[20].detail and "raise heartbeat_interval" in checks[20].detail
     assert all(WRONG_SECRET not in c.detail for c in checks.values())
+
+
+def test_rate_budget_counts_checkpoint_commits() -> None:
+    plain = [cls_group(f"a{i}", "key-a", 1.0) for i in range(5)]  # 5/s of 20: 25%
+    committing = [
+        dataclasses.replace(g, checkpoints=CheckpointConfig(commit_interval=0.5)) for g in plain
+    ]  # 5 x (1 + 2)/s = 15/s: 75%
+    assert rate_budget(plain)[0].status == "PASS"
+    check = rate_budget(committing)[0]
+    assert check.status == "WARN" and "15.00 heartbeats and commits/s" in check.detail
+    assert "75%" in check.detail and "commit_interval" in check.detail
 
 
 # -- hints ------------------------------------------------------------------------------------------

@@ -253,3 +253,100 @@ def test_cls_expired_timestamp_is_rejected(emulator: EmulatorServer) -> None:
     assert caught.value.get_code() == "AuthFailure.SignatureExpire"
     emulator.world.skew = 4 * 60
     assert client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT)).RequestId
+
+
+# -- checkpoints: the SDKs' own calls, with the ownership rules
+
+
+def test_sls_checkpoints_cursor_and_ownership(emulator: EmulatorServer) -> None:
+    client = log_client(emulator, "emulator-akid", "emulator-secret")
+    args = ("demo-project", "demo-logstore", "demo-group")
+    client.heart_beat(*args, "c1", [])
+    client.heart_beat(*args, "c2", [])
+    client.heart_beat(*args, "c1", [0, 1, 2, 3])  # c1 gives up 2 and 3: they go to c2
+    assert client.heart_beat(*args, "c1", [0, 1]).get_shards() == [0, 1]
+    assert client.heart_beat(*args, "c2", []).get_shards() == [2, 3]
+    listed = client.get_check_point(*args).get_consumer_group_check_points()
+    assert [(c["shard"], c["checkpoint"], c["consumer"]) for c in listed] == [
+        (0, "", ""), (1, "", ""), (2, "", ""), (3, "", "")
+    ]  # fmt: skip
+    emulator.world.log_origin -= 100  # 100 s of data in every shard
+    begin = client.get_cursor("demo-project", "demo-logstore", 0, "begin").get_cursor()
+    end = client.get_cursor("demo-project", "demo-logstore", 0, "end").get_cursor()
+    at = client.get_cursor(
+        "demo-project", "demo-logstore", 0, int(emulator.world.log_origin) + 40
+    ).get_cursor()
+    assert (begin, at) == ("MA==", "NDA=")  # base64 of "0" and "40"
+    assert end not in (begin, at)
+    # the owner commits with forceSuccess=false; the SDK sends forceSuccess=False
+    client.update_check_point(*args, 0, at, consumer="c1", force_success=False)
+    got = client.get_check_point(*args, shard=0).get_consumer_group_check_points()
+    assert [(c["shard"], c["checkpoint"], c["consumer"]) for c in got] == [(0, at, "c1")]
+    assert got[0]["updateTime"] > 0
+    # another consumer, an unknown one, a bad cursor, an unknown shard
+    cases = [
+        ((0, end, "c2"), "ConsumerNotMatch", 400),
+        ((0, end, "ghost"), "ConsumerNotExsit", 400),
+        ((0, "not base64!", "c1"), "InvalidShardCheckPoint", 400),
+        ((9, end, "c1"), "ShardNotExist", 404),
+    ]
+    for (shard, cursor, consumer), code, status in cases:
+        with pytest.raises(aliyun_log.LogException) as caught:
+            client.update_check_point(*args, shard, cursor, consumer=consumer, force_success=False)
+        assert (caught.value.get_error_code(), caught.value.resp_status) == (code, status)
+    assert client.get_check_point(*args, shard=0).get_consumer_group_check_points()[0]["checkpoint"] == at
+    # forceSuccess=true (the SDK's default) skips the check: what shardbeat never sends
+    client.update_check_point(*args, 0, end, consumer="c2")
+    assert client.get_check_point(*args, shard=0).get_consumer_group_check_points()[0]["checkpoint"] == end
+    log = [r.to_json() for r in emulator.world.receipts()[0] if r.call.action == "UpdateCheckPoint"]
+    assert [(r["consumer"], r["error"], r["owners"]) for r in log][:2] == [
+        ("c1", None, {"demo-logstore": {"0": "c1"}}),
+        ("c2", "ConsumerNotMatch", None),
+    ]
+
+
+def test_cls_consumer_offsets_and_ownership(emulator: EmulatorServer) -> None:
+    client = cls(emulator, "emulator-secret-id", "emulator-secret-key")
+    client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
+    client.SendConsumerHeartbeat(
+        request(models.SendConsumerHeartbeatRequest, {**HEARTBEAT, "Consumer": "c2"})
+    )
+    emulator.world.log_origin -= 100
+
+    def describe(partition: int, start: str, offset_type: int) -> int:
+        params = {
+            "ConsumerGroup": "demo-group", "LogsetId": "demo-logset", "TopicId": "demo-topic-a",
+            "PartitionId": str(partition), "From": start, "OffsetType": offset_type,
+        }  # fmt: skip
+        answer = client.DescribeConsumerOffsets(request(models.DescribeConsumerOffsetsRequest, params))
+        assert answer.ConsumerGroup == "demo-group" and answer.RequestId
+        [info] = answer.TopicPartitionOffsetsInfo
+        [offset] = info.PartitionOffsets
+        assert (info.TopicID, offset.PartitionId) == ("demo-topic-a", partition)
+        return int(offset.Offset)
+
+    assert describe(1, "end", 0) == -1  # never committed
+    assert describe(1, "begin", 1) == 0
+    assert describe(1, str(int(emulator.world.log_origin) + 40), 1) == 40
+    assert describe(1, "end", 1) >= 100
+
+    def commit(consumer: str, offset: int) -> None:
+        params = {
+            "ConsumerGroup": "demo-group", "Consumer": consumer, "LogsetId": "demo-logset",
+            "TopicPartitionOffsetsInfo": [
+                {"TopicID": "demo-topic-a", "PartitionOffsets": [{"PartitionId": 1, "Offset": offset}]}
+            ],
+        }  # fmt: skip
+        assert client.CommitConsumerOffsets(request(models.CommitConsumerOffsetsRequest, params)).RequestId
+
+    commit("c1", 42)  # c1 owns every partition (c2 joined after, and c1 has not let any go)
+    assert describe(1, "end", 0) == 42
+    with pytest.raises(TencentCloudSDKException) as caught:
+        commit("c2", 7)
+    assert caught.value.get_code() == "FailedOperation"
+    assert describe(1, "end", 0) == 42
+    log = [r.to_json() for r in emulator.world.receipts()[0] if r.call.action == "CommitConsumerOffsets"]
+    assert [(r["consumer"], r["checkpoints"], r["error"]) for r in log] == [
+        ("c1", {"demo-topic-a": {"1": 42}}, None),
+        ("c2", {"demo-topic-a": {"1": 7}}, "FailedOperation"),
+    ]

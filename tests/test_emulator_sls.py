@@ -378,9 +378,12 @@ def test_missing_headers(world: World, drop: tuple[str, ...], status: int, code:
 
 
 def test_unimplemented_api_is_named(world: World) -> None:
-    target = "/logstores/demo-logstore/consumergroups/demo-group?type=checkpoint&consumer=c1"
+    target = "/logstores/demo-logstore/consumergroups/demo-group?type=rewind&consumer=c1"
     doc = assert_error(send(world, signed("POST", target, b'{"shard": 0}')), 404, "EmulatorUnsupported")
     assert "does not implement" in doc["errorMessage"]
+    # UpdateCheckPoint is implemented (sls_checkpoints.py): a body without a checkpoint is refused as such
+    target = "/logstores/demo-logstore/consumergroups/demo-group?type=checkpoint&consumer=c1"
+    assert_error(send(world, signed("POST", target, b'{"shard": 0}')), 400, "PostBodyInvalid")
 
 
 def test_describe_names_the_call() -> None:

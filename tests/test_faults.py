@@ -4,7 +4,11 @@ SIGSTOP longer than the group timeout, wall-clock skew beyond the services' sign
 the misbehaviours of whatever may answer in the server's place (trickled answer, oversized and
 malformed bodies, HTTP/1.0, an HTML 200, a 302 redirect).
 
+Every node has `checkpoints` and a downstream stand-in commits a fresh value for each shard it holds
+(by its records) four times a second over its control socket, faults and freeze included.
+
 Every run is judged afterwards by tests/ownership.py over all records and the emulator's log:
+- every checkpoint the server accepted came from the shard's owner while its session was alive;
 - no two nodes ever own one shard at the same time (intervals from records, no slack);
 - no record continues past a lapsed lease without a `lost` first; the resumed node's first record
   is `lost`;
@@ -49,6 +53,7 @@ from fault_kit import (
     SKEW_CODE,
     TIMEOUT,
     WATCHDOG_LATE,
+    Committer,
     admin,
     all_shards,
     fast_emulator,
@@ -221,13 +226,17 @@ class Outcome:
     receipts: list[ownership.Receipt]
     logs: dict[str, str]  # node -> stderr
     until: float  # wall time the observation ended (before the processes were stopped)
+    log: list[dict[str, Any]]  # the emulator's log as /_admin/log gave it (commits included)
 
 
 def fault_run(emulator: EmulatorServer, tmp_path: Path, provider: str, seed: int) -> Outcome:
     run = Run(provider, seed, time.time() - time.monotonic())
-    plugins = {name: start_plugin(emulator, tmp_path, provider, name) for name in NODES}
+    checkpoints = {"commit_interval": 0.3}
+    plugins = {name: start_plugin(emulator, tmp_path, provider, name, checkpoints) for name in NODES}
+    committer = Committer(plugins, tmp_path, provider)
     try:
         assert wait_until(lambda: live_cover(plugins, provider), 20), {n: p.log() for n, p in plugins.items()}
+        committer.start()
         play(emulator, plugins, schedule(seed, provider), run)
         run.cleared = time.time()
         admin(emulator, "DELETE", "/_admin/faults")
@@ -235,6 +244,8 @@ def fault_run(emulator: EmulatorServer, tmp_path: Path, provider: str, seed: int
         # Converged and then some: long enough to see a cover (asserted on record times below).
         wait_until(lambda: live_cover(plugins, provider), 4 * INTERVAL + TIMEOUT)
         time.sleep(2 * INTERVAL)
+        committer.done.set()
+        committer.join(2)
         until = time.time()
         log = admin(emulator, "GET", "/_admin/log?since=0")["receipts"]
         for p in plugins.values():
@@ -255,7 +266,7 @@ def fault_run(emulator: EmulatorServer, tmp_path: Path, provider: str, seed: int
         for rec in everything:
             RECORD.validate(rec)
         recs[name] = [r for r in everything if ownership.parse_time(r["time"]) <= until]
-    return Outcome(run, recs, receipts, {name: p.log() for name, p in plugins.items()}, until)
+    return Outcome(run, recs, receipts, {name: p.log() for name, p in plugins.items()}, until, log)
 
 
 def summarize(run: Run, report: ownership.Report, convergence: dict[str, float | None]) -> dict[str, Any]:
@@ -307,6 +318,13 @@ def test_random_faults_never_give_one_shard_two_owners(
     report = ownership.check(recs, receipts, TIMEOUT, until)
     problems = report.problems()
     assert not problems, "\n".join(problems)
+
+    # Checkpoints: every value the server accepted came from the shard's owner while it was alive.
+    commit_problems, accepted = ownership.commit_violations(outcome.log, TIMEOUT, group="demo-group")
+    assert not commit_problems, "\n".join(f"{v.kind} at {v.node}: {v.detail}" for v in commit_problems)
+    assert accepted > 10, f"only {accepted} commits accepted: the run proved little about checkpoints"
+    committed = [r for rs in recs.values() for r in rs if r["event"] == "committed"]
+    assert committed, "no node reported a committed record"
 
     # Every lease the nodes printed ended at least a margin before the server could let go.
     for gap in report.gaps:

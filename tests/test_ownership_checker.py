@@ -13,6 +13,7 @@ from ownership import (
     Interval,
     Receipt,
     check,
+    commit_violations,
     expiry_gaps,
     first_cover,
     lease_beyond_server,
@@ -342,3 +343,52 @@ def test_watchdog_delay_is_the_lost_records_lateness() -> None:
     [(t, late)] = watchdog_delays("a", recs)
     assert t == pytest.approx(at(2.52)) and late == pytest.approx(0.02, abs=1e-6)
     assert watchdog_delays("a", [lost(1, [])]) == []  # nothing held under a lease
+
+
+# -- checkpoints: every accepted commit came from the shard's owner while its session was alive
+
+
+def beat(consumer: str, mono: float, assigned: list[int], held: list[int] | None = None) -> dict[str, Any]:
+    return {
+        "action": "HeartBeat", "consumer": consumer, "group": "g", "mono": mono, "status": 200, "error": None,
+        "assigned": {"t": assigned}, "held": {"t": held or []},
+    }  # fmt: skip
+
+
+def commit(
+    consumer: str, mono: float, shard: int, owner: str | None, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "action": "UpdateCheckPoint", "consumer": consumer, "group": "g", "mono": mono,
+        "status": 400 if error else 200, "error": error, "assigned": None,
+        "checkpoints": {"t": {str(shard): "MA=="}}, "owners": None if error else {"t": {str(shard): owner}},
+    }  # fmt: skip
+
+
+def test_commit_checker_accepts_the_owner_and_a_releasing_shard() -> None:
+    log = [
+        beat("a", 1.0, [0, 1]),
+        commit("a", 1.5, 0, "a"),
+        beat("a", 2.0, [0], [0, 1]),
+        commit("a", 2.2, 1, "a"),
+    ]
+    found, accepted = commit_violations(log, timeout=3.0)
+    assert (found, accepted) == ([], 2)
+
+
+def test_commit_checker_flags_each_way_a_commit_can_be_wrong() -> None:
+    log = [
+        beat("a", 1.0, [0]),
+        commit("a", 1.5, 1, "b"),  # the server says b owns 1, and a never listed it
+        commit("a", 5.0, 0, "a"),  # a's session expired at 4.0
+        commit("b", 1.6, 0, "b"),  # b never sent a heartbeat
+        commit("a", 1.7, 1, None, error="ConsumerNotMatch"),  # refused: not a commit at all
+    ]
+    found, accepted = commit_violations(log, timeout=3.0)
+    assert accepted == 3
+    assert sorted((v.kind, v.node, v.time) for v in found) == [
+        ("commit-after-expiry", "a", 5.0),
+        ("commit-after-expiry", "b", 1.6),
+        ("commit-not-owner", "a", 1.5),
+        ("commit-unlisted", "a", 1.5),
+    ]

@@ -66,6 +66,7 @@ _FLAG_FOR_PATH = (
     {key: flag for flag, key in GROUP_FLAGS.items()}
     | {f"credentials.{key}": flag for flag, (_, key, _) in CREDENTIAL_FLAGS.items()}
     | {"credentials.source": "--credentials-source"}
+    | {"checkpoints": "--checkpoints", "checkpoints.start": "--start"}
 )
 
 
@@ -114,6 +115,14 @@ def _add_group_flags(parser: argparse.ArgumentParser) -> None:
         help="temporary keys from the instance role / pod identity / CLI profile, with the settings the "
         "official credential chains read from the environment (see README: Running on cloud nodes)",
     )
+    flags.add_argument(
+        "--checkpoints", action="store_true", default=None,
+        help="start positions on assignment records and the `commit` control op (see README: Checkpoints)",
+    )  # fmt: skip
+    flags.add_argument(
+        "--start", metavar="POS", type=_start_position,
+        help="start of a shard never committed: begin, end (default) or unix seconds; implies --checkpoints",
+    )  # fmt: skip
     secrets = parser.add_argument_group(
         "credentials on the command line (visible to other users in ps: prefer the environment "
         "or --credentials-file)"
@@ -205,14 +214,30 @@ def _socket_path(text: str) -> str:
 # -- flags -> config document --------------------------------------------------------------------------
 
 
+def _start_position(text: str) -> str | float:
+    """--start: begin, end or unix seconds (range and sign are the config schema's to judge)."""
+    if text in ("begin", "end"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be begin, end or unix seconds") from None
+    if value != value:  # NaN
+        raise argparse.ArgumentTypeError("must be begin, end or unix seconds")
+    return value
+
+
 def _group_flags_given(args: argparse.Namespace) -> list[str]:
     given = [flag for flag, key in GROUP_FLAGS.items() if getattr(args, key) is not None]
+    given += [flag for flag in ("--checkpoints", "--start") if getattr(args, _dest(flag), None) is not None]
     return given + [flag for flag in CREDENTIAL_FLAGS if getattr(args, _dest(flag)) is not None]
 
 
 def _group_from_flags(args: argparse.Namespace, provider: str) -> tuple[dict[str, Any], dict[str, str]]:
     """-> (group entry, credentials from flags); raises ValueError for a flag of the other provider."""
     group = {key: getattr(args, key) for key in GROUP_FLAGS.values() if getattr(args, key) is not None}
+    if getattr(args, "checkpoints", None) or getattr(args, "start", None) is not None:
+        group["checkpoints"] = {} if args.start is None else {"start": args.start}
     creds: dict[str, str] = {}
     for flag, (owner, key, _) in CREDENTIAL_FLAGS.items():
         value = getattr(args, _dest(flag))

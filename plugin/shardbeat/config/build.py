@@ -29,6 +29,7 @@ from shardbeat.config.files import parse_config_file
 from shardbeat.config.model import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
+    CheckpointConfig,
     Config,
     ConfigError,
     ControlConfig,
@@ -43,6 +44,7 @@ from shardbeat.config.model import (
 from shardbeat.config.naming import default_consumer
 from shardbeat.config.network import network_config
 from shardbeat.config.schema_errors import schema_problems, sorted_problems
+from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
@@ -148,6 +150,28 @@ class _Group:
             )
         return interval, timeout, margin
 
+    def checkpoints(self) -> CheckpointConfig | bool | None:  # False: invalid
+        """The `checkpoints` object; None when absent, False when the schema found it wrong."""
+        raw = self.raw.get("checkpoints")
+        if "checkpoints" not in self.raw:
+            return None
+        if not isinstance(raw, dict) or self.at("checkpoints") in self.skip:
+            return False
+        start = raw.get("start", DEFAULT_START)
+        if isinstance(start, bool) or not (start in ("begin", "end") or isinstance(start, int | float)):
+            return False
+        if isinstance(start, float) and math.isnan(start):
+            self.problems.append(Problem(self.at("checkpoints.start"), "must be a number (not NaN)"))
+            return False
+        interval = raw.get("commit_interval", DEFAULT_COMMIT_INTERVAL)
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval <= MAX_SECONDS
+        ):
+            return False  # the schema says why (NaN fails the range check too)
+        return CheckpointConfig(start if isinstance(start, str) else float(start), float(interval))
+
     def credentials(
         self, provider: ProviderName, base_dir: Path, environ: Mapping[str, str]
     ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
@@ -250,6 +274,10 @@ class _Group:
             return None
         interval, timeout, margin = timing
         grace, _ = self.seconds("release_grace", None, True)
+        checkpoints = self.checkpoints()
+        if checkpoints is False:
+            return None
+        assert checkpoints is not True
         return GroupConfig(
             provider=provider,
             endpoint=endpoint,
@@ -266,6 +294,7 @@ class _Group:
             release_grace=grace,
             signature_version=signature,
             credential_source=source,
+            checkpoints=checkpoints,
             **scope,
         )
 
@@ -301,16 +330,17 @@ def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     warnings: list[Problem] = []
     for label, members in per_key.items():
         shared = f"credential source {label}" if members[0][1].credential_source is not None else "SecretId"
-        rate = sum(1.0 / g.heartbeat_interval for _, g in members)
+        rate = sum(g.request_rate for _, g in members)  # heartbeats, and commits with checkpoints
         if rate > CLS_RATE_LIMIT / 2:
             paths = ", ".join(f"groups[{i}]" for i, _ in members)
             verdict = "exceeds" if rate > CLS_RATE_LIMIT else "uses over half of"
             warnings.append(
                 Problem(
                     f"groups[{members[0][0]}]",
-                    f"{len(members)} CLS group(s) on one {shared} ({paths}) send {rate:.1f} heartbeats/s, "
+                    f"{len(members)} CLS group(s) on one {shared} ({paths}) send {rate:.1f} requests/s, "
                     f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
-                    "(RequestLimitExceeded); raise heartbeat_interval or split across accounts",
+                    "(RequestLimitExceeded); raise heartbeat_interval (or commit_interval) "
+                    "or split across accounts",
                 )
             )
     return warnings

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from shardbeat.config.proxy_url import ProxyUrl
+from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START, Start
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 
@@ -62,6 +63,14 @@ class GroupIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """`checkpoints`: start positions on assignment records, and fenced commits."""
+
+    start: Start = DEFAULT_START  # "begin" | "end" | unix seconds, for shards never committed
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
 class GroupConfig:
     provider: ProviderName
     endpoint: str  # as given; for CLS without one, cls.{region}.tencentcloudapi.com
@@ -91,6 +100,8 @@ class GroupConfig:
             return self.credential_source.describe()
         return self.credentials.key_id if self.credentials is not None else "?"
 
+    checkpoints: CheckpointConfig | None = None  # None: the feature is off
+
     @property
     def identity(self) -> GroupIdentity:
         return GroupIdentity(self.provider, self._scope, self.consumer_group, self.consumer)
@@ -100,6 +111,13 @@ class GroupConfig:
         if self.provider == "sls":
             return (self.project or "", self.logstore or "")
         return (self.region or "", self.logset_id or "")
+
+    @property
+    def request_rate(self) -> float:
+        """Steady requests per second on the service: heartbeats, plus at most one commit batch per
+        commit_interval with checkpoints (what counts against CLS's per-account rate limit)."""
+        commits = 1.0 / self.checkpoints.commit_interval if self.checkpoints is not None else 0.0
+        return 1.0 / self.heartbeat_interval + commits
 
     @property
     def margin(self) -> float:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shardbeat.core import shards
+from shardbeat.core.checkpoints import Checkpoint, Position, ShardKey, positions_json, values_json
 from shardbeat.core.histogram import HistogramSnapshot
 from shardbeat.core.membership import AssignmentChanged, Event, LeaseRenewed, Lost
 from shardbeat.core.shards import ShardMap
@@ -57,7 +59,14 @@ def _base(event: str, who: Identity, at: Instant) -> Record:
     }
 
 
-def from_event(who: Identity, event: Event, at: Instant, latency_ms: float | None = None) -> Record:
+def from_event(
+    who: Identity,
+    event: Event,
+    at: Instant,
+    latency_ms: float | None = None,
+    start: Mapping[ShardKey, Position] | None = None,
+) -> Record:
+    """`start`: a checkpoints group's positions of the added shards (those fetched in time)."""
     if isinstance(event, AssignmentChanged):
         rec = _base("assignment", who, at)
         rec["epoch"] = event.epoch
@@ -65,6 +74,8 @@ def from_event(who: Identity, event: Event, at: Instant, latency_ms: float | Non
         rec["added"] = shards.to_json(event.added)
         rec["revoked"] = shards.to_json(event.revoked)
         rec["lease_expires"] = rfc3339(at.wall_of(event.lease_expires))
+        if start is not None:
+            rec["start"] = positions_json(start)
         return rec
     if isinstance(event, LeaseRenewed):
         rec = _base("lease", who, at)
@@ -88,15 +99,34 @@ def error(
     message: str,
     status: int | None,
     request_id: str | None,
-    retry_in: float,
+    retry_in: float | None,
     source: str = "heartbeat",
 ) -> Record:
-    """A failed call of a group: `source` is "heartbeat", "bootstrap" (checking/creating the group) or
-    "credentials" (a credential source could not refresh the keys)."""
+    """A failed call of a group: `source` is "heartbeat", "bootstrap" (checking/creating the group),
+    "credentials" (a credential source could not refresh the keys), "start" (reading a start position)
+    or "commit" (a checkpoint commit; also a value dropped because its shard was lost before it could be
+    sent), or "control" for a refused control op of a group."""
     rec = _base("error", who, at)
     rec["source"] = source
     rec["error"] = {"code": code, "message": message, "status": status, "request_id": request_id}
-    rec["retry_in_ms"] = round(retry_in * 1000)
+    if retry_in is not None:  # None: nothing will be retried (a dropped checkpoint, a refused op)
+        rec["retry_in_ms"] = round(retry_in * 1000)
+    return rec
+
+
+def start(who: Identity, at: Instant, epoch: int, positions: Mapping[ShardKey, Position]) -> Record:
+    """Positions that could not be fetched in time for their `assignment` record."""
+    rec = _base("start", who, at)
+    rec["epoch"] = epoch
+    rec["start"] = positions_json(positions)
+    return rec
+
+
+def committed(who: Identity, at: Instant, epoch: int, values: Mapping[ShardKey, Checkpoint]) -> Record:
+    """The server accepted these checkpoints."""
+    rec = _base("committed", who, at)
+    rec["epoch"] = epoch
+    rec["checkpoints"] = values_json(values)
     return rec
 
 

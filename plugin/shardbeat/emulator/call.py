@@ -23,3 +23,10 @@ class Call:
     held: dict[str, list[int]] | None = None  # heartbeats: the claim, {topic: sorted ids}
     is_heartbeat: bool = False
     fault: str | None = None  # the injected fault's effect when one hit this request
+    # commits (SLS UpdateCheckPoint, CLS CommitConsumerOffsets): the values, {topic: {"<shard>": value}}
+    checkpoints: dict[str, dict[str, str | int]] | None = None
+
+    @property
+    def logged(self) -> bool:
+        """Heartbeats and commits go to the log the ownership checker reads."""
+        return self.is_heartbeat or self.checkpoints is not None

@@ -1,6 +1,6 @@
 """Tencent Cloud CLS consumer groups, emulated (API 3.0, version 2020-10-16, POST / with X-TC-Action):
 SendConsumerHeartbeat, CreateConsumerGroup, DescribeConsumerGroups, ModifyConsumerGroup,
-DeleteConsumerGroup.
+DeleteConsumerGroup, and consumer offsets (DescribeConsumerOffsets, CommitConsumerOffsets: cls_offsets.py).
 
 Every answer is HTTP 200 with `Content-Type: application/json` exactly (the Python SDK ignores
 Response.Error under any other type), body `{"Response": {..., "RequestId"}}` or
@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from shardbeat.emulator import cls_offsets as offsets
 from shardbeat.emulator.call import CLS, Call
 from shardbeat.emulator.cls_auth import ClsError, authenticate
 from shardbeat.emulator.faults import FaultRule
@@ -32,6 +33,7 @@ ACTIONS = (
     "DescribeConsumerGroups",
     "ModifyConsumerGroup",
     "DeleteConsumerGroup",
+    *offsets.ACTIONS,
 )
 MAX_TIMEOUT = 3600
 # Documented as letters, digits and "_", not starting with a digit or "_", under 256 characters;
@@ -51,6 +53,12 @@ def describe(req: EmuRequest) -> Call:
         return Call(CLS, action, is_heartbeat=action == HEARTBEAT)
     scope, group, consumer = (_text_or_none(params.get(k)) for k in ("LogsetId", "ConsumerGroup", "Consumer"))
     held: dict[str, list[int]] | None = None
+    if action == offsets.COMMIT_OFFSETS:
+        try:
+            committed = offsets.commit_values(params)
+        except ClsError:
+            committed = {}
+        return Call(CLS, action, scope, group, consumer, checkpoints=committed)
     if action == HEARTBEAT:
         try:
             held = {topic: sorted(parts) for topic, parts in _claim(params).items()}
@@ -89,7 +97,7 @@ def handle(world: World, req: EmuRequest, call: Call) -> EmuResponse:
     try:
         answer = _handle(world, req, call)
     except ClsError as exc:
-        if call.is_heartbeat:
+        if call.logged:
             world.record(call, 200, error=exc.code)
         return error_response(exc.code, exc.message, request_id)
     return _json_response({**answer, "RequestId": request_id})
@@ -133,7 +141,21 @@ def _handle(world: World, req: EmuRequest, call: Call) -> dict[str, Any]:
                 f"Your current request frequency exceeds the limit `{limit}` per second for {HEARTBEAT}. "
                 "Please reduce the frequency of calls.",
             )
+        if action in offsets.ACTIONS and not world.cls_offsets_rate.allow(world.mono_now()):
+            raise ClsError(
+                "RequestLimitExceeded",
+                f"Your current request frequency exceeds the limit `{world.cls_offsets_rate.limit}` per "
+                f"second for {action}. Please reduce the frequency of calls.",
+            )
         logset = _logset(world, params)
+        if action in offsets.ACTIONS:
+            name = _string(params, "ConsumerGroup")
+            group = _group(logset, name)
+            if action == offsets.DESCRIBE_OFFSETS:
+                return offsets.describe(world, name, group, params)
+            owners = offsets.commit(world, group, _name(params, "Consumer"), params)
+            world.record(call, 200, owners=owners)
+            return {}
         if action == HEARTBEAT:
             return _heartbeat(world, call, logset, params)
         if action == "CreateConsumerGroup":

@@ -251,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response
         if effect == "status":
             response, code = handlers.fault_response(hit.rule)
-            if call.is_heartbeat:
+            if call.logged:
                 world.record(call, response.status, error=code)
             return response
         if effect == "delay":
@@ -259,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
             return handlers.handle(world, req, call)
         if effect == "drop":
             handlers.handle(world, req, call)  # state moves; the client never hears of it
-        elif call.is_heartbeat:
+        elif call.logged:
             world.record(call, 0)
         if effect == "hang":
             hit.released.wait(hit.rule.seconds)  # set when faults are cleared or the server stops

@@ -1,4 +1,5 @@
-"""Alibaba Cloud SLS consumer groups, emulated: HeartBeat, Create/Update/List/DeleteConsumerGroup.
+"""Alibaba Cloud SLS consumer groups, emulated: HeartBeat, Create/Update/List/DeleteConsumerGroup,
+and checkpoints (GetCheckPoint, UpdateCheckPoint, GetCursor: sls_checkpoints.py).
 
 The project is the first label of the Host header (the SDKs send `{project}.{endpoint}` even when
 they connect to an IP). Every answer carries `x-log-requestid`; errors are
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shardbeat.emulator import sls_checkpoints as checkpoints
 from shardbeat.emulator.call import SLS, Call
 from shardbeat.emulator.faults import FaultRule
 from shardbeat.emulator.model import EmuRequest, EmuResponse
@@ -49,6 +51,9 @@ def project_of(host: str) -> str:
 
 def _route(req: EmuRequest) -> _Route:
     parts = req.path.split("/")
+    if len(parts) == 5 and not parts[0] and parts[1] == "logstores" and parts[2] and parts[3] == "shards":
+        # GetCursor: the shard id rides in `group`
+        return _Route(checkpoints.GET_CURSOR if req.method == "GET" else "Unknown", parts[2], parts[4])
     if len(parts) < 4 or parts[0] or parts[1] != "logstores" or not parts[2] or parts[3] != "consumergroups":
         return _Route("Unknown")
     logstore = parts[2]
@@ -94,6 +99,14 @@ def describe(req: EmuRequest) -> Call:
             doc = None
         name = doc.get("consumerGroup") if isinstance(doc, dict) else None
         group = name if isinstance(name, str) else None
+    if route.action == checkpoints.UPDATE_CHECKPOINT:
+        shard, cursor = checkpoints.commit_of(req.body)
+        committed: dict[str, dict[str, str | int]] = (
+            {route.logstore or "": {str(shard): cursor}} if isinstance(cursor, str) else {}
+        )
+        return Call(SLS, route.action, scope, group, req.query.get("consumer"), checkpoints=committed)
+    if route.action == checkpoints.GET_CURSOR:
+        return Call(SLS, route.action, scope)
     if route.action != HEARTBEAT:
         return Call(SLS, route.action, scope, group)
     try:
@@ -125,7 +138,7 @@ def handle(world: World, req: EmuRequest, call: Call) -> EmuResponse:
     try:
         status, body = _handle(world, req, call)
     except SlsError as exc:
-        if call.is_heartbeat:
+        if call.logged:
             world.record(call, exc.status, error=exc.code)
         return error_response(exc.status, exc.code, exc.message, request_id)
     headers = [("x-log-requestid", request_id)]
@@ -152,7 +165,7 @@ def _handle(world: World, req: EmuRequest, call: Call) -> tuple[int, bytes]:
     route = _route(req)
     with world.lock:
         logstores = world.projects[project]
-        if route.logstore is None or route.action in ("Unknown", "UpdateCheckPoint", "GetCheckPoint"):
+        if route.logstore is None or route.action == "Unknown":
             raise SlsError(
                 404, "EmulatorUnsupported", f"the emulator does not implement {req.method} {req.path}"
             )
@@ -161,6 +174,8 @@ def _handle(world: World, req: EmuRequest, call: Call) -> tuple[int, bytes]:
             raise SlsError(404, "LogStoreNotExist", f"logstore {route.logstore} dose not exist")  # sic
         if route.action == "CreateConsumerGroup":
             return _create(store, req.body)
+        if route.action == checkpoints.GET_CURSOR:
+            return 200, checkpoints.get_cursor(world, store, route.group or "", req)
         if route.action == "ListConsumerGroup":
             listed = [
                 {"name": n, "timeout": g.timeout, "order": g.order} for n, g in sorted(store.groups.items())
@@ -171,6 +186,12 @@ def _handle(world: World, req: EmuRequest, call: Call) -> tuple[int, bytes]:
             raise SlsError(404, "ConsumerGroupNotExist", "consumer group not exist")
         if route.action == HEARTBEAT:
             return _heartbeat(world, call, route.logstore, group, req)
+        if route.action == checkpoints.GET_CHECKPOINT:
+            return 200, checkpoints.get_checkpoint(store, group, req)
+        if route.action == checkpoints.UPDATE_CHECKPOINT:
+            owners = checkpoints.update_checkpoint(world, store, group, req)
+            world.record(call, 200, owners=owners)
+            return 200, b""
         if route.action == "UpdateConsumerGroup":
             _update(world, group, req.body)
         else:

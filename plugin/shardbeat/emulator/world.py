@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,11 +30,19 @@ MAX_RECEIPTS = 100_000  # the log is for tests; a long-running emulator keeps th
 ClsKey = tuple[str, int]  # (TopicID, partition)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    value: str | int  # SLS cursor, CLS offset
+    update_time: int  # microseconds since the epoch
+    consumer: str
+
+
 @dataclass(slots=True)
 class SlsGroup:
     timeout: int
     order: bool
     state: GroupState[int]
+    checkpoints: dict[int, StoredCheckpoint] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -50,6 +59,7 @@ class ClsGroup:
     timeout: int
     topics: tuple[str, ...]
     state: GroupState[ClsKey]
+    checkpoints: dict[ClsKey, StoredCheckpoint] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -78,6 +88,8 @@ class Receipt:
     status: int  # HTTP status answered (CLS errors are 200 with an error code); 0 when not answered
     error: str | None  # error code, if any
     assigned: dict[str, list[int]] | None  # the assignment answered, when the heartbeat succeeded
+    # commits: each shard's owner when the server handled it (None: nobody), {topic: {"<shard>": owner}}
+    owners: dict[str, dict[str, str | None]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         call = self.call
@@ -94,6 +106,9 @@ class Receipt:
             "status": self.status,
             "error": self.error,
             "fault": call.fault,
+            "action": call.action,
+            "checkpoints": call.checkpoints,
+            "owners": self.owners,
         }
 
 
@@ -133,6 +148,8 @@ class World:
         self.projects: dict[str, dict[str, SlsLogstore]] = {}
         self.logsets: dict[str, ClsLogset] = {}
         self.cls_heartbeat_rate = RateLimiter(fixtures.cls_rate_limit)
+        self.cls_offsets_rate = RateLimiter(fixtures.cls_rate_limit)  # Describe/CommitConsumerOffsets
+        self.log_origin = 0.0  # wall time of position 0 in every shard (set by reset)
         self._receipts: collections.deque[Receipt] = collections.deque(maxlen=MAX_RECEIPTS)
         self._next_seq = 0
         self.reset()
@@ -159,6 +176,8 @@ class World:
             self.identity = Identity()
             self._receipts.clear()
             self.cls_heartbeat_rate = RateLimiter(self.fixtures.cls_rate_limit)
+            self.cls_offsets_rate = RateLimiter(self.fixtures.cls_rate_limit)
+            self.log_origin = self.wall_now()
             self.projects = {}
             for project, logstores in self.fixtures.projects.items():
                 live = self.projects[project] = {}
@@ -172,6 +191,15 @@ class World:
                 for group, cls_config in logset.groups.items():
                     topics.groups[group] = topics.new_group(cls_config.timeout, cls_config.topics)
 
+    # -- the shards' data, as far as positions go: one log group per second since reset
+
+    def end_position(self) -> int:
+        return max(0, int(self.wall_now() - self.log_origin))
+
+    def position_at(self, unix_seconds: float) -> int:
+        """The first position at or after `unix_seconds` (begin before reset, end after now)."""
+        return min(max(0, math.ceil(unix_seconds - self.log_origin)), self.end_position())
+
     # -- heartbeat log
 
     def record(
@@ -181,9 +209,12 @@ class World:
         *,
         error: str | None = None,
         assigned: dict[str, list[int]] | None = None,
+        owners: dict[str, dict[str, str | None]] | None = None,
     ) -> None:
         with self.lock:
-            receipt = Receipt(self._next_seq, self.wall_now(), self.mono_now(), call, status, error, assigned)
+            receipt = Receipt(
+                self._next_seq, self.wall_now(), self.mono_now(), call, status, error, assigned, owners
+            )
             self._next_seq += 1
             self._receipts.append(receipt)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shardbeat.core.checkpoints import Checkpoint, ShardKey, Start
 from shardbeat.core.redaction import register_secret
 from shardbeat.core.schedule import Retry as Retry  # re-exported: providers classify, the schedule reacts
 from shardbeat.core.shards import ShardMap
@@ -106,6 +107,9 @@ class Provider(Protocol):
     name: str  # "sls" | "cls"
     endpoint: Endpoint
     topics: tuple[str, ...]  # logstore name (SLS) or TopicIDs (CLS): the keys of every ShardMap
+    # Seconds between two position reads (GetCheckPoint/GetCursor, DescribeConsumerOffsets) of one group:
+    # CLS throttles per account, and its official consumer pauses between these calls too.
+    position_spacing: float
 
     def heartbeat_request(self, claim: ShardMap, now: float, credentials: Credentials) -> HttpRequest:
         """Signed heartbeat listing `claim`; `now` is server-corrected wall time in epoch seconds."""
@@ -131,4 +135,46 @@ class Provider(Protocol):
 
     def parse_setup_group(self, response: HttpResponse) -> None:
         """Raises ProviderError unless the create/update succeeded."""
+        ...
+
+    # Checkpoints: start positions (committed, else the position for `start`) and fenced commits.
+
+    def checkpoint_problem(self, value: object) -> str | None:
+        """Why `value` cannot be a checkpoint of this service (None: it can)."""
+        ...
+
+    def committed_lookups(self, held: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
+        """How to split reading the committed checkpoints of `held`: (topic, shard ids) per request."""
+        ...
+
+    def committed_request(
+        self, topic: str, ids: tuple[int, ...], start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest: ...
+
+    def parse_committed(
+        self, topic: str, ids: tuple[int, ...], response: HttpResponse
+    ) -> dict[int, Checkpoint | None]:
+        """Each shard's committed checkpoint; None for a shard that never had one."""
+        ...
+
+    def position_request(
+        self, topic: str, shard: int, start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """Where `start` ("begin", "end", unix seconds) is in the shard."""
+        ...
+
+    def parse_position(self, topic: str, shard: int, response: HttpResponse) -> Checkpoint: ...
+
+    def commit_batches(self, values: Mapping[ShardKey, Checkpoint]) -> list[dict[ShardKey, Checkpoint]]:
+        """How to split a commit into requests (sent one after the other)."""
+        ...
+
+    def commit_request(
+        self, values: Mapping[ShardKey, Checkpoint], now: float, credentials: Credentials
+    ) -> HttpRequest:
+        """Commit as this consumer; the server refuses shards it does not own (SLS forceSuccess=false)."""
+        ...
+
+    def parse_commit(self, response: HttpResponse) -> None:
+        """Raises ProviderError unless the commit was accepted."""
         ...

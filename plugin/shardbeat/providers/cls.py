@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shardbeat import __version__
+from shardbeat.core.checkpoints import Checkpoint, ShardKey, Start
 from shardbeat.core.shards import ShardMap, shard_map
+from shardbeat.providers import cls_offsets as offsets
 from shardbeat.providers import endpoint as endpoints
 from shardbeat.providers import server_values
 from shardbeat.providers.base import (
@@ -73,7 +75,9 @@ HEARTBEAT = "SendConsumerHeartbeat"
 DESCRIBE_GROUPS = "DescribeConsumerGroups"
 CREATE_GROUP = "CreateConsumerGroup"
 MODIFY_GROUP = "ModifyConsumerGroup"
-_ACTIONS = (HEARTBEAT, DESCRIBE_GROUPS, CREATE_GROUP, MODIFY_GROUP)
+_ACTIONS = (
+    HEARTBEAT, DESCRIBE_GROUPS, CREATE_GROUP, MODIFY_GROUP, offsets.DESCRIBE_OFFSETS, offsets.COMMIT_OFFSETS
+)  # fmt: skip
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -227,6 +231,7 @@ class ClsProvider:
     """One consumer group of one CLS logset: request bytes for each action, answers parsed."""
 
     name = "cls"
+    position_spacing = 0.05  # <= 20 DescribeConsumerOffsets/s per group (the official consumer pauses too)
 
     def __init__(
         self,
@@ -415,3 +420,85 @@ class ClsProvider:
         error = error_from_response(response)
         if error is not None:
             raise error
+
+    # -- checkpoints (cls_offsets.py has the parameter and answer shapes)
+
+    def checkpoint_problem(self, value: object) -> str | None:
+        return offsets.offset_problem(value)
+
+    def committed_lookups(self, held: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
+        """One DescribeConsumerOffsets per partition, as the official consumer asks."""
+        return [(topic, (p,)) for topic in self.topics for p in sorted(held.get(topic, ()))]
+
+    def committed_request(
+        self, topic: str, ids: tuple[int, ...], start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        return self._describe_offsets(topic, ids, start, offsets.FETCH_OFFSET, now, credentials)
+
+    def parse_committed(
+        self, topic: str, ids: tuple[int, ...], response: HttpResponse
+    ) -> dict[int, Checkpoint | None]:
+        answer = _answer(response)
+        found: dict[int, Checkpoint | None] = {}
+        for partition in ids:
+            offset = self._offset(answer, topic, partition, response)
+            found[partition] = offset if offset is not None and offset > 0 else None
+        return found
+
+    def position_request(
+        self, topic: str, shard: int, start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        return self._describe_offsets(topic, (shard,), start, offsets.LIST_OFFSET, now, credentials)
+
+    def parse_position(self, topic: str, shard: int, response: HttpResponse) -> Checkpoint:
+        answer = _answer(response)
+        offset = self._offset(answer, topic, shard, response)
+        if offset is None or offset < 0:
+            shown = "missing" if offset is None else str(offset)
+            raise _invalid(
+                f"no offset for partition {shard} of {_clip(topic)!r} ({shown})",
+                response.status,
+                _text(answer.get("RequestId")),
+            )
+        return offset
+
+    def commit_batches(self, values: Mapping[ShardKey, Checkpoint]) -> list[dict[ShardKey, Checkpoint]]:
+        """CommitConsumerOffsets takes every topic and partition in one request."""
+        return [dict(values)] if values else []
+
+    def commit_request(
+        self, values: Mapping[ShardKey, Checkpoint], now: float, credentials: Credentials
+    ) -> HttpRequest:
+        numbers: dict[ShardKey, int] = {}
+        for (topic, partition), value in values.items():
+            problem = offsets.offset_problem(value)
+            if topic not in self._topic_heads or problem is not None:
+                raise ValueError(problem or f"TopicID {topic!r} is not configured")
+            assert isinstance(value, int)
+            numbers[(topic, partition)] = value
+        params = offsets.commit_params(self.consumer_group, self.consumer, self.logset_id, numbers)
+        return self._signed(offsets.COMMIT_OFFSETS, _dump(params).encode(), now, credentials)
+
+    def parse_commit(self, response: HttpResponse) -> None:
+        error = error_from_response(response)
+        if error is not None:
+            raise error
+
+    def _describe_offsets(
+        self, topic: str, ids: tuple[int, ...], start: Start, offset_type: int, now: float,
+        credentials: Credentials,
+    ) -> HttpRequest:  # fmt: skip
+        if len(ids) != 1 or topic not in self._topic_heads:
+            raise ValueError("DescribeConsumerOffsets asks for one partition of a configured topic")
+        params = offsets.describe_params(
+            self.consumer_group, self.logset_id, topic, ids[0], start, offset_type
+        )
+        return self._signed(offsets.DESCRIBE_OFFSETS, _dump(params).encode(), now, credentials)
+
+    def _offset(
+        self, answer: Mapping[str, Any], topic: str, partition: int, response: HttpResponse
+    ) -> int | None:
+        try:
+            return offsets.offset_in(answer, topic, partition)
+        except offsets.AnswerShape as exc:
+            raise _invalid(str(exc), response.status, _text(answer.get("RequestId"))) from None

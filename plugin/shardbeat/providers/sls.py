@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import quote
 
 from shardbeat import __version__
+from shardbeat.core.checkpoints import Checkpoint, ShardKey, Start
 from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.providers import server_values
+from shardbeat.providers import sls_checkpoints as checkpoints
 from shardbeat.providers.base import (
     Credentials,
     Endpoint,
@@ -239,6 +241,7 @@ class SlsProvider:
     """One consumer of one consumer group on one logstore."""
 
     name: str = "sls"
+    position_spacing: float = 0.0
 
     def __init__(
         self,
@@ -269,6 +272,9 @@ class SlsProvider:
         self._groups = _route(groups, {})
         self._group = _route((*groups, consumer_group), {})
         self._heartbeat = _route((*groups, consumer_group), {"type": "heartbeat", "consumer": consumer})
+        self._commit = _route(
+            (*groups, consumer_group), {"type": "checkpoint", "consumer": consumer, "forceSuccess": "false"}
+        )
         self._host = ("Host", self.endpoint.host_header)
         self._canonical: tuple[str | None, str] | None = None  # (token, signed x-log-*/x-acs-* block)
 
@@ -417,6 +423,64 @@ class SlsProvider:
         if create:
             return self.create_group_request(timeout, False, now, credentials)
         return self.update_group_request(timeout, None, now, credentials)
+
+    # -- checkpoints (sls_checkpoints.py has the wire shapes)
+
+    def checkpoint_problem(self, value: object) -> str | None:
+        return checkpoints.cursor_problem(value)
+
+    def committed_lookups(self, held: ShardMap) -> list[tuple[str, tuple[int, ...]]]:
+        """One GetCheckPoint for the logstore: it lists every shard (one shard asks for just that one)."""
+        ids = tuple(sorted(held.get(self.logstore, ())))
+        return [(self.logstore, ids)] if ids else []
+
+    def committed_request(
+        self, topic: str, ids: tuple[int, ...], start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        query = {"shard": str(ids[0])} if len(ids) == 1 else {}
+        route = _route(("logstores", self.logstore, "consumergroups", self.consumer_group), query)
+        return self._signed("GET", route, b"", now, credentials)
+
+    def parse_committed(
+        self, topic: str, ids: tuple[int, ...], response: HttpResponse
+    ) -> dict[int, Checkpoint | None]:
+        try:
+            return dict(checkpoints.committed_from(_success_json(response), ids))
+        except checkpoints.AnswerShape as exc:
+            raise _invalid(response, str(exc)) from None
+
+    def position_request(
+        self, topic: str, shard: int, start: Start, now: float, credentials: Credentials
+    ) -> HttpRequest:
+        query = {"type": "cursor", "from": checkpoints.cursor_from(start)}
+        route = _route(("logstores", self.logstore, "shards", str(shard)), query)
+        return self._signed("GET", route, b"", now, credentials)
+
+    def parse_position(self, topic: str, shard: int, response: HttpResponse) -> Checkpoint:
+        try:
+            return checkpoints.cursor_of(_success_json(response))
+        except checkpoints.AnswerShape as exc:
+            raise _invalid(response, str(exc)) from None
+
+    def commit_batches(self, values: Mapping[ShardKey, Checkpoint]) -> list[dict[ShardKey, Checkpoint]]:
+        """UpdateCheckPoint takes one shard per request."""
+        return [{key: values[key]} for key in sorted(values)]
+
+    def commit_request(
+        self, values: Mapping[ShardKey, Checkpoint], now: float, credentials: Credentials
+    ) -> HttpRequest:
+        if len(values) != 1:
+            raise ValueError("an SLS commit carries exactly one shard")
+        (((topic, shard), cursor),) = values.items()
+        problem = checkpoints.cursor_problem(cursor)
+        if topic != self.logstore or problem is not None:
+            raise ValueError(problem or f"not a shard of logstore {self.logstore!r}: {topic!r}")
+        assert isinstance(cursor, str)
+        return self._signed("POST", self._commit, checkpoints.commit_body(shard, cursor), now, credentials)
+
+    def parse_commit(self, response: HttpResponse) -> None:
+        if response.status != 200:
+            raise error_from_response(response)
 
 
 def _timeout(timeout: int) -> int:

@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, get_args
 
+from shardbeat.core.checkpoints import Checkpoint, ShardKey
 from shardbeat.core.json_kind import json_kind
 from shardbeat.core.shards import ShardMap, shard_map
 
-Op = Literal["released", "held", "heartbeat", "status", "reload", "stop"]
+Op = Literal["released", "held", "heartbeat", "status", "reload", "stop", "commit"]
 OPS: tuple[str, ...] = get_args(Op)
 ProviderName = Literal["sls", "cls"]
 PROVIDERS: tuple[str, ...] = get_args(ProviderName)
@@ -47,15 +48,16 @@ TRUNCATED = "TruncatedMessage"
 INVALID_MESSAGE = "InvalidMessage"
 UNKNOWN_OP = "UnknownOp"
 
-_FIELDS = ("op", "group", "provider", "consumer", "shards")
+_FIELDS = ("op", "group", "provider", "consumer", "shards", "checkpoints", "epoch")
 # Fields an op may carry besides `op` (schema: allOf, `notForOp`).
 _ALLOWED: dict[str, frozenset[str]] = {
-    "released": frozenset({"group", "provider", "consumer", "shards"}),
+    "released": frozenset({"group", "provider", "consumer", "shards", "checkpoints", "epoch"}),
     "held": frozenset({"group", "provider", "consumer", "shards"}),
     "heartbeat": frozenset({"group", "provider", "consumer"}),
     "status": frozenset(),
     "reload": frozenset(),
     "stop": frozenset(),
+    "commit": frozenset({"group", "provider", "consumer", "checkpoints", "epoch"}),
 }
 _NEEDS_GROUP_AND_SHARDS = frozenset({"released", "held"})
 _WHITESPACE = b" \t\r\n"
@@ -72,6 +74,9 @@ class ControlMessage:
     provider: ProviderName | None = None
     consumer: str | None = None
     shards: ShardMap | None = None  # released / held only; topics without ids are left out
+    # commit, and released (values committed before the release takes effect)
+    checkpoints: Mapping[ShardKey, Checkpoint] | None = None
+    epoch: int | None = None  # with checkpoints: the epoch downstream's values were made under
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +188,84 @@ def _message(doc: object) -> ControlMessage:
         what = _show(provider) if isinstance(provider, str) else json_kind(provider)
         raise _Invalid(INVALID_MESSAGE, f"provider must be sls or cls, not {what}")
     shards = _shards(doc["shards"]) if "shards" in doc else None
-    if op in _NEEDS_GROUP_AND_SHARDS:
-        missing = [key for key in ("group", "shards") if key not in doc]
-        if missing:
-            raise _Invalid(INVALID_MESSAGE, f"op {op} needs {' and '.join(missing)}")
-    return ControlMessage(cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards)
+    checkpoints = _checkpoints(doc["checkpoints"]) if "checkpoints" in doc else None
+    epoch = _epoch(doc["epoch"]) if "epoch" in doc else None
+    needed = (
+        ("group", "shards")
+        if op in _NEEDS_GROUP_AND_SHARDS
+        else ("group", "checkpoints")
+        if op == "commit"
+        else ()
+    )
+    missing = [key for key in needed if key not in doc]
+    if missing:
+        raise _Invalid(INVALID_MESSAGE, f"op {op} needs {' and '.join(missing)}")
+    return ControlMessage(
+        cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards, checkpoints, epoch
+    )
+
+
+def _epoch(value: object) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)  # JSON Schema counts 3.0 as an integer; so do we
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(INVALID_MESSAGE, f"epoch must be an integer >= 0, not {json_kind(value)}")
+    return value
+
+
+MAX_CHECKPOINT_CHARS = 1024
+
+
+def _checkpoints(value: object) -> dict[ShardKey, Checkpoint]:
+    """{topic: {"<shard id>": value}}: a string (SLS cursor) or a non-negative integer (CLS offset);
+    which of the two a group takes is its provider's to check."""
+    if not isinstance(value, Mapping):
+        raise _Invalid(
+            INVALID_MESSAGE,
+            f"checkpoints must be an object {{topic: {{shard: value}}}}, not {json_kind(value)}",
+        )
+    parsed: dict[ShardKey, Checkpoint] = {}
+    for topic, values in value.items():
+        if not isinstance(topic, str) or not topic:
+            raise _Invalid(INVALID_MESSAGE, "checkpoints: topic names must be non-empty strings")
+        if not isinstance(values, Mapping):
+            raise _Invalid(
+                INVALID_MESSAGE,
+                f"checkpoints[{_show(topic)}] must be an object {{shard: value}}, not {json_kind(values)}",
+            )
+        for shard, checkpoint in values.items():
+            shard_id = _checkpoint_shard(topic, shard)
+            if isinstance(checkpoint, float) and math.isfinite(checkpoint) and checkpoint.is_integer():
+                checkpoint = int(checkpoint)  # JSON Schema counts 3.0 as an integer; so do we
+            if isinstance(checkpoint, bool) or not isinstance(checkpoint, str | int):
+                raise _Invalid(
+                    INVALID_MESSAGE,
+                    f"checkpoints[{_show(topic)}][{shard_id}] must be a string or an integer, "
+                    f"not {json_kind(checkpoint)}",
+                )
+            if isinstance(checkpoint, str) and not 1 <= len(checkpoint) <= MAX_CHECKPOINT_CHARS:
+                raise _Invalid(
+                    INVALID_MESSAGE,
+                    f"checkpoints[{_show(topic)}][{shard_id}] must be 1 to {MAX_CHECKPOINT_CHARS} characters",
+                )
+            if isinstance(checkpoint, int) and checkpoint < 0:
+                raise _Invalid(INVALID_MESSAGE, f"checkpoints[{_show(topic)}][{shard_id}] must be >= 0")
+            if (topic, shard_id) in parsed:
+                raise _Invalid(INVALID_MESSAGE, f"checkpoints[{_show(topic)}] names shard {shard_id} twice")
+            parsed[(topic, shard_id)] = checkpoint
+    return parsed
+
+
+def _checkpoint_shard(topic: str, shard: object) -> int:
+    # JSON object keys are strings; a MessagePack map may use integers.
+    if isinstance(shard, str) and shard.isascii() and shard.isdigit() and (shard == "0" or shard[0] != "0"):
+        return int(shard)
+    if isinstance(shard, int) and not isinstance(shard, bool) and shard >= 0:
+        return shard
+    raise _Invalid(
+        INVALID_MESSAGE,
+        f"checkpoints[{_show(topic)}]: shard ids are non-negative decimal integers, not {_show(shard)}",
+    )
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ class ControlHandler:
         if op == "heartbeat":
             runner.beat_now(targets)
         elif op == "released" and message.shards is not None:
-            runner.release(targets, message.shards)
+            runner.release(targets, message.shards, message.checkpoints, message.epoch)
+        elif op == "commit" and message.checkpoints is not None:
+            runner.commit(targets, message.checkpoints, message.epoch)
         elif op == "held" and message.shards is not None:
             runner.held(targets, message.shards)
 

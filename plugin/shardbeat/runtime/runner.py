@@ -14,14 +14,15 @@ import logging
 import queue
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from shardbeat.core import membership as ms
 from shardbeat.core import records, shards
+from shardbeat.core.checkpoints import Checkpoint, Position, ShardKey
+from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.interval_fit import fitted_interval
 from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
-from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.schedule import Retry, call_budget
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE
@@ -29,11 +30,12 @@ from shardbeat.providers import server_values
 from shardbeat.providers.base import HttpResponse, ProviderError
 from shardbeat.runtime.bootstrap import run_bootstrap
 from shardbeat.runtime.clock import Clock
-from shardbeat.runtime.http_session import RequestsTransport, make_session
-from shardbeat.runtime.network import Network
 from shardbeat.runtime.cloud_credentials import DefaultSessions, SessionsFactory
 from shardbeat.runtime.credential_refresher import CredentialPool, RefreshingCredentials
+from shardbeat.runtime.http_session import RequestsTransport, make_session
+from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
+from shardbeat.runtime.runner_checkpoints import COMMIT, CheckpointOps, CommitJob
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -49,7 +51,7 @@ MAX_WORKERS = 32
 BEAT, LEASE, ACK = 0, 1, 2
 
 
-class Runner:
+class Runner(CheckpointOps):
     def __init__(
         self,
         groups: Sequence[GroupConfig],
@@ -75,7 +77,8 @@ class Runner:
         self._stopping = False
         self._quiet = False
         self._exit_status = 0
-        self._work: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
+        self._records_closed = False  # the stop wrote its last records: nothing may follow them
+        self._work: queue.SimpleQueue[Session | CommitJob | None] = queue.SimpleQueue()
         self._on_demand_budget = OnDemandBudget()
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
@@ -134,6 +137,8 @@ class Runner:
                         self._lease_fired(session, now)
                     elif due.kind == ACK:
                         self._ack_deadline(session, now)
+                    elif due.kind == COMMIT:
+                        self._commit_due(session, due.version)
                     elif due.version == session.due_version and not session.in_flight:
                         session.in_flight = True
                         session.due_at = float("inf")
@@ -189,12 +194,14 @@ class Runner:
         for _ in self._threads:
             self._work.put(None)
         if not self._quiet:
+            self._flush_on_stop()
             with self._cond:
                 for s in self.sessions:
                     lost = s.membership.drop(ms.STOPPED)
                     if lost is not None:
                         self._emit_event(s, lost)
                     self._writer.emit(records.stopped(s.identity, self._clock.instant(), s.membership.epoch))
+                self._records_closed = True
             self._writer.flush(STOP_FLUSH_SECONDS)
         self._writer.close(0.2)
         self._credentials.close()
@@ -206,7 +213,11 @@ class Runner:
     # -- network calls (worker threads) -------------------------------------------------------------
 
     def _worker(self) -> None:
-        while (session := self._work.get()) is not None:
+        while (item := self._work.get()) is not None:
+            if isinstance(item, CommitJob):
+                self._run_commit(item.session)
+                continue
+            session = item
             try:
                 if session.bootstrapped:
                     self._beat(session)
@@ -226,6 +237,18 @@ class Runner:
         if self._stopping:
             session.in_flight = False
         return self._stopping
+
+    def _run_commit(self, session: Session) -> None:
+        try:
+            self._commit_job(session)
+        except Exception:  # a bug must not take the whole process down with it
+            log.exception("internal error committing checkpoints of %s", session.config.label)
+            with self._cond:
+                if session.checkpoints is not None:
+                    session.checkpoints.book.settle({}, self._clock.monotonic())
+                    session.checkpoints.sending = False
+                    self._cond.notify_all()
+                    self._schedule_commit(session)
 
     def _bootstrap(self, session: Session) -> None:
         started = self._clock.monotonic()
@@ -308,6 +331,11 @@ class Runner:
         received = self._clock.monotonic()
         if response is not None:
             self._observe_clock(session, response, sent_wall)
+        positions = None
+        if assigned is not None and session.checkpoints is not None:
+            with self._cond:
+                wanted = self._starts_to_fetch(session, assigned, received)
+            positions = self._fetch_starts(session, wanted, sent_at, received)
         with self._cond:
             session.in_flight = False
             if self._stopping:
@@ -317,7 +345,8 @@ class Runner:
             self._watchdog(session, received)
             session.counters.beats += 1
             if assigned is not None:
-                self._on_success(session, assigned, sent_at, received)
+                applied = received if positions is None else self._clock.monotonic()  # starts took time
+                self._on_success(session, assigned, sent_at, received, positions, applied)
             elif failure is not None:
                 self._on_failure(session, failure, received)
             if session.beat_soon:
@@ -327,15 +356,26 @@ class Runner:
                 session.on_demand = False
                 self._on_demand(session)
 
-    def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
+    def _on_success(
+        self,
+        session: Session,
+        assigned: ShardMap,
+        sent_at: float,
+        received: float,
+        positions: Mapping[ShardKey, Position] | None = None,
+        applied: float | None = None,
+    ) -> None:
+        """`positions`: start positions read for this answer; `applied`: now, when that took time."""
         if session.last_error is not None:
             log.info("%s: heartbeat ok again", session.config.label)
             session.last_error = None
-        events = session.membership.on_success(assigned, sent_at, received)
+        events = session.membership.on_success(assigned, sent_at, received if applied is None else applied)
         session.latency.observe(received - sent_at)
         latency_ms = (received - sent_at) * 1000
         for event in events:
-            self._emit_event(session, event, latency_ms)
+            self._emit_event(session, event, latency_ms, positions)
+        if positions is not None:
+            self._owed_starts(session, positions)
         self._queue_lease(session)
         self._push(BEAT, session.pacer.after_success(received), session)
 
@@ -402,8 +442,17 @@ class Runner:
 
     # -- records ------------------------------------------------------------------------------------
 
-    def _emit_event(self, session: Session, event: ms.Event, latency_ms: float | None = None) -> None:
-        record = records.from_event(session.identity, event, self._clock.instant(), latency_ms)
+    def _emit_event(
+        self,
+        session: Session,
+        event: ms.Event,
+        latency_ms: float | None = None,
+        positions: Mapping[ShardKey, Position] | None = None,
+    ) -> None:
+        start = None
+        if isinstance(event, ms.AssignmentChanged):
+            start = self._start_for(session, event.added, event.epoch, positions or {})
+        record = records.from_event(session.identity, event, self._clock.instant(), latency_ms, start)
         on_written: Callable[[], None] | None = None
         if isinstance(event, ms.AssignmentChanged):
             session.counters.changes += 1
@@ -423,6 +472,8 @@ class Runner:
                 shards.to_json(event.lost),
             )
         self._writer.emit(record, on_written)
+        if isinstance(event, ms.Lost):
+            self._checkpoints_lost(session)  # after the `lost` record: it must come first
 
     def _releaser(self, session: Session, revoked: ShardMap) -> Callable[[], None]:
         """Once the revoke is on stdout, downstream has been told: stop listing those shards and beat
@@ -434,7 +485,7 @@ class Runner:
 
         return release
 
-    def _release(self, session: Session, released: ShardMap) -> None:
+    def _release_now(self, session: Session, released: ShardMap) -> None:
         """Stop claiming these revoked shards (caller holds the lock) and tell the server at once."""
         mine = session.releasing_among(released)
         if not shards.count(mine):
@@ -468,7 +519,16 @@ class Runner:
     def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[Session]:
         return [s for s in self.sessions if s.matches(group, provider, consumer)]
 
-    def release(self, targets: Sequence[Session], released: ShardMap) -> None:
+    def release(
+        self,
+        targets: Sequence[Session],
+        released: ShardMap,
+        checkpoints: Mapping[ShardKey, Checkpoint] | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """`released` (with `checkpoints`: committed before the release takes effect)."""
+        if checkpoints:
+            self.commit(targets, checkpoints, epoch)
         with self._cond:
             for session in targets:
                 self._release(session, released)
@@ -532,6 +592,9 @@ class Runner:
                     "lost": c.lost,
                     "output_dropped": self._writer.dropped,
                 }
+                if s.checkpoints is not None:
+                    counters["checkpoints_committed"] = s.checkpoints.committed
+                    counters["checkpoints_dropped"] = s.checkpoints.dropped
                 expires = m.lease.expires_at if m.lease.valid(at.mono) else None
                 self._writer.emit(
                     records.status(

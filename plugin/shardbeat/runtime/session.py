@@ -18,6 +18,7 @@ from shardbeat.core.schedule import Pacer
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Provider
+from shardbeat.runtime.checkpointing import GroupCheckpoints
 from shardbeat.runtime.credentials import CredentialSource, Keys
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Session:
     latency: Histogram = field(default_factory=Histogram)  # answered heartbeats, seconds
     # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
     awaiting_ack: dict[tuple[str, int], float] = field(default_factory=dict)
+    checkpoints: GroupCheckpoints | None = None  # the group has `checkpoints` in its config
 
     @classmethod
     def create(
@@ -102,6 +104,7 @@ class Session:
             timeout=group.timeout,
             membership=Membership(Lease(group.timeout, group.margin)),
             pacer=Pacer.create(group.heartbeat_interval, grid_start, rng),
+            checkpoints=GroupCheckpoints.create(group.checkpoints) if group.checkpoints else None,
         )
         return session
 

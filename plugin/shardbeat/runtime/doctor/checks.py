@@ -13,8 +13,8 @@ from typing import Generic, TextIO, TypeVar
 
 from shardbeat import __version__
 from shardbeat.config import GroupConfig, LoadedConfig, Problem
-from shardbeat.core.redaction import redact
 from shardbeat.core.records import rfc3339
+from shardbeat.core.redaction import redact
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup

@@ -134,22 +134,24 @@ def _shown_source(label: str) -> str:
 
 
 def rate_budget(groups: Sequence[GroupConfig]) -> dict[int, Check]:
-    """CLS heartbeats per second on each key vs the per-account limit, as a check for each CLS group."""
+    """CLS requests per second on each key (heartbeats, and checkpoint commits) vs the per-account
+    limit, as a check for each CLS group."""
     per_key: dict[str, list[int]] = {}
     for index, group in enumerate(groups):
         if group.provider == "cls":
             per_key.setdefault(group.credential_label, []).append(index)
     checks: dict[int, Check] = {}
     for key_id, indexes in per_key.items():
-        rate = sum(1 / groups[i].heartbeat_interval for i in indexes)
+        rate = sum(groups[i].request_rate for i in indexes)
         share = rate / CLS_RATE_LIMIT
         status: Status = "FAIL" if share > 1 else "WARN" if share > 0.5 else "PASS"
+        what = "heartbeats and commits" if any(groups[i].checkpoints for i in indexes) else "heartbeats"
         detail = (
-            f"{rate:.2f} heartbeats/s from {len(indexes)} group(s) on {_shown_source(key_id)} in this "
+            f"{rate:.2f} {what}/s from {len(indexes)} group(s) on {_shown_source(key_id)} in this "
             f"config: {share:.0%} of CLS's {CLS_RATE_LIMIT:g}/s per account (other processes count too)"
         )
         if status != "PASS":
-            detail += "; raise heartbeat_interval or spread the groups over accounts"
+            detail += "; raise heartbeat_interval (or commit_interval) or spread the groups over accounts"
         for i in indexes:
             checks[i] = Check(status, groups[i].label, "rate budget", detail)
     return checks

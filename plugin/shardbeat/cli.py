@@ -1,4 +1,4 @@
-"""Command line: verbs run, validate, doctor, schema, emulator. Parses flags and hands over; nothing else.
+"""Command line: verbs run, validate, doctor, status, schema, emulator. Parses flags and hands over; nothing else.
 
 Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
 Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a config file", description="Check a config file; exit 0 if it is valid."
     )
     validate.add_argument("--config", metavar="FILE", required=True)
+    validate.add_argument(
+        "--no-credentials",
+        action="store_true",
+        help="check structure only: credentials are not looked for and an unset ${VAR} is only a "
+        "warning (for a build machine without the secrets)",
+    )
     validate.set_defaults(handler=_validate, parser=validate)
 
     doctor = verbs.add_parser(
@@ -178,6 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_group_flags(doctor)
     doctor.set_defaults(handler=_doctor, parser=doctor, output_format=None)
 
+    status = verbs.add_parser(
+        "status",
+        help="ask a running instance what it holds (over its control socket)",
+        description="Ask a running shardbeat over its control socket and print one row per group: "
+        "provider, group, consumer, shards held, releasing, lease left, last heartbeat latency, errors "
+        "and the last error. Writes nothing to the instance's record stream.",
+    )
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", metavar="PATH", type=_socket_path, help="the control socket")
+    where.add_argument("--config", metavar="FILE", help="the instance's config file (its control.socket)")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
+    status.add_argument("--json", action="store_true", help="print the reply as JSON, for scripts")
+    status.add_argument(
+        "--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS", help="give up after (default 5)"
+    )
+    status.set_defaults(handler=_status, parser=status)
+
     schema = verbs.add_parser("schema", help="print a JSON Schema", description="Print a JSON Schema.")
     schema.add_argument("name", nargs="?", choices=SCHEMA_NAMES, default="config")
     schema.set_defaults(handler=_schema, parser=schema)
@@ -185,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `emulator ...` to the emulator's own parser.
     verbs.add_parser("emulator", help="run the local emulator of both services", add_help=False)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError("give a number of seconds above 0 and below 86400")
+    return value
 
 
 def _socket_path(text: str) -> str:
@@ -357,15 +397,35 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, check_credentials=not args.no_credentials)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return USAGE_ERROR
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print("ok")
+    print("ok (structure only: credentials not checked)" if args.no_credentials else "ok")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    path = args.socket
+    if args.config:
+        try:  # only control.socket is needed: never require the secrets to ask for status
+            loaded = load_config(args.config, check_credentials=False)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"config: {problem}", file=sys.stderr)
+            return USAGE_ERROR
+        path = loaded.config.control.socket
+        if path is None:
+            return _usage(
+                args.parser,
+                f"{args.config} sets no control.socket: add one (and restart shardbeat), or pass --socket PATH",
+            )
+    from shardbeat.runtime.status_client import run_status
+
+    return run_status(path, as_json=args.json, watch=args.watch, timeout=args.timeout)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -419,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # argparse: usage errors exit 2 (message already on stderr), --help 0
             return _exit_code(exc)
         if args.verb is None:
-            return _usage(parser, "give a verb: run, validate, doctor, schema or emulator")
+            return _usage(parser, "give a verb: run, validate, doctor, status, schema or emulator")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:

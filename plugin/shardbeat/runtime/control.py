@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, get_args
 
@@ -44,13 +44,13 @@ TRUNCATED = "TruncatedMessage"
 INVALID_MESSAGE = "InvalidMessage"
 UNKNOWN_OP = "UnknownOp"
 
-_FIELDS = ("op", "group", "provider", "consumer", "shards")
+_FIELDS = ("op", "group", "provider", "consumer", "shards", "records")
 # Fields an op may carry besides `op` (schema: allOf, `notForOp`).
 _ALLOWED: dict[str, frozenset[str]] = {
     "released": frozenset({"group", "provider", "consumer", "shards"}),
     "held": frozenset({"group", "provider", "consumer", "shards"}),
     "heartbeat": frozenset({"group", "provider", "consumer"}),
-    "status": frozenset(),
+    "status": frozenset({"records"}),
     "reload": frozenset(),
     "stop": frozenset(),
 }
@@ -69,6 +69,7 @@ class ControlMessage:
     provider: ProviderName | None = None
     consumer: str | None = None
     shards: ShardMap | None = None  # released / held only; topics without ids are left out
+    records: bool = True  # status only: also write status records to stdout (false: reply only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +80,15 @@ class ControlProblem:
     message: str
 
 
+Reply = Callable[[dict[str, Any]], None]
+
+
 class ControlSink(Protocol):
     """What the readers deliver to (the runner). Called from reader threads: must be thread-safe
-    and quick (no network I/O)."""
+    and quick (no network I/O). `reply` answers the connection the message came on (the control
+    socket); stdin has none, so its messages are answered by records only."""
 
-    def control(self, message: ControlMessage) -> None: ...
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None: ...
 
     def control_error(self, source: str, code: str, message: str) -> None: ...
 
@@ -180,11 +185,14 @@ def _message(doc: object) -> ControlMessage:
         what = _show(provider) if isinstance(provider, str) else json_kind(provider)
         raise _Invalid(INVALID_MESSAGE, f"provider must be sls or cls, not {what}")
     shards = _shards(doc["shards"]) if "shards" in doc else None
+    records = doc.get("records", True)
+    if not isinstance(records, bool):
+        raise _Invalid(INVALID_MESSAGE, f"records must be true or false, not {json_kind(records)}")
     if op in _NEEDS_GROUP_AND_SHARDS:
         missing = [key for key in ("group", "shards") if key not in doc]
         if missing:
             raise _Invalid(INVALID_MESSAGE, f"op {op} needs {' and '.join(missing)}")
-    return ControlMessage(cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards)
+    return ControlMessage(cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards, records)
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from shardbeat.runtime.runner import Runner
 
 if TYPE_CHECKING:
     from shardbeat.config import Config
-    from shardbeat.runtime.control import ControlMessage
+    from shardbeat.runtime.control import ControlMessage, Reply
 
 log = logging.getLogger("shardbeat.process")
 
@@ -33,29 +33,38 @@ class ControlHandler:
         self._config = config
         self._config_path = config_path
 
-    def control(self, message: ControlMessage) -> None:
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
+        """Act on one message; with `reply` (a socket client), answer it (control_replies)."""
+        from shardbeat.runtime import control_replies as replies
+
+        answer = reply or (lambda doc: None)
         runner = self._runner
         op = message.op
         if op == "stop":
             log.info("control: stop requested")
+            answer(replies.done(op))  # before the stop: the client hears it while we still serve
             runner.stop()
             return
         if op == "status":
-            runner.emit_status()
+            answer(replies.status(runner.emit_status(write=message.records)))
             return
         if op == "reload":
             self.reload()
+            answer(replies.done(op))
             return
         targets = runner.select(message.group, message.provider, message.consumer)
         if not targets:
-            runner.control_error("UnknownGroup", f"{op}: no configured group matches {_who(message)}")
+            text = f"{op}: no configured group matches {_who(message)}"
+            runner.control_error("UnknownGroup", text)
+            answer(replies.failed(op, "UnknownGroup", text))
             return
         if op == "heartbeat":
             runner.beat_now(targets)
+            answer(replies.heartbeat(targets))
         elif op == "released" and message.shards is not None:
-            runner.release(targets, message.shards)
+            answer(replies.released(op, message.shards, targets, runner.release(targets, message.shards)))
         elif op == "held" and message.shards is not None:
-            runner.held(targets, message.shards)
+            answer(replies.released(op, message.shards, targets, runner.held(targets, message.shards)))
 
     def control_error(self, source: str, code: str, message: str) -> None:
         self._runner.control_error(code, f"{source}: {message}")

@@ -249,6 +249,7 @@ class Runner:
             session.last_error = None
         events = session.membership.on_success(assigned, sent_at, received)
         session.latency.observe(received - sent_at)
+        session.last_latency = received - sent_at
         latency_ms = (received - sent_at) * 1000
         for event in events:
             self._emit_event(session, event, latency_ms)
@@ -279,6 +280,7 @@ class Runner:
             due - now,
         )
         session.last_error = failure.code
+        session.last_failure = (failure.code, failure.message, now)
         self._writer.emit(
             records.error(
                 session.identity,
@@ -350,15 +352,17 @@ class Runner:
 
         return release
 
-    def _release(self, session: Session, released: ShardMap) -> None:
-        """Stop claiming these revoked shards (caller holds the lock) and tell the server at once."""
+    def _release(self, session: Session, released: ShardMap) -> ShardMap:
+        """Stop claiming these revoked shards (caller holds the lock) and tell the server at once.
+        Returns the ones that were waiting to be released."""
         mine = session.releasing_among(released)
         if not shards.count(mine):
-            return
+            return {}
         session.membership.release(mine)
         session.forget_acks(mine)
         if not self._stopping:
             self._beat_now(session)
+        return mine
 
     # -- release: ack -------------------------------------------------------------------------------
 
@@ -384,16 +388,18 @@ class Runner:
     def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[Session]:
         return [s for s in self.sessions if s.matches(group, provider, consumer)]
 
-    def release(self, targets: Sequence[Session], released: ShardMap) -> None:
+    def release(self, targets: Sequence[Session], released: ShardMap) -> list[ShardMap]:
+        """-> per target, the shards this released (those of `released` that were releasing)."""
         with self._cond:
-            for session in targets:
-                self._release(session, released)
+            return [self._release(session, released) for session in targets]
 
-    def held(self, targets: Sequence[Session], held: ShardMap) -> None:
+    def held(self, targets: Sequence[Session], held: ShardMap) -> list[ShardMap]:
         """Downstream says what it really holds: releasing shards it no longer holds are done."""
         with self._cond:
-            for session in targets:
+            return [
                 self._release(session, shards.minus(session.membership.releasing, held))
+                for session in targets
+            ]
 
     def beat_now(self, targets: Sequence[Session]) -> None:
         with self._cond:
@@ -405,7 +411,12 @@ class Runner:
         for session in self.sessions:
             session.credentials.refresh()
 
-    def emit_status(self) -> None:
+    def emit_status(self, write: bool = True) -> list[dict[str, object]]:
+        """A status record per group, written to stdout unless `write` is false; returned with the
+        extra figures an operator asks for (control_replies.status_entry)."""
+        from shardbeat.runtime.control_replies import status_entry
+
+        entries: list[dict[str, object]] = []
         with self._cond:
             at = self._clock.instant()
             for s in self.sessions:
@@ -419,20 +430,22 @@ class Runner:
                     "output_dropped": self._writer.dropped,
                 }
                 expires = m.lease.expires_at if m.lease.valid(at.mono) else None
-                self._writer.emit(
-                    records.status(
-                        s.identity,
-                        at,
-                        m.epoch,
-                        m.assigned,
-                        m.releasing,
-                        expires,
-                        s.last_error,
-                        counters,
-                        s.server_clock.offset,
-                        s.latency.snapshot(),
-                    )
+                record = records.status(
+                    s.identity,
+                    at,
+                    m.epoch,
+                    m.assigned,
+                    m.releasing,
+                    expires,
+                    s.last_error,
+                    counters,
+                    s.server_clock.offset,
+                    s.latency.snapshot(),
                 )
+                entries.append(status_entry(record, s, at.mono))
+                if write:
+                    self._writer.emit(record)
+        return entries
 
     def snapshot(self) -> list[SessionSnapshot]:
         with self._cond:

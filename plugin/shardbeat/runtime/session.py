@@ -72,7 +72,9 @@ class Session:
     beat_soon: bool = False  # a beat was asked for while one was in flight
     lease_queued: bool = False  # the scheduler holds this session's lease deadline
     last_date: tuple[str, float] = ("", 0.0)  # the last Date header seen and its parse
-    last_error: str | None = None
+    last_error: str | None = None  # the code of the failure now in progress; None once a call succeeds
+    last_failure: tuple[str, str, float] | None = None  # (code, message, monotonic time): for `status`
+    last_latency: float | None = None  # seconds, of the last answered heartbeat
     latency: Histogram = field(default_factory=Histogram)  # answered heartbeats, seconds
     # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
     awaiting_ack: dict[tuple[str, int], float] = field(default_factory=dict)

@@ -17,8 +17,7 @@ import msgpack
 import pytest
 
 from shardbeat.config import ControlConfig
-from shardbeat.runtime import control_channels
-from shardbeat.runtime import control_outbox
+from shardbeat.runtime import control_channels, control_outbox
 from shardbeat.runtime.control import ControlMessage, Reply
 from shardbeat.runtime.control_channels import Feed, start_control, start_stdin_reader, stdin_kind
 from shardbeat.runtime.control_socket import ControlSocketError, ControlSocketServer

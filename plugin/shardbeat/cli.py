@@ -1,4 +1,4 @@
-"""Command line: verbs run, validate, doctor, status, schema, emulator. Parses flags and hands over; nothing else.
+"""Command line: verbs run, validate, doctor, status, schema, emulator. Parses flags, hands over.
 
 Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
 Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the embedded emulator and run its demo group (--provider picks sls or cls)",
     )
     _add_group_flags(run)
-    run.add_argument("--output-format", choices=["json", "msgpack"], help="overrides output.format")
+    run.add_argument(
+        "--output-format",
+        choices=["json", "msgpack", "text"],
+        help="overrides output.format; text (one readable line per record) is the default when stdout "
+        "is a terminal and no format is given",
+    )
     run.add_argument(
         "--control-socket",
         metavar="PATH",
@@ -295,8 +300,19 @@ def _with_control_flags(loaded: LoadedConfig, args: argparse.Namespace) -> Loade
     return dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, control=control))
 
 
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _config_from_file(args: argparse.Namespace) -> LoadedConfig:
     raw = parse_config_file(args.config)
+    if args.output_format is None and args.verb == "run" and _stdout_is_terminal():
+        output = raw.get("output") if isinstance(raw, dict) else None
+        if not (isinstance(output, dict) and "format" in output):
+            args.output_format = "text"  # a person is watching, and the config did not choose
     if args.output_format and isinstance(raw, dict):
         output = raw.setdefault("output", {})
         if isinstance(output, dict):
@@ -335,6 +351,8 @@ def _run(args: argparse.Namespace) -> int:
             "use environment variables or --credentials-file instead",
             ", ".join(secret_flags),
         )
+    if args.output_format is None and not args.config and _stdout_is_terminal():
+        args.output_format = "text"  # a person is watching (a config file may still choose)
     try:
         if args.emulator:
             return _run_emulator(args)
@@ -421,7 +439,8 @@ def _status(args: argparse.Namespace) -> int:
         if path is None:
             return _usage(
                 args.parser,
-                f"{args.config} sets no control.socket: add one (and restart shardbeat), or pass --socket PATH",
+                f"{args.config} sets no control.socket: add one (and restart shardbeat), "
+                "or pass --socket PATH",
             )
     from shardbeat.runtime.status_client import run_status
 

@@ -10,7 +10,7 @@ from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import split
 
 ProviderName = Literal["sls", "cls"]
-OutputFormat = Literal["json", "msgpack"]
+OutputFormat = Literal["json", "msgpack", "text"]
 ReleaseMode = Literal["immediate", "ack"]
 
 DEFAULT_INTERVAL = 20.0

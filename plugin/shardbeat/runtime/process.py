@@ -109,9 +109,9 @@ def _without_credentials(config: Config) -> object:
 
 
 def _who(message: ControlMessage) -> str:
-    parts = [f"{k} {v!r}" for k, v in (("group", message.group), ("provider", message.provider)) if v]
+    parts = [f"{k} {v}" for k, v in (("group", message.group), ("provider", message.provider)) if v]
     if message.consumer:
-        parts.append(f"consumer {message.consumer!r}")
+        parts.append(f"consumer {message.consumer}")
     return ", ".join(parts) or "(any)"
 
 
@@ -130,7 +130,8 @@ def run(config: Config, config_path: str | None = None) -> int:
             cleanup.callback(handler_for_logs.flush_backlog, 0.5)
         fd = guard_stdout()
         box: list[Runner] = []
-        writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda: _stop_quietly(box))
+        encoder = encoder_for(config.output.format, _colour(fd))
+        writer = RecordWriter(fd, encoder, on_broken=lambda: _stop_quietly(box))
         runner = Runner(config.groups, writer)
         box.append(runner)
         handler = ControlHandler(runner, config, config_path)
@@ -169,6 +170,14 @@ def _start_services(
         cleanup.callback(metrics.stop)
         metrics.start()
         log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
+
+
+def _colour(fd: int) -> bool:
+    import os
+
+    from shardbeat.views.text_records import use_colour
+
+    return use_colour(os.isatty(fd), os.environ)
 
 
 def _stop_quietly(box: list[Runner]) -> None:

@@ -30,6 +30,7 @@ from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
+from shardbeat.views.shard_text import shard_text
 
 if TYPE_CHECKING:
     from shardbeat.config import GroupConfig
@@ -325,6 +326,14 @@ class Runner:
         on_written: Callable[[], None] | None = None
         if isinstance(event, ms.AssignmentChanged):
             session.counters.changes += 1
+            log.info(
+                "%s: assignment (epoch %d): added %s, revoked %s; holds %s",
+                session.config.label,
+                event.epoch,
+                shard_text(event.added, False),
+                shard_text(event.revoked, False),
+                shard_text(event.assigned, False),
+            )
             if event.revoked:
                 if session.release_on_ack:
                     self._await_ack(session, event.revoked)
@@ -338,7 +347,7 @@ class Runner:
                 "%s: %s; dropped %s",
                 session.config.label,
                 event.reason.replace("_", " "),
-                shards.to_json(event.lost),
+                shard_text(event.lost, False),
             )
         self._writer.emit(record, on_written)
 
@@ -379,7 +388,7 @@ class Runner:
             "%s: no `released` ack within %gs for %s; releasing anyway",
             session.config.label,
             session.release_grace,
-            shards.to_json(released),
+            shard_text(released, False),
         )
         self._release(session, released)
 

@@ -54,6 +54,10 @@ def _paint(text: str, colour: str, on: bool) -> str:
     return f"{colour}{text}{RESET}" if on else text
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _shards(value: object) -> dict[str, list[int]]:
     return value if isinstance(value, dict) else {}
 
@@ -92,14 +96,14 @@ def text_line(record: Mapping[str, Any], colour: bool = False, tz: dt.tzinfo | N
         lost = _paint(f"LOST {shard_text(_shards(record.get('lost')))}", RED, colour)
         return f"{head} {lost} {record.get('reason')}"
     if event == "error":
-        error = record.get("error") if isinstance(record.get("error"), dict) else {}
+        error = _mapping(record.get("error"))
         text = f"error {error.get('code')}: {error.get('message')}"
         if "retry_in_ms" in record:
             retry = record["retry_in_ms"]
             text += f"; retry in {retry}ms" if retry < 1000 else f"; retry in {retry / 1000:.1f}s"
         return f"{head} {_paint(text, YELLOW, colour)}"
     if event == "status":
-        counters = record.get("counters") if isinstance(record.get("counters"), dict) else {}
+        counters = _mapping(record.get("counters"))
         releasing = _shards(record.get("releasing"))
         return (
             f"{head} status held {shard_text(_shards(record.get('assigned')))} "

@@ -1,4 +1,4 @@
-"""Command line: verbs run, validate, doctor, status, schema, emulator. Parses flags, hands over.
+"""Command line: verbs run, validate, doctor, status, stop, schema, emulator. Parses flags, hands over.
 
 Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
 Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
@@ -213,6 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(handler=_status, parser=status)
 
+    stop = verbs.add_parser(
+        "stop",
+        help="stop a running instance cleanly (over its control socket)",
+        description='Send {"op": "stop"} to a running shardbeat and wait until it has exited: it '
+        "writes `lost` and `stopped` records first, so downstream hears of it (use it before stopping the "
+        "host, e.g. as a Kubernetes preStop hook).",
+    )
+    where = stop.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", metavar="PATH", type=_socket_path, help="the control socket")
+    where.add_argument("--config", metavar="FILE", help="the instance's config file (its control.socket)")
+    stop.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up after (default 10)",
+    )
+    stop.set_defaults(handler=_stop, parser=stop)
+
     schema = verbs.add_parser("schema", help="print a JSON Schema", description="Print a JSON Schema.")
     schema.add_argument("name", nargs="?", choices=SCHEMA_NAMES, default="config")
     schema.set_defaults(handler=_schema, parser=schema)
@@ -426,8 +445,9 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    path = args.socket
+def _socket_of(args: argparse.Namespace) -> str | int:
+    """--socket, or the control.socket of --config; an int is the exit status of a problem."""
+    path: str = args.socket
     if args.config:
         try:  # only control.socket is needed: never require the secrets to ask for status
             loaded = load_config(args.config, check_credentials=False)
@@ -435,16 +455,33 @@ def _status(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(f"config: {problem}", file=sys.stderr)
             return USAGE_ERROR
-        path = loaded.config.control.socket
-        if path is None:
+        configured = loaded.config.control.socket
+        if configured is None:
             return _usage(
                 args.parser,
                 f"{args.config} sets no control.socket: add one (and restart shardbeat), "
                 "or pass --socket PATH",
             )
+        path = configured
+    return path
+
+
+def _status(args: argparse.Namespace) -> int:
+    path = _socket_of(args)
+    if isinstance(path, int):
+        return path
     from shardbeat.runtime.status_client import run_status
 
     return run_status(path, as_json=args.json, watch=args.watch, timeout=args.timeout)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    path = _socket_of(args)
+    if isinstance(path, int):
+        return path
+    from shardbeat.runtime.status_client import run_stop
+
+    return run_stop(path, timeout=args.timeout)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -498,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # argparse: usage errors exit 2 (message already on stderr), --help 0
             return _exit_code(exc)
         if args.verb is None:
-            return _usage(parser, "give a verb: run, validate, doctor, status, schema or emulator")
+            return _usage(parser, "give a verb: run, validate, doctor, status, stop, schema or emulator")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:

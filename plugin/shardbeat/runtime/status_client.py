@@ -8,6 +8,7 @@ to do about it; none of them is a traceback.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
@@ -27,6 +28,14 @@ class StatusError(Exception):
 
 def ask(path: str, timeout: float) -> list[dict[str, Any]]:
     """The status reply's groups from the instance serving `path`. Raises StatusError."""
+    groups = request(path, REQUEST, timeout).get("groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise StatusError(f"{path} answered a status reply without groups")
+    return groups
+
+
+def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
+    """Send one control message (a JSON line) and return its reply if it is `ok`. Raises StatusError."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -51,7 +60,7 @@ def ask(path: str, timeout: float) -> list[dict[str, Any]]:
         except OSError as exc:
             raise StatusError(f"cannot connect to {path}: {exc.strerror or exc}") from None
         try:
-            sock.sendall(REQUEST)
+            sock.sendall(message)
             data = _read_line(sock)
         except TimeoutError:
             raise StatusError(f"{path} accepted but sent no answer within {timeout:g}s") from None
@@ -59,7 +68,7 @@ def ask(path: str, timeout: float) -> list[dict[str, Any]]:
             raise StatusError(f"{path} closed the connection: {exc.strerror or exc}") from None
     finally:
         sock.close()
-    return _groups(path, data)
+    return _reply(path, data)
 
 
 def _read_line(sock: socket.socket) -> bytes:
@@ -74,7 +83,7 @@ def _read_line(sock: socket.socket) -> bytes:
     return bytes(data.split(b"\n", 1)[0])
 
 
-def _groups(path: str, data: bytes) -> list[dict[str, Any]]:
+def _reply(path: str, data: bytes) -> dict[str, Any]:
     if not data:
         raise StatusError(
             f"{path} closed the connection without an answer: is it a shardbeat that answers "
@@ -85,14 +94,11 @@ def _groups(path: str, data: bytes) -> list[dict[str, Any]]:
     except ValueError:
         raise StatusError(f"{path} answered something that is not JSON") from None
     if not isinstance(reply, dict):
-        raise StatusError(f"{path} answered something that is not a status reply")
+        raise StatusError(f"{path} answered something that is not a reply")
     if reply.get("ok") is not True:
         error = reply.get("error") or {}
         raise StatusError(f"{path} refused the request: {error.get('code')}: {error.get('message')}")
-    groups = reply.get("groups")
-    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise StatusError(f"{path} answered a status reply without groups")
-    return groups
+    return reply
 
 
 def show(groups: list[dict[str, Any]], as_json: bool) -> str:
@@ -143,4 +149,25 @@ def run_status(
                 sleep(watch)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def run_stop(
+    path: str, *, timeout: float, err: TextIO | None = None, clock: Callable[[], float] = time.monotonic
+) -> int:
+    """Ask the instance to stop (it writes `lost` and `stopped` records first), then wait until it
+    has removed its socket, i.e. exited. 0 once gone; 1 if it could not be asked or is still there."""
+    err = err or sys.stderr
+    try:
+        request(path, b'{"op": "stop"}\n', timeout)
+    except StatusError as exc:
+        err.write(f"shardbeat stop: {exc}\n")
+        return 1
+    deadline = clock() + timeout
+    while os.path.exists(path):
+        if clock() > deadline:
+            err.write(f"shardbeat stop: asked to stop, but {path} is still there after {timeout:g}s\n")
+            return 1
+        time.sleep(0.05)
+    err.write(f"shardbeat stop: the instance on {path} stopped\n")
     return 0

@@ -221,8 +221,8 @@ class Runner:
             request = provider.heartbeat_request(claim, session.server_clock.now(sent_wall), credentials)
             response = self._transport.send(provider.endpoint, request, sent_at + budget)
             assigned = provider.parse_heartbeat(response)
-        except TransportError as exc:
-            failure = ProviderError(exc.code, exc.message, retry=Retry.FAST)
+        except TransportError as exc:  # the message names the endpoint, the step and the fix
+            failure = ProviderError(exc.code, exc.describe(provider.endpoint), retry=Retry.FAST)
         except ProviderError as exc:
             failure = exc
         received = self._clock.monotonic()
@@ -246,7 +246,9 @@ class Runner:
 
     def _on_success(self, session: Session, assigned: ShardMap, sent_at: float, received: float) -> None:
         if session.last_error is not None:
-            log.info("%s: heartbeat ok again", session.config.label)
+            streak = session.error_summary.recovered(received)
+            after = f" after {streak.failures} failed call(s) over {streak.duration:.1f}s" if streak else ""
+            log.info("%s: heartbeat ok again%s", session.config.label, after)
             session.last_error = None
         events = session.membership.on_success(assigned, sent_at, received)
         session.latency.observe(received - sent_at)
@@ -269,16 +271,17 @@ class Runner:
                 self._emit_event(session, lost)
         due = session.pacer.after_failure(now, failure.retry)
         streak = session.pacer.streak
-        level = logging.WARNING if streak & (streak - 1) == 0 else logging.DEBUG
+        verdict = session.error_summary.failed(f"{source}:{failure.code}", now)
         log.log(
-            level,
-            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs",
+            logging.WARNING if verdict.log else logging.DEBUG,
+            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs%s",
             session.config.label,
             source,
             failure.code,
             failure.message,
             streak,
             due - now,
+            f" ({verdict.repeats} more times in the last {verdict.since:.0f}s)" if verdict.repeats else "",
         )
         session.last_error = failure.code
         session.last_failure = (failure.code, failure.message, now)

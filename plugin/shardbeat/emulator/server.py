@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import logging
 import signal
 import socket
@@ -347,7 +348,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=("debug", "info", "warning", "error"),
         help="stderr log level",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a shardbeat config for this emulator's demo groups (--host/--port) and exit",
+    )
+    parser.add_argument("--quiet", action="store_true", help="on start, print only the listening line")
     args = parser.parse_args(argv)
+    if args.print_config:
+        return _print_config(args.fixtures, args.host, args.port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     LOG.addHandler(handler)
@@ -367,12 +376,30 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        return _serve_until_signalled(server)
+        return _serve_until_signalled(server, not args.quiet)
     finally:
         LOG.removeHandler(handler)
 
 
-def _serve_until_signalled(server: EmulatorServer) -> int:
+def _print_config(path: str | None, host: str, port: int) -> int:
+    from shardbeat.emulator.describe import demo_config
+
+    if port == 0:
+        print(
+            "shardbeat emulator: --print-config needs the port the emulator runs on (--port)", file=sys.stderr
+        )
+        return 2
+    try:
+        fixtures = load_fixtures(path)
+    except FixtureError as exc:
+        print(f"shardbeat emulator: bad fixtures: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    sys.stdout.write(json.dumps(demo_config(fixtures, url), indent=2) + "\n")
+    return 0
+
+
+def _serve_until_signalled(server: EmulatorServer, describe: bool = True) -> int:
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -385,6 +412,10 @@ def _serve_until_signalled(server: EmulatorServer) -> int:
     try:
         server.start()
         print(f"shardbeat emulator listening on {server.url}", file=sys.stderr, flush=True)
+        if describe:
+            from shardbeat.emulator.describe import banner
+
+            print(banner(server.world.fixtures, server.url), file=sys.stderr, end="", flush=True)
         while not done.wait(0.5):
             pass
     finally:

@@ -15,14 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
 from harness import Plugin, write_config
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
+from shardbeat.schemas import load_schema
 
 pytestmark = pytest.mark.slow
+REPLY = jsonschema.Draft202012Validator(load_schema("reply"))
 
 
 @pytest.fixture
@@ -58,7 +61,10 @@ def ask(path: Path, *docs: dict[str, Any]) -> list[dict[str, Any]]:
         data = b""
         while chunk := c.recv(65536):
             data += chunk
-    return [json.loads(line) for line in data.splitlines()]
+    replies = [json.loads(line) for line in data.splitlines()]
+    for reply in replies:
+        REPLY.validate(reply)
+    return replies
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -124,3 +125,19 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
+
+
+@pytest.mark.parametrize(("target", "extras"), [("run", False), ("emulator", False), ("test", True)])
+def test_make_run_installs_only_what_running_needs(target: str, extras: bool) -> None:
+    """From a fresh clone (no venv yet), `make run` installs shardbeat alone; `make test` the extras."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    plan = subprocess.run(
+        ["make", "-n", target, "VENV=/nonexistent/venv"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert plan.returncode == 0, plan.stderr
+    installs = [
+        line for line in plan.stdout.splitlines() if "pip install" in line and "--upgrade pip" not in line
+    ]
+    assert len(installs) == 1, installs
+    assert ("[dev,sdk]" in installs[0]) is extras, installs

@@ -170,6 +170,10 @@ def test_status_says_what_is_wrong_when_it_cannot_ask(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert f"no control socket at {tmp_path / 'none.sock'}" in missing.stderr
     assert "control.socket" in missing.stderr and "Traceback" not in missing.stderr
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    not_socket = status_cli("--socket", str(plain))
+    assert not_socket.returncode == 1 and "is not a socket" in not_socket.stderr
     stale = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(stale))

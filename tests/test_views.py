@@ -79,6 +79,12 @@ def test_the_status_table() -> None:
     golden("status_table.txt", status_table.render(STATUS_GROUPS))
 
 
+def test_server_strings_in_the_status_table_cannot_drive_the_terminal() -> None:
+    bad = entry(last_failure={"code": "X", "message": "a\x1b]0;pwned\x07b\nc", "age_s": 1})
+    text = status_table.render([bad])
+    assert "\x1b" not in text and "\x07" not in text and text.count("\n") == 2
+
+
 def test_the_status_table_without_groups() -> None:
     assert status_table.render([]).splitlines()[-1] == "(no groups)"
 

@@ -25,9 +25,10 @@ def encode_reply(doc: dict[str, Any], mode: Literal["json", "msgpack"] | None) -
     if mode == "msgpack":
         import msgpack  # lazy: most clients speak JSON
 
-        packed: bytes = msgpack.packb(doc, use_bin_type=True)
+        packed: bytes = msgpack.packb(doc, use_bin_type=True, unicode_errors="backslashreplace")
         return packed
-    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    # ASCII JSON: valid whatever the client's locale, and a stray surrogate cannot fail the encoding.
+    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
 
 
 class Outbox:

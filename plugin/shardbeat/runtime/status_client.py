@@ -7,9 +7,11 @@ to do about it; none of them is a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +38,9 @@ def ask(path: str, timeout: float) -> list[dict[str, Any]]:
 
 def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
     """Send one control message (a JSON line) and return its reply if it is `ok`. Raises StatusError."""
+    with contextlib.suppress(OSError):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise StatusError(f"{path} is not a socket: give the path of shardbeat's control.socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:

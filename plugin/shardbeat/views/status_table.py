@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shardbeat.views.shard_text import count, shard_text
+from shardbeat.views.text_records import clean
 
 COLUMNS = ("PROVIDER", "GROUP", "CONSUMER", "HELD", "RELEASING", "LEASE", "LATENCY", "ERRORS", "LAST ERROR")
 MAX_HELD = 40
@@ -67,7 +68,7 @@ def row(entry: Mapping[str, Any]) -> tuple[str, ...]:
 
 def render(groups: Sequence[Mapping[str, Any]]) -> str:
     """The table, aligned, ending in a newline; the last column is never padded."""
-    rows = [COLUMNS, *(row(g) for g in groups)]
+    rows = [COLUMNS, *(row(clean(dict(g))) for g in groups)]  # server strings cannot drive the terminal
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = []
     for r in rows:

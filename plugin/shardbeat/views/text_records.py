@@ -62,21 +62,21 @@ def _shards(value: object) -> dict[str, list[int]]:
     return value if isinstance(value, dict) else {}
 
 
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
     """Control characters in any string (a server's message, a topic name) are shown escaped:
     they must not break the line or drive the terminal."""
     if isinstance(value, str):
         return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
     if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
+        return {clean(k): clean(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [clean(v) for v in value]
     return value
 
 
 def text_line(record: Mapping[str, Any], colour: bool = False, tz: dt.tzinfo | None = None) -> str:
     """One line (no newline) for one record; `tz` None means the local zone."""
-    record = _clean(dict(record))
+    record = clean(dict(record))
     event = record.get("event")
     if record.get("source") == "control" and event == "error":
         head = f"{_clock(record, tz)} control"

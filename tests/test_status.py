@@ -190,6 +190,15 @@ def test_status_says_what_is_wrong_when_it_cannot_ask(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.json", [{**entry, "consumer_group": "grp", "consumer": "c"}])
     no_socket = status_cli("--config", str(cfg))
     assert no_socket.returncode == 2 and "sets no control.socket" in no_socket.stderr
+    with_var = write_config(
+        tmp_path / "v.json",
+        json.loads(cfg.read_text())["groups"],
+        control={"socket": "${SHARDBEAT_TEST_UNSET_NODE}.sock"},
+    )
+    unset = status_cli("--config", str(with_var))
+    assert (
+        unset.returncode == 2 and "environment variable SHARDBEAT_TEST_UNSET_NODE is not set" in unset.stderr
+    )
 
 
 def test_status_watch_refreshes(running: tuple[Plugin, Path, Path]) -> None:

@@ -455,6 +455,9 @@ def _socket_of(args: argparse.Namespace) -> str | int:
             for problem in exc.problems:
                 print(f"config: {problem}", file=sys.stderr)
             return USAGE_ERROR
+        unset = [w for w in loaded.warnings if w.path == "control.socket"]
+        if unset:  # e.g. ${SHARDBEAT_CONSUMER}.sock with the variable not set here
+            return _usage(args.parser, f"{args.config}: {unset[0]}")
         configured = loaded.config.control.socket
         if configured is None:
             return _usage(

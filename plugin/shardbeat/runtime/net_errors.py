@@ -42,7 +42,7 @@ _FIX: dict[tuple[str, str | None], str] = {
         "check the system's CA certificates and clock, and that the endpoint speaks HTTPS "
         "(write http:// for a plain-HTTP endpoint)"
     ),
-    ("ConnectionReset", None): "the server closed the connection without answering; retrying",
+    ("ConnectionReset", None): "a proxy, load balancer or the service dropped the connection; it is retried",
     ("InvalidHTTP", None): "what answered is not the log service (a proxy or a wrong port?)",
     ("ResponseTooLarge", None): "what answered is not the log service (a proxy or a wrong port?)",
     ("NetworkError", "connect"): "check this host's network and routes to the endpoint",

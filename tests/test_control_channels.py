@@ -394,6 +394,7 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(
     sink = Sink()
     sink.pad = 100_000
     with serving(sock_path, sink) as server, client(sock_path) as hog, client(sock_path) as other:
+        assert until(lambda: server.clients == 2)  # both accepted before the hog misbehaves
         hog.sendall(line({"op": "status"}) * 40)  # ~4 MB of replies it never reads
         assert until(lambda: server.clients == 1)
         assert "does not read its replies" in caplog.text

@@ -49,15 +49,18 @@ def _who(session: Session) -> dict[str, str]:
     return {"provider": who.provider, "group": who.group, "consumer": who.consumer}
 
 
-def released(op: str, asked: ShardMap, targets: Sequence[Session], done: Sequence[ShardMap]) -> Reply:
-    """`asked`: the shards the message named (released), or those this released (held)."""
+def released(
+    op: str, asked: ShardMap, targets: Sequence[Session], done: Sequence[tuple[ShardMap, ShardMap]]
+) -> Reply:
+    """`asked`: the shards the message named; `done`: per target, (released, still releasing), as
+    the runner saw them under its lock."""
     entries = []
-    for session, mine in zip(targets, done, strict=True):
+    for session, (mine, still) in zip(targets, done, strict=True):
         entry: dict[str, Any] = _who(session)
         entry["released"] = shards.to_json(mine)
         if op == "released":
             entry["not_releasing"] = shards.to_json(shards.minus(asked, mine))
-        entry["releasing"] = shards.to_json(session.membership.releasing)
+        entry["releasing"] = shards.to_json(still)
         entries.append(entry)
     return {"op": op, "ok": True, "groups": entries}
 

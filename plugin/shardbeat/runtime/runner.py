@@ -222,7 +222,7 @@ class Runner:
             response = self._transport.send(provider.endpoint, request, sent_at + budget)
             assigned = provider.parse_heartbeat(response)
         except TransportError as exc:  # the message names the endpoint, the step and the fix
-            failure = ProviderError(exc.code, exc.describe(provider.endpoint), retry=Retry.FAST)
+            failure = ProviderError(exc.code, exc.describe(provider.endpoint, budget), retry=Retry.FAST)
         except ProviderError as exc:
             failure = exc
         received = self._clock.monotonic()
@@ -372,6 +372,9 @@ class Runner:
             return {}
         session.membership.release(mine)
         session.forget_acks(mine)
+        log.info(
+            "%s: released %s (the server may hand them on)", session.config.label, shard_text(mine, False)
+        )
         if not self._stopping:
             self._beat_now(session)
         return mine
@@ -400,17 +403,18 @@ class Runner:
     def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[Session]:
         return [s for s in self.sessions if s.matches(group, provider, consumer)]
 
-    def release(self, targets: Sequence[Session], released: ShardMap) -> list[ShardMap]:
-        """-> per target, the shards this released (those of `released` that were releasing)."""
+    def release(self, targets: Sequence[Session], released: ShardMap) -> list[tuple[ShardMap, ShardMap]]:
+        """-> per target, (the shards this released, those still releasing)."""
         with self._cond:
-            return [self._release(session, released) for session in targets]
+            return [(self._release(s, released), dict(s.membership.releasing)) for s in targets]
 
-    def held(self, targets: Sequence[Session], held: ShardMap) -> list[ShardMap]:
-        """Downstream says what it really holds: releasing shards it no longer holds are done."""
+    def held(self, targets: Sequence[Session], held: ShardMap) -> list[tuple[ShardMap, ShardMap]]:
+        """Downstream says what it really holds: releasing shards it no longer holds are done.
+        -> per target, (the shards this released, those still releasing)."""
         with self._cond:
             return [
-                self._release(session, shards.minus(session.membership.releasing, held))
-                for session in targets
+                (self._release(s, shards.minus(s.membership.releasing, held)), dict(s.membership.releasing))
+                for s in targets
             ]
 
     def beat_now(self, targets: Sequence[Session]) -> None:

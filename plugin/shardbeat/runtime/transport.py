@@ -33,11 +33,15 @@ class TransportError(Exception):
         self.message = message
         self.step = step
 
-    def describe(self, endpoint: Endpoint) -> str:
-        """The failure as an operator reads it: the endpoint, the step and the fix (net_errors)."""
+    def describe(self, endpoint: Endpoint, budget: float | None = None) -> str:
+        """The failure as an operator reads it: the endpoint, the step and the fix (net_errors);
+        `budget`, the call's time allowance in seconds, is named in a timeout."""
         from shardbeat.runtime.net_errors import describe
 
-        return describe(self.code, self.message, self.step, f"{endpoint.host}:{endpoint.port}")
+        detail = self.message
+        if self.code == "Timeout" and budget is not None:
+            detail = f"{detail} ({budget:.1f}s)"
+        return describe(self.code, detail, self.step, f"{endpoint.host}:{endpoint.port}")
 
 
 class Transport(Protocol):

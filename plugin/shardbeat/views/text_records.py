@@ -93,7 +93,8 @@ def text_line(record: Mapping[str, Any], colour: bool = False, tz: dt.tzinfo | N
     if event == "lease":
         return _paint(f"{head} {_lease(record)} {record.get('latency_ms', 0):.1f}ms", DIM, colour)
     if event == "lost":
-        lost = _paint(f"LOST {shard_text(_shards(record.get('lost')))}", RED, colour)
+        alarming = record.get("reason") != "stopped"  # a clean stop is no alarm
+        lost = _paint(f"LOST {shard_text(_shards(record.get('lost')))}", RED, colour and alarming)
         return f"{head} {lost} {record.get('reason')}"
     if event == "error":
         error = _mapping(record.get("error"))

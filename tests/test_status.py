@@ -101,6 +101,12 @@ def test_status_prints_one_row_per_group_and_writes_no_record(running: tuple[Plu
     assert all(g["lease_remaining_ms"] > 0 and g["last_latency_ms"] is not None for g in groups)
     time.sleep(2 * INTERVAL)
     assert not plugin.events("status")  # asking wrote nothing downstream
+    # the log says what changed, at INFO, without Python reprs
+    assert (
+        "INFO shardbeat.runner: sls:demo-project/demo-logstore/demo-group/node-1: assignment (epoch 1): "
+        "added demo-logstore[0-5], revoked []; holds demo-logstore[0-5]" in plugin.log()
+    )
+    assert "{'" not in plugin.log() and "frozenset" not in plugin.log()
 
 
 def test_every_op_is_acknowledged_on_its_connection(running: tuple[Plugin, Path, Path]) -> None:

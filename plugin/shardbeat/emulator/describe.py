@@ -8,9 +8,10 @@ nothing anywhere else), so printing them is fine; shardbeat never prints real cr
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-from shardbeat.emulator.fixtures import Fixtures
+from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
 
 CONSUMER_VAR = "SHARDBEAT_CONSUMER"
 
@@ -83,3 +84,20 @@ def banner(fixtures: Fixtures, url: str) -> str:
         f"Admin API (tests, fault injection): {url}/_admin/state, /_admin/log, /_admin/faults, /_admin/clock",
     ]
     return "\n".join(lines) + "\n"
+
+
+def print_config(path: str | None, host: str, port: int) -> int:
+    """`shardbeat emulator --print-config`: the demo config for host:port on stdout; exit status."""
+    if port == 0:
+        print(
+            "shardbeat emulator: --print-config needs the port the emulator runs on (--port)", file=sys.stderr
+        )
+        return 2
+    try:
+        fixtures = load_fixtures(path)
+    except FixtureError as exc:
+        print(f"shardbeat emulator: bad fixtures: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    sys.stdout.write(json.dumps(demo_config(fixtures, url), indent=2) + "\n")
+    return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import logging
 import signal
 import socket
@@ -356,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="on start, print only the listening line")
     args = parser.parse_args(argv)
     if args.print_config:
-        return _print_config(args.fixtures, args.host, args.port)
+        from shardbeat.emulator.describe import print_config
+
+        return print_config(args.fixtures, args.host, args.port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     LOG.addHandler(handler)
@@ -379,24 +380,6 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_until_signalled(server, not args.quiet)
     finally:
         LOG.removeHandler(handler)
-
-
-def _print_config(path: str | None, host: str, port: int) -> int:
-    from shardbeat.emulator.describe import demo_config
-
-    if port == 0:
-        print(
-            "shardbeat emulator: --print-config needs the port the emulator runs on (--port)", file=sys.stderr
-        )
-        return 2
-    try:
-        fixtures = load_fixtures(path)
-    except FixtureError as exc:
-        print(f"shardbeat emulator: bad fixtures: {exc}", file=sys.stderr)
-        return 2
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    sys.stdout.write(json.dumps(demo_config(fixtures, url), indent=2) + "\n")
-    return 0
 
 
 def _serve_until_signalled(server: EmulatorServer, describe: bool = True) -> int:

@@ -4,18 +4,28 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROVIDER ?= sls
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: run test lint bench emulator clean
 
+# Two stamps: running needs only shardbeat and its three runtime dependencies; the tests, lint and
+# the benchmark also need the dev tools and both cloud SDKs (the `dev` and `sdk` extras).
 # Set-up and run print nothing on stdout but records (progress goes to stderr), so `make run | jq .` works.
+$(RUN_STAMP): pyproject.toml
+	@echo "setting up $(VENV) to run shardbeat (first run only)..." >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e . >&2
+	@touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
-	@echo "setting up $(VENV) (first run only)..." >&2
+	@echo "setting up $(VENV) with the dev tools and SDKs (first run only)..." >&2
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
 	@$(BIN)/python -m pip install --quiet -e '.[dev,sdk]' >&2
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@$(BIN)/shardbeat run --emulator --provider $(PROVIDER)
 
 test: $(STAMP)
@@ -31,8 +41,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-emulator: $(STAMP)
-	$(BIN)/shardbeat emulator --port 8099
+emulator: $(RUN_STAMP)
+	@$(BIN)/shardbeat emulator --port 8099
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -17,8 +17,8 @@ import msgpack
 import pytest
 
 from shardbeat.config import ControlConfig
-from shardbeat.runtime import control_channels, control_socket
-from shardbeat.runtime.control import ControlMessage
+from shardbeat.runtime import control_channels, control_outbox, control_socket
+from shardbeat.runtime.control import ControlMessage, Reply
 from shardbeat.runtime.control_channels import Feed, start_control, start_stdin_reader, stdin_kind
 from shardbeat.runtime.control_socket import ControlSocketError, ControlSocketServer
 
@@ -33,14 +33,17 @@ class Sink:
         self.errors: list[tuple[str, str, str]] = []
         self.eofs = 0
         self.fail_on: str | None = None
+        self.pad = 0  # bytes of padding in each reply
         self._cond = threading.Condition()
 
-    def control(self, message: ControlMessage) -> None:
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
         with self._cond:
             self.messages.append(message)
             self._cond.notify_all()
         if message.op == self.fail_on:
             raise RuntimeError("sink bug")
+        if reply is not None:
+            reply({"op": message.op, "ok": True, "group": message.group, "pad": "x" * self.pad})
 
     def control_error(self, source: str, code: str, message: str) -> None:
         with self._cond:
@@ -344,14 +347,59 @@ def test_a_client_may_write_without_a_final_newline_and_close(sock_path: Path) -
         assert sink.wait(lambda s: s.ops() == ["stop"])
 
 
-def test_the_server_answers_nothing(sock_path: Path) -> None:
+def read_json_lines(c: socket.socket, n: int) -> list[dict[str, Any]]:
+    c.settimeout(WAIT)
+    data = b""
+    while data.count(b"\n") < n:
+        chunk = c.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return [json.loads(x) for x in data.splitlines()]
+
+
+def test_each_message_is_answered_on_its_own_connection_in_its_encoding(sock_path: Path) -> None:
     sink = Sink()
-    with serving(sock_path, sink), client(sock_path) as c:
-        c.sendall(line({"op": "status"}) + b"bad\n")
-        assert sink.wait(lambda s: len(s.messages) == 1 and len(s.errors) == 1)
-        c.settimeout(0.2)
+    with serving(sock_path, sink), client(sock_path) as a, client(sock_path) as b:
+        a.sendall(line({"op": "status"}) + b"bad\n" + line({"op": "heartbeat", "group": "g"}))
+        replies = read_json_lines(a, 3)
+        assert replies[0] == {"op": "status", "ok": True, "group": None, "pad": ""}
+        assert replies[1]["ok"] is False and replies[1]["error"]["code"] == "InvalidJson"
+        assert replies[2]["op"] == "heartbeat" and replies[2]["group"] == "g"
+        b.sendall(packed({"op": "reload"}))  # MessagePack in, MessagePack out
+        b.settimeout(WAIT)
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(b.recv(65536))
+        assert next(unpacker) == {"op": "reload", "ok": True, "group": None, "pad": ""}
+        a.settimeout(0.2)  # ...and nothing of b's reached a
         with pytest.raises(TimeoutError):
-            c.recv(1)
+            a.recv(1)
+
+
+def test_a_client_that_half_closes_still_gets_its_replies(sock_path: Path) -> None:
+    sink = Sink()
+    sink.pad = 300_000  # more than one send() takes: the rest goes out as the client reads
+    with serving(sock_path, sink) as server, client(sock_path) as c:
+        c.sendall(line({"op": "status"}) + line({"op": "status"}))
+        c.shutdown(socket.SHUT_WR)
+        replies = read_json_lines(c, 2)
+        assert [r["op"] for r in replies] == ["status", "status"]
+        assert c.recv(1) == b""  # then the server closes
+        assert until(lambda: server.clients == 0)
+
+
+def test_a_client_that_never_reads_its_replies_is_disconnected(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(control_outbox, "MAX_PENDING", 1 << 20)
+    sink = Sink()
+    sink.pad = 100_000
+    with serving(sock_path, sink) as server, client(sock_path) as hog, client(sock_path) as other:
+        assert until(lambda: server.clients == 2)  # both accepted before the hog misbehaves
+        hog.sendall(line({"op": "status"}) * 40)  # ~4 MB of replies it never reads
+        assert until(lambda: server.clients == 1)
+        assert "does not read its replies" in caplog.text
+        other.sendall(line({"op": "reload"}))  # the server still serves everyone else
+        assert read_json_lines(other, 1)[0]["op"] == "reload"
 
 
 def test_idle_clients_never_lock_a_newcomer_out(sock_path: Path) -> None:

@@ -458,7 +458,7 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_announces_serves_and_stops_on_signal(signum: int) -> None:
-    process = _spawn("--port", "0")
+    process = _spawn("--port", "0", "--quiet")  # the description it prints otherwise: test_emulator_describe
     try:
         assert process.stderr is not None
         line = process.stderr.readline().strip()

@@ -1,4 +1,4 @@
-"""Command line: verbs run, validate, doctor, schema, emulator. Parses flags and hands over; nothing else.
+"""Command line: verbs run, validate, doctor, status, stop, schema, emulator. Parses flags, hands over.
 
 Exit codes: 0 clean stop; 2 usage or config error; anything else an unrecoverable fault (the runner's).
 Under `run`, stdout carries records only (the runner writes them): every message here goes to stderr.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shardbeat import __version__
+from shardbeat.cli_operator import add_operator_verbs
 from shardbeat.config import (
     Config,
     ConfigError,
@@ -154,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the embedded emulator and run its demo group (--provider picks sls or cls)",
     )
     _add_group_flags(run)
-    run.add_argument("--output-format", choices=["json", "msgpack"], help="overrides output.format")
+    run.add_argument(
+        "--output-format",
+        choices=["json", "msgpack", "text"],
+        help="overrides output.format; text (one readable line per record) is the default when stdout "
+        "is a terminal and no format is given",
+    )
     run.add_argument(
         "--control-socket",
         metavar="PATH",
@@ -173,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a config file", description="Check a config file; exit 0 if it is valid."
     )
     validate.add_argument("--config", metavar="FILE", required=True)
+    validate.add_argument(
+        "--no-credentials",
+        action="store_true",
+        help="check structure only: credentials are not looked for and an unset ${VAR} is only a "
+        "warning (for a build machine without the secrets)",
+    )
     validate.set_defaults(handler=_validate, parser=validate)
 
     doctor = verbs.add_parser(
@@ -195,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_group_flags(doctor)
     doctor.set_defaults(handler=_doctor, parser=doctor, output_format=None)
+
+    add_operator_verbs(verbs, _socket_path)
 
     schema = verbs.add_parser("schema", help="print a JSON Schema", description="Print a JSON Schema.")
     schema.add_argument("name", nargs="?", choices=SCHEMA_NAMES, default="config")
@@ -291,8 +305,19 @@ def _with_control_flags(loaded: LoadedConfig, args: argparse.Namespace) -> Loade
     return dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, control=control))
 
 
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _config_from_file(args: argparse.Namespace) -> LoadedConfig:
     raw = parse_config_file(args.config)
+    if args.output_format is None and args.verb == "run" and _stdout_is_terminal():
+        output = raw.get("output") if isinstance(raw, dict) else None
+        if not (isinstance(output, dict) and "format" in output):
+            args.output_format = "text"  # a person is watching, and the config did not choose
     if args.output_format and isinstance(raw, dict):
         output = raw.setdefault("output", {})
         if isinstance(output, dict):
@@ -331,6 +356,8 @@ def _run(args: argparse.Namespace) -> int:
             "use environment variables or --credentials-file instead",
             ", ".join(secret_flags),
         )
+    if args.output_format is None and not args.config and _stdout_is_terminal():
+        args.output_format = "text"  # a person is watching (a config file may still choose)
     try:
         if args.emulator:
             return _run_emulator(args)
@@ -397,7 +424,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = load_config(args.config, check_credentials=not args.no_credentials)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -411,7 +438,7 @@ def _validate(args: argparse.Namespace) -> int:
         return USAGE_ERROR
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print("ok")
+    print("ok (structure only: credentials not checked)" if args.no_credentials else "ok")
     return 0
 
 
@@ -484,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # argparse: usage errors exit 2 (message already on stderr), --help 0
             return _exit_code(exc)
         if args.verb is None:
-            return _usage(parser, "give a verb: run, validate, doctor, schema or emulator")
+            return _usage(parser, "give a verb: run, validate, doctor, status, stop, schema or emulator")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except KeyboardInterrupt:

@@ -49,6 +49,8 @@ from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
 
+STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (never sent)
+
 MAX_SECONDS = 86400.0  # as in the schema
 MIN_SAFE_MARGIN = 0.1
 
@@ -66,6 +68,7 @@ class _Group:
         self.skip = skip
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.check_credentials = True  # False: structure only (validate --no-credentials)
 
     def at(self, key: str) -> str:
         return f"{self.path}.{key}"
@@ -176,6 +179,8 @@ class _Group:
         self, provider: ProviderName, base_dir: Path, environ: Mapping[str, str]
     ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
         """-> (static keys, credentials_file, source spec, usable)."""
+        if not self.check_credentials:
+            return STRUCTURE_ONLY, None, None, True
         given: Mapping[str, Any] = {}
         file_path: str | None = None
         inline = self.raw.get("credentials")
@@ -352,8 +357,13 @@ def config_from_dict(
     base_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     hostname: str | None = None,
+    check_credentials: bool = True,
 ) -> LoadedConfig:
     """Validate a parsed config document. Raises ConfigError listing every problem.
+
+    `check_credentials=False` checks structure only (for a build machine without the secrets):
+    credentials are not looked for, and an unset ${VAR} is a warning, not a problem; the
+    Config it returns carries placeholder credentials and must not be run.
 
     `base_dir` anchors relative credentials_file paths (default: the working directory);
     `environ` (default os.environ) feeds ${VAR} and credential fallbacks; `hostname` (default
@@ -362,14 +372,18 @@ def config_from_dict(
     env = os.environ if environ is None else environ
     base = Path.cwd() if base_dir is None else Path(base_dir)
     document, problems, skip = expand(raw, env)
-    problems.extend(p for p in schema_problems("config", document) if p.path not in skip)
     warnings: list[Problem] = []
+    if not check_credentials:
+        warnings = [p for p in problems if p.message.endswith(" is not set")]
+        problems = [p for p in problems if p not in warnings]
+    problems.extend(p for p in schema_problems("config", document) if p.path not in skip)
     built: list[tuple[int, GroupConfig]] = []
     entries = document.get("groups") if isinstance(document, dict) else None
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict):
             continue
         checker = _Group(entry, f"groups[{index}]", skip)
+        checker.check_credentials = check_credentials
         group = checker.build(base, env, hostname)
         problems.extend(checker.problems)
         warnings.extend(checker.warnings)
@@ -378,7 +392,8 @@ def config_from_dict(
     problems.extend(_duplicates(built))
     network, network_problems = network_config(document if isinstance(document, dict) else {}, base, env)
     problems.extend(p for p in network_problems if p.path not in skip)
-    warnings.extend(_cls_rate_warnings(built))
+    if check_credentials:  # the rate budget is per key: unknown without the keys
+        warnings.extend(_cls_rate_warnings(built))
     if problems:
         raise ConfigError(sorted_problems(problems))
     output = document.get("output", {})
@@ -406,7 +421,14 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     hostname: str | None = None,
+    check_credentials: bool = True,
 ) -> LoadedConfig:
     """Read and validate a JSON or TOML (by the `.toml` suffix) config file. Raises ConfigError."""
     raw = parse_config_file(path)
-    return config_from_dict(raw, base_dir=Path(path).parent, environ=environ, hostname=hostname)
+    return config_from_dict(
+        raw,
+        base_dir=Path(path).parent,
+        environ=environ,
+        hostname=hostname,
+        check_credentials=check_credentials,
+    )

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from shardbeat.config.credential_sources import SourceSpec
 
 ProviderName = Literal["sls", "cls"]
-OutputFormat = Literal["json", "msgpack"]
+OutputFormat = Literal["json", "msgpack", "text"]
 ReleaseMode = Literal["immediate", "ack"]
 SignatureVersion = Literal["v1", "v4"]
 

@@ -406,7 +406,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=("debug", "info", "warning", "error"),
         help="stderr log level",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a shardbeat config for this emulator's demo groups (--host/--port) and exit",
+    )
+    parser.add_argument("--quiet", action="store_true", help="on start, print only the listening line")
     args = parser.parse_args(argv)
+    if args.print_config:
+        from shardbeat.emulator.describe import print_config
+
+        return print_config(args.fixtures, args.host, args.port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     LOG.addHandler(handler)
@@ -426,12 +436,12 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        return _serve_until_signalled(server)
+        return _serve_until_signalled(server, not args.quiet)
     finally:
         LOG.removeHandler(handler)
 
 
-def _serve_until_signalled(server: EmulatorServer) -> int:
+def _serve_until_signalled(server: EmulatorServer, describe: bool = True) -> int:
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -444,6 +454,10 @@ def _serve_until_signalled(server: EmulatorServer) -> int:
     try:
         server.start()
         print(f"shardbeat emulator listening on {server.url}", file=sys.stderr, flush=True)
+        if describe:
+            from shardbeat.emulator.describe import banner
+
+            print(banner(server.world.fixtures, server.url), file=sys.stderr, end="", flush=True)
         while not done.wait(0.5):
             pass
     finally:

@@ -52,7 +52,7 @@ def run_bootstrap(
         try:
             answer = transport.send(provider.endpoint, build(server_now(), credentials), deadline)
         except TransportError as exc:
-            raise ProviderError(exc.code, exc.message, retry=Retry.FAST) from None
+            raise ProviderError(exc.code, exc.describe(provider.endpoint), retry=Retry.FAST) from None
         return answer
 
     label = group.label

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, get_args
 
@@ -48,13 +48,13 @@ TRUNCATED = "TruncatedMessage"
 INVALID_MESSAGE = "InvalidMessage"
 UNKNOWN_OP = "UnknownOp"
 
-_FIELDS = ("op", "group", "provider", "consumer", "shards", "checkpoints", "epoch")
+_FIELDS = ("op", "group", "provider", "consumer", "shards", "checkpoints", "epoch", "records")
 # Fields an op may carry besides `op` (schema: allOf, `notForOp`).
 _ALLOWED: dict[str, frozenset[str]] = {
     "released": frozenset({"group", "provider", "consumer", "shards", "checkpoints", "epoch"}),
     "held": frozenset({"group", "provider", "consumer", "shards"}),
     "heartbeat": frozenset({"group", "provider", "consumer"}),
-    "status": frozenset(),
+    "status": frozenset({"records"}),
     "reload": frozenset(),
     "stop": frozenset(),
     "commit": frozenset({"group", "provider", "consumer", "checkpoints", "epoch"}),
@@ -77,6 +77,7 @@ class ControlMessage:
     # commit, and released (values committed before the release takes effect)
     checkpoints: Mapping[ShardKey, Checkpoint] | None = None
     epoch: int | None = None  # with checkpoints: the epoch downstream's values were made under
+    records: bool = True  # status only: also write status records to stdout (false: reply only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +88,15 @@ class ControlProblem:
     message: str
 
 
+Reply = Callable[[dict[str, Any]], None]
+
+
 class ControlSink(Protocol):
     """What the readers deliver to (the runner). Called from reader threads: must be thread-safe
-    and quick (no network I/O)."""
+    and quick (no network I/O). `reply` answers the connection the message came on (the control
+    socket); stdin has none, so its messages are answered by records only."""
 
-    def control(self, message: ControlMessage) -> None: ...
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None: ...
 
     def control_error(self, source: str, code: str, message: str) -> None: ...
 
@@ -200,8 +205,18 @@ def _message(doc: object) -> ControlMessage:
     missing = [key for key in needed if key not in doc]
     if missing:
         raise _Invalid(INVALID_MESSAGE, f"op {op} needs {' and '.join(missing)}")
+    records = doc.get("records", True)
+    if not isinstance(records, bool):
+        raise _Invalid(INVALID_MESSAGE, f"records must be true or false, not {json_kind(records)}")
     return ControlMessage(
-        cast(Op, op), group, cast(ProviderName | None, provider), consumer, shards, checkpoints, epoch
+        cast(Op, op),
+        group,
+        cast(ProviderName | None, provider),
+        consumer,
+        shards,
+        checkpoints,
+        epoch,
+        records,
     )
 
 

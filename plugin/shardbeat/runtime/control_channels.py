@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shardbeat.config import ControlConfig
-from shardbeat.runtime.control import ControlDecoder, ControlMessage, ControlProblem, ControlSink
+from shardbeat.runtime.control import ControlDecoder, ControlMessage, ControlProblem, ControlSink, Reply
 from shardbeat.runtime.control_socket import ControlSocketError, ControlSocketServer
 
 __all__ = [
@@ -55,6 +55,7 @@ class Feed:
         self._last = clock()
         self.suppressed = 0
         self.closed = False
+        self.reply: Reply | None = None  # answers this stream's client (set by the socket server)
 
     def data(self, chunk: bytes) -> None:
         self._deliver(self.decoder.feed(chunk))
@@ -69,8 +70,13 @@ class Feed:
             try:
                 if isinstance(item, ControlMessage):
                     log.debug("control (%s): %s", self.source, item.op)
-                    self.sink.control(item)
+                    if self.reply is None:
+                        self.sink.control(item)
+                    else:
+                        self.sink.control(item, reply=self.reply)
                 else:
+                    if self.reply is not None:  # the client hears of every problem it caused
+                        self.reply({"ok": False, "error": {"code": item.code, "message": item.message}})
                     self._problem(item)
             except Exception:  # a bug behind the sink must not end the channel
                 log.exception("internal error handling a control message from %s", self.source)

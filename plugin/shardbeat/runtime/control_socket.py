@@ -2,9 +2,11 @@
 
 For hosts that give the plugin no usable stdin (Vector: /dev/null; Fluent Bit: its own stdin).
 Each connection is a stream of its own (JSON lines or MessagePack, detected per connection, with
-its own decoder). The server never answers: a client writes and may close at once (`socat`,
-`nc -U`); the effect of a message shows as records on stdout (`status` writes one per group),
-problems as `error` records and log lines.
+its own decoder). Every message is answered on its connection, in the client's encoding (a
+`status` reply, an ack naming what an op did, or the problem with the message); the effects still
+show as records on stdout as well. A client may also write and close at once (`socat`, `nc -U`):
+replies still pending then go out before the connection is closed, and a client that never reads
+them is disconnected (control_outbox.py).
 
 Creating the socket:
 - an existing socket file nobody listens on (left by a killed process) is replaced; one with a live
@@ -33,6 +35,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from shardbeat.runtime.control_outbox import Outbox
 
 if TYPE_CHECKING:
     from shardbeat.runtime.control_channels import Feed
@@ -75,6 +79,8 @@ class ControlSocketServer:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = -1, -1
         self._clients: dict[socket.socket, Feed] = {}
+        self._outboxes: dict[socket.socket, Outbox] = {}
+        self._ending: set[socket.socket] = set()  # EOF seen; open until pending replies are out
         self._thread: threading.Thread | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -123,13 +129,16 @@ class ControlSocketServer:
     def _serve(self) -> None:
         try:
             while True:
-                for key, _ in self._selector.select(self._until_next_idle()):
+                for key, mask in self._selector.select(self._until_next_idle()):
                     if key.data == _WAKE:
                         return
                     if key.fileobj is self._listener:
                         self._accept()
-                    else:
-                        assert isinstance(key.fileobj, socket.socket)
+                        continue
+                    assert isinstance(key.fileobj, socket.socket)
+                    if mask & selectors.EVENT_WRITE:
+                        self._send_pending(key.fileobj)
+                    if mask & selectors.EVENT_READ and key.fileobj in self._clients:
                         self._receive(key.fileobj)
                 self._close_idle()
         except Exception:  # a bug here must not go unnoticed, nor take the process down
@@ -149,7 +158,11 @@ class ControlSocketServer:
         if len(self._clients) >= self._max_clients:
             self._evict_most_silent()
         conn.setblocking(False)
-        self._clients[conn] = self._new_feed()
+        feed = self._new_feed()
+        outbox = Outbox(conn, lambda: feed.decoder.mode, lambda pending: self._watch(conn, pending))
+        feed.reply = outbox.reply
+        self._clients[conn] = feed
+        self._outboxes[conn] = outbox
         self._last_heard[conn] = self._clock()
         self._selector.register(conn, selectors.EVENT_READ)
 
@@ -190,6 +203,28 @@ class ControlSocketServer:
             feed.end()
         self._drop(conn)
 
+    # -- replies
+
+    def _watch(self, conn: socket.socket, writable: bool) -> None:
+        """Listen for writability only while replies wait; an ending connection is not read."""
+        if conn not in self._clients:
+            return
+        events = 0 if conn in self._ending else selectors.EVENT_READ
+        if writable:
+            events |= selectors.EVENT_WRITE
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.modify(conn, events)
+
+    def _send_pending(self, conn: socket.socket) -> None:
+        outbox = self._outboxes.get(conn)
+        if outbox is None:
+            return
+        outbox.flush()
+        if outbox.failed or (conn in self._ending and not outbox.pending):
+            self._drop(conn)
+        elif not outbox.pending:
+            self._watch(conn, False)
+
     def _receive(self, conn: socket.socket) -> None:
         feed = self._clients[conn]
         try:
@@ -199,17 +234,26 @@ class ControlSocketServer:
         except OSError as exc:
             log.debug("control socket: client gone: %s", exc.strerror or exc)
             chunk = b""
+        outbox = self._outboxes[conn]
         if chunk:
             self._last_heard.pop(conn, None)  # re-inserted last: the order stays "least recent first"
             self._last_heard[conn] = self._clock()
             feed.data(chunk)
+            if outbox.failed:
+                self._drop(conn)
             return
         feed.end()
+        if outbox.pending and not outbox.failed:
+            self._ending.add(conn)  # the client half-closed: deliver its replies, then close
+            self._watch(conn, True)
+            return
         self._drop(conn)
 
     def _drop(self, conn: socket.socket) -> None:
         self._clients.pop(conn, None)
         self._last_heard.pop(conn, None)
+        self._outboxes.pop(conn, None)
+        self._ending.discard(conn)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn)
         conn.close()

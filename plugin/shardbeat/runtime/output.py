@@ -54,7 +54,11 @@ def msgpack_map(record: Record) -> bytes:
     return packed
 
 
-def encoder_for(fmt: Literal["json", "msgpack"]) -> Encoder:
+def encoder_for(fmt: Literal["json", "msgpack", "text"], colour: bool = False) -> Encoder:
+    if fmt == "text":  # the human view (views/text_records.py)
+        from shardbeat.views.text_records import text_encoder
+
+        return text_encoder(colour)
     return msgpack_map if fmt == "msgpack" else json_line
 
 

@@ -19,7 +19,7 @@ from shardbeat.runtime.runner import Runner
 
 if TYPE_CHECKING:
     from shardbeat.config import Config
-    from shardbeat.runtime.control import ControlMessage
+    from shardbeat.runtime.control import ControlMessage, Reply
 
 log = logging.getLogger("shardbeat.process")
 
@@ -34,31 +34,42 @@ class ControlHandler:
         self._config = config
         self._config_path = config_path
 
-    def control(self, message: ControlMessage) -> None:
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
+        """Act on one message; with `reply` (a socket client), answer it (control_replies)."""
+        from shardbeat.runtime import control_replies as replies
+
+        answer = reply or (lambda doc: None)
         runner = self._runner
         op = message.op
         if op == "stop":
             log.info("control: stop requested")
+            answer(replies.done(op))  # before the stop: the client hears it while we still serve
             runner.stop()
             return
         if op == "status":
-            runner.emit_status()
+            answer(replies.status(runner.emit_status(write=message.records)))
             return
         if op == "reload":
             self.reload()
+            answer(replies.done(op))
             return
         targets = runner.select(message.group, message.provider, message.consumer)
         if not targets:
-            runner.control_error("UnknownGroup", f"{op}: no configured group matches {_who(message)}")
+            text = f"{op}: no configured group matches {_who(message)}"
+            runner.control_error("UnknownGroup", text)
+            answer(replies.failed(op, "UnknownGroup", text))
             return
         if op == "heartbeat":
             runner.beat_now(targets)
+            answer(replies.heartbeat(targets))
         elif op == "released" and message.shards is not None:
-            runner.release(targets, message.shards, message.checkpoints, message.epoch)
+            shards_released = runner.release(targets, message.shards, message.checkpoints, message.epoch)
+            answer(replies.released(op, message.shards, targets, shards_released))
         elif op == "commit" and message.checkpoints is not None:
             runner.commit(targets, message.checkpoints, message.epoch)
+            answer(replies.done(op))  # outcomes follow as `committed` / `error` records
         elif op == "held" and message.shards is not None:
-            runner.held(targets, message.shards)
+            answer(replies.released(op, message.shards, targets, runner.held(targets, message.shards)))
 
     def control_error(self, source: str, code: str, message: str) -> None:
         self._runner.control_error(code, f"{source}: {message}")
@@ -103,9 +114,9 @@ def _without_credentials(config: Config) -> object:
 
 
 def _who(message: ControlMessage) -> str:
-    parts = [f"{k} {v!r}" for k, v in (("group", message.group), ("provider", message.provider)) if v]
+    parts = [f"{k} {v}" for k, v in (("group", message.group), ("provider", message.provider)) if v]
     if message.consumer:
-        parts.append(f"consumer {message.consumer!r}")
+        parts.append(f"consumer {message.consumer}")
     return ", ".join(parts) or "(any)"
 
 
@@ -129,7 +140,8 @@ def run(config: Config, config_path: str | None = None) -> int:
             cleanup.callback(handler_for_logs.flush_backlog, 0.5)
         fd = guard_stdout()
         box: list[Runner] = []
-        writer = RecordWriter(fd, encoder_for(config.output.format), on_broken=lambda why: _abandon(box, why))
+        encoder = encoder_for(config.output.format, _colour(fd))
+        writer = RecordWriter(fd, encoder, on_broken=lambda why: _abandon(box, why))
         network = Network.of(config)
         _log_routes(network, config)
         runner = Runner(config.groups, writer, network=network)
@@ -172,6 +184,14 @@ def _start_services(
         cleanup.callback(metrics.stop)
         metrics.start()
         log.info("metrics on http://%s:%d/metrics", metrics.host, metrics.port)
+
+
+def _colour(fd: int) -> bool:
+    import os
+
+    from shardbeat.views.text_records import use_colour
+
+    return use_colour(os.isatty(fd), os.environ)
 
 
 def _log_routes(network: Network, config: Config) -> None:

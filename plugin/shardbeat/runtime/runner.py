@@ -39,6 +39,7 @@ from shardbeat.runtime.runner_checkpoints import COMMIT, CheckpointOps, CommitJo
 from shardbeat.runtime.session import Session, SessionSnapshot, make_provider
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
+from shardbeat.views.shard_text import shard_text
 
 if TYPE_CHECKING:
     from shardbeat.config import GroupConfig
@@ -324,8 +325,8 @@ class Runner(CheckpointOps):
             request = provider.heartbeat_request(claim, session.server_clock.now(sent_wall), credentials)
             response = self._transport.send(provider.endpoint, request, sent_at + budget)
             assigned = provider.parse_heartbeat(response)
-        except TransportError as exc:
-            failure = ProviderError(exc.code, exc.message, retry=Retry.FAST)
+        except TransportError as exc:  # the message names the endpoint, the step and the fix
+            failure = ProviderError(exc.code, exc.describe(provider.endpoint, budget), retry=Retry.FAST)
         except ProviderError as exc:
             failure = exc
         received = self._clock.monotonic()
@@ -367,10 +368,13 @@ class Runner(CheckpointOps):
     ) -> None:
         """`positions`: start positions read for this answer; `applied`: now, when that took time."""
         if session.last_error is not None:
-            log.info("%s: heartbeat ok again", session.config.label)
+            streak = session.error_summary.recovered(received)
+            after = f" after {streak.failures} failed call(s) over {streak.duration:.1f}s" if streak else ""
+            log.info("%s: heartbeat ok again%s", session.config.label, after)
             session.last_error = None
         events = session.membership.on_success(assigned, sent_at, received if applied is None else applied)
         session.latency.observe(received - sent_at)
+        session.last_latency = received - sent_at
         latency_ms = (received - sent_at) * 1000
         for event in events:
             self._emit_event(session, event, latency_ms, positions)
@@ -391,18 +395,20 @@ class Runner(CheckpointOps):
                 self._emit_event(session, lost)
         due = session.pacer.after_failure(now, failure.retry)
         streak = session.pacer.streak
-        level = logging.WARNING if streak & (streak - 1) == 0 else logging.DEBUG
+        verdict = session.error_summary.failed(f"{source}:{failure.code}", now)
         log.log(
-            level,
-            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs",
+            logging.WARNING if verdict.log else logging.DEBUG,
+            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs%s",
             session.config.label,
             source,
             failure.code,
             failure.message,
             streak,
             due - now,
+            f" ({verdict.repeats} more times in the last {verdict.since:.0f}s)" if verdict.repeats else "",
         )
         session.last_error = failure.code
+        session.last_failure = (failure.code, failure.message, now)
         self._writer.emit(
             records.error(
                 session.identity,
@@ -456,6 +462,14 @@ class Runner(CheckpointOps):
         on_written: Callable[[], None] | None = None
         if isinstance(event, ms.AssignmentChanged):
             session.counters.changes += 1
+            log.info(
+                "%s: assignment (epoch %d): added %s, revoked %s; holds %s",
+                session.config.label,
+                event.epoch,
+                shard_text(event.added, False),
+                shard_text(event.revoked, False),
+                shard_text(event.assigned, False),
+            )
             if event.revoked:
                 if session.release_on_ack:
                     self._await_ack(session, event.revoked)
@@ -469,7 +483,7 @@ class Runner(CheckpointOps):
                 "%s: %s; dropped %s",
                 session.config.label,
                 event.reason.replace("_", " "),
-                shards.to_json(event.lost),
+                shard_text(event.lost, False),
             )
         self._writer.emit(record, on_written)
         if isinstance(event, ms.Lost):
@@ -485,15 +499,20 @@ class Runner(CheckpointOps):
 
         return release
 
-    def _release_now(self, session: Session, released: ShardMap) -> None:
-        """Stop claiming these revoked shards (caller holds the lock) and tell the server at once."""
+    def _release_now(self, session: Session, released: ShardMap) -> ShardMap:
+        """Stop claiming these revoked shards (caller holds the lock) and tell the server at once.
+        Returns the ones that were waiting to be released."""
         mine = session.releasing_among(released)
         if not shards.count(mine):
-            return
+            return {}
         session.membership.release(mine)
         session.forget_acks(mine)
+        log.info(
+            "%s: released %s (the server may hand them on)", session.config.label, shard_text(mine, False)
+        )
         if not self._stopping:
             self._beat_now(session)
+        return mine
 
     # -- release: ack -------------------------------------------------------------------------------
 
@@ -510,7 +529,7 @@ class Runner(CheckpointOps):
             "%s: no `released` ack within %gs for %s; releasing anyway",
             session.config.label,
             session.release_grace,
-            shards.to_json(released),
+            shard_text(released, False),
         )
         self._release(session, released)
 
@@ -525,19 +544,22 @@ class Runner(CheckpointOps):
         released: ShardMap,
         checkpoints: Mapping[ShardKey, Checkpoint] | None = None,
         epoch: int | None = None,
-    ) -> None:
-        """`released` (with `checkpoints`: committed before the release takes effect)."""
+    ) -> list[tuple[ShardMap, ShardMap]]:
+        """`released` (with `checkpoints`: committed before the release takes effect).
+        -> per target, (the shards this released, those still releasing)."""
         if checkpoints:
             self.commit(targets, checkpoints, epoch)
         with self._cond:
-            for session in targets:
-                self._release(session, released)
+            return [(self._release(s, released), dict(s.membership.releasing)) for s in targets]
 
-    def held(self, targets: Sequence[Session], held: ShardMap) -> None:
-        """Downstream says what it really holds: releasing shards it no longer holds are done."""
+    def held(self, targets: Sequence[Session], held: ShardMap) -> list[tuple[ShardMap, ShardMap]]:
+        """Downstream says what it really holds: releasing shards it no longer holds are done.
+        -> per target, (the shards this released, those still releasing)."""
         with self._cond:
-            for session in targets:
-                self._release(session, shards.minus(session.membership.releasing, held))
+            return [
+                (self._release(s, shards.minus(s.membership.releasing, held)), dict(s.membership.releasing))
+                for s in targets
+            ]
 
     def beat_now(self, targets: Sequence[Session]) -> None:
         """On-demand beats (control `heartbeat`, reload): coalesced and spaced, see core/on_demand.py."""
@@ -579,7 +601,12 @@ class Runner(CheckpointOps):
                     )
                 )
 
-    def emit_status(self) -> None:
+    def emit_status(self, write: bool = True) -> list[dict[str, object]]:
+        """A status record per group, written to stdout unless `write` is false; returned with the
+        extra figures an operator asks for (control_replies.status_entry)."""
+        from shardbeat.runtime.control_replies import status_entry
+
+        entries: list[dict[str, object]] = []
         with self._cond:
             at = self._clock.instant()
             for s in self.sessions:
@@ -596,20 +623,22 @@ class Runner(CheckpointOps):
                     counters["checkpoints_committed"] = s.checkpoints.committed
                     counters["checkpoints_dropped"] = s.checkpoints.dropped
                 expires = m.lease.expires_at if m.lease.valid(at.mono) else None
-                self._writer.emit(
-                    records.status(
-                        s.identity,
-                        at,
-                        m.epoch,
-                        m.assigned,
-                        m.releasing,
-                        expires,
-                        s.last_error,
-                        counters,
-                        s.server_clock.offset,
-                        s.latency.snapshot(),
-                    )
+                record = records.status(
+                    s.identity,
+                    at,
+                    m.epoch,
+                    m.assigned,
+                    m.releasing,
+                    expires,
+                    s.last_error,
+                    counters,
+                    s.server_clock.offset,
+                    s.latency.snapshot(),
                 )
+                entries.append(status_entry(record, s, at.mono))
+                if write:
+                    self._writer.emit(record)
+        return entries
 
     def snapshot(self) -> list[SessionSnapshot]:
         with self._cond:

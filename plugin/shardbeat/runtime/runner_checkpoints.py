@@ -86,7 +86,8 @@ class CheckpointOps:
 
     def _watchdog(self, session: Session, now: float) -> None: ...
 
-    def _release_now(self, session: Session, released: ShardMap) -> None: ...
+    def _release_now(self, session: Session, released: ShardMap) -> ShardMap:
+        raise NotImplementedError  # the runner's
 
     def _observe_clock(self, session: Session, response: HttpResponse, sent_wall: float) -> None: ...
 
@@ -313,18 +314,18 @@ class CheckpointOps:
 
     # -- release after flush (lock held)
 
-    def _release(self, session: Session, released: ShardMap) -> None:
-        """Stop claiming these revoked shards, once any checkpoint pending for them is committed."""
+    def _release(self, session: Session, released: ShardMap) -> ShardMap:
+        """Stop claiming these revoked shards, once any checkpoint pending for them is committed.
+        Returns the ones released now (the rest follow once their values are committed)."""
         group = session.checkpoints
         if group is None or self._stopping:
-            self._release_now(session, released)
-            return
+            return self._release_now(session, released)
         mine = session.releasing_among(released)
         waiting = group.book.hold_release(mine)
         if waiting:
             log.info("%s: committing %s before releasing them", session.config.label, shards.to_json(waiting))
             self._schedule_commit(session)
-        self._release_now(session, shards.minus(mine, waiting))
+        return self._release_now(session, shards.minus(mine, waiting))
 
     # -- sending (a worker, or the main thread during a stop)
 

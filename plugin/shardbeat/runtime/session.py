@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shardbeat.core import shards
+from shardbeat.core.error_summary import ErrorSummary
 from shardbeat.core.histogram import Histogram, HistogramSnapshot
 from shardbeat.core.lease import Lease, default_margin
 from shardbeat.core.membership import Membership
@@ -76,7 +77,10 @@ class Session:
     on_demand: bool = False  # an on-demand beat is owed once the one in flight is answered
     lease_queued: bool = False  # the scheduler holds this session's lease deadline
     last_date: tuple[str, float] = ("", 0.0)  # the last Date header seen and its parse
-    last_error: str | None = None
+    last_error: str | None = None  # the code of the failure now in progress; None once a call succeeds
+    last_failure: tuple[str, str, float] | None = None  # (code, message, monotonic time): for `status`
+    last_latency: float | None = None  # seconds, of the last answered heartbeat
+    error_summary: ErrorSummary = field(default_factory=ErrorSummary)  # what the log repeats
     latency: Histogram = field(default_factory=Histogram)  # answered heartbeats, seconds
     # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
     awaiting_ack: dict[tuple[str, int], float] = field(default_factory=dict)

@@ -34,12 +34,24 @@ MAX_RESPONSE_BYTES = 1 << 20
 
 
 class TransportError(Exception):
-    """A request that got no usable HTTP answer (timeout, refused, reset, oversize)."""
+    """A request that got no usable HTTP answer (timeout, refused, reset, oversize). `step` is where
+    it failed (net_errors.Step: resolve, connect, tls, answer) when known."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, step: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.step = step
+
+    def describe(self, endpoint: Endpoint, budget: float | None = None) -> str:
+        """The failure as an operator reads it: the endpoint, the step and the fix (net_errors);
+        `budget`, the call's time allowance in seconds, is named in a timeout."""
+        from shardbeat.runtime.net_errors import describe
+
+        detail = self.message
+        if self.code == "Timeout" and budget is not None:
+            detail = f"{detail} ({budget:.1f}s)"
+        return describe(self.code, detail, self.step, f"{endpoint.host}:{endpoint.port}")
 
 
 class Transport(Protocol):
@@ -97,16 +109,18 @@ class HttpTransport:
         except _STALE as exc:
             conn.close()
             if not reused:
-                raise _as_transport_error(exc) from None
+                raise _as_transport_error(exc, "answer") from None
             conn = self._new(endpoint)  # the pooled connection died while idle: one fresh try
             try:
                 response = self._exchange(conn, request, deadline)
             except BaseException as exc2:
+                step = _step(conn, exc2)
                 conn.close()
-                raise _as_transport_error(exc2) from None
+                raise _as_transport_error(exc2, step) from None
         except BaseException as exc:
+            step = _step(conn, exc)
             conn.close()
-            raise _as_transport_error(exc) from None
+            raise _as_transport_error(exc, step) from None
         self._checkin(key, conn, response)
         return response
 
@@ -242,7 +256,27 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
     return body
 
 
-def _as_transport_error(exc: BaseException) -> TransportError:
+def _step(conn: http.client.HTTPConnection, exc: BaseException) -> str:
+    """Where a call failed, read off the connection's state when it did (before it is closed)."""
+    if isinstance(exc, socket.gaierror | ResolveTimeout):
+        return "resolve"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if conn.sock is None:  # http.client sets it once the TCP connection is up
+        return "connect"
+    if isinstance(conn, http.client.HTTPSConnection) and not isinstance(conn.sock, ssl.SSLSocket):
+        return "tls"  # the TCP connection is up but not yet wrapped: the handshake failed
+    return "answer"
+
+
+def _as_transport_error(exc: BaseException, step: str | None = None) -> TransportError:
+    error = _classify(exc)
+    if error.step is None:
+        error.step = step
+    return error
+
+
+def _classify(exc: BaseException) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, ProxyRefused):

@@ -1,0 +1,61 @@
+"""Network failures in words an operator can act on: which endpoint, which step, what to try.
+
+The transport says what failed (a TransportError code) and at which step of the call:
+    resolve  the endpoint's host name to addresses (DNS)
+    connect  the TCP handshake
+    tls      the TLS handshake (certificate, protocol)
+    answer   waiting for, or reading, the server's HTTP answer
+`describe` turns that into one sentence naming the endpoint, e.g.
+    "connect to cn-hangzhou.log.aliyuncs.com:443: connection refused; nothing listens there:
+     check the endpoint's host and port"
+Pure: no sockets here, only the words.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Step = Literal["resolve", "connect", "tls", "answer"]
+
+_VERB: dict[str, str] = {
+    "resolve": "resolve",
+    "connect": "connect to",
+    "tls": "TLS handshake with",
+    "answer": "answer from",
+}
+
+# (code, step) -> what to try; (code, None) applies at any step.
+_FIX: dict[tuple[str, str | None], str] = {
+    ("NameResolution", None): "check the endpoint's spelling and this host's DNS (/etc/resolv.conf)",
+    ("ConnectionRefused", None): "nothing listens there: check the endpoint's host and port",
+    ("Timeout", "resolve"): "the DNS server did not answer in time: check this host's DNS (/etc/resolv.conf)",
+    ("Timeout", "connect"): (
+        "no reply to the TCP handshake: a firewall may drop the traffic, or the endpoint is not reachable "
+        "from this network (an -intranet endpoint works only inside the cloud region)"
+    ),
+    ("Timeout", "tls"): "the TLS handshake stalled: a proxy or firewall may be in the way",
+    ("Timeout", "answer"): (
+        "the server accepted the connection but did not answer within the call's deadline: it may be "
+        "overloaded, or a proxy or load balancer in between holds the request"
+    ),
+    ("TLSError", None): (
+        "check the system's CA certificates and clock, and that the endpoint speaks HTTPS "
+        "(write http:// for a plain-HTTP endpoint)"
+    ),
+    ("ConnectionReset", None): "a proxy, load balancer or the service dropped the connection; it is retried",
+    ("InvalidHTTP", None): "what answered is not the log service (a proxy or a wrong port?)",
+    ("ResponseTooLarge", None): "what answered is not the log service (a proxy or a wrong port?)",
+    ("NetworkError", "connect"): "check this host's network and routes to the endpoint",
+}
+
+
+def fix_for(code: str, step: str | None) -> str | None:
+    return _FIX.get((code, step)) or _FIX.get((code, None))
+
+
+def describe(code: str, detail: str, step: str | None, where: str) -> str:
+    """One line: `<step> <endpoint>: <detail>; <fix>`. `where` is host:port (or a URL)."""
+    target = where.split(":")[0] if step == "resolve" else where
+    head = f"{_VERB.get(step or '', 'call to')} {target}"
+    fix = fix_for(code, step)
+    return f"{head}: {detail}" + (f"; {fix}" if fix else "")

@@ -253,7 +253,7 @@ def test_cls_rate_warning_groups_by_source() -> None:
         cls(credentials={"source": "cvm_role"}, consumer=f"c{i}", heartbeat_interval=0.1) for i in range(3)
     ]
     warnings = config_from_dict({"groups": groups}, environ={}).warnings
-    assert any("cvm_role" in w.message and "heartbeats/s" in w.message for w in warnings)
+    assert any("cvm_role" in w.message and "requests/s" in w.message for w in warnings)
 
 
 def test_plain_http_sts_off_this_host_is_warned_about() -> None:

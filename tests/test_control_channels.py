@@ -453,7 +453,8 @@ def test_silent_clients_are_closed_after_the_idle_timeout(sock_path: Path) -> No
                 chatty.sendall(b" ")
                 time.sleep(0.1)
             quiet.settimeout(WAIT)
-            assert quiet.recv(1) == b""
+            while quiet.recv(4096):  # the reply to its unfinished message may come first; then EOF
+                pass  # (a timeout here raises: the connection was not closed)
             assert sink.wait(lambda s: s.ops() == ["status"])
             assert server.clients == 1  # the chatty one stays
             chatty.settimeout(WAIT)

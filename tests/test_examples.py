@@ -21,7 +21,7 @@ def documented_env() -> dict[str, list[str]]:
         match = re.match(r"- (.*?): (.*)$", line)
         if not match:
             continue
-        names = re.findall(r"`([\w.]+)`", match.group(1))
+        names = re.findall(r"`([\w.-]+)`", match.group(1))
         variables = [v for v in re.findall(r"`([A-Z][A-Z0-9_]+)`", match.group(2))]
         for name in names:
             found[name] = variables

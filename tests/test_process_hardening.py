@@ -108,7 +108,8 @@ def test_a_lone_surrogate_in_a_server_message_does_not_silence_the_stream(
 
         assert stream.wait_for(error_then_renewal, 15), stream.records
         error = next(r for r in stream.records if r["event"] == "error")
-        assert error["error"]["message"] == "oops \\udc80"
+        # The provider makes server text printable (the surrogate goes); the writer never saw it.
+        assert error["error"]["message"].startswith("oops") and "\udc80" not in error["error"]["message"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert stream.wait_for(lambda rs: rs[-1]["event"] == "stopped", 5)

@@ -123,6 +123,8 @@ class Records:
         pass
 
     dropped = 0
+    broken = False
+    broken_reason: str | None = None
 
     def of(self, consumer: str, event: str) -> list[dict[str, Any]]:
         with self.lock:

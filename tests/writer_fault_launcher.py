@@ -50,5 +50,5 @@ def json_line(record: Any) -> bytes:
 
 output._write_all = write_all
 output.json_line = json_line
-output.encoder_for = lambda fmt: json_line  # type: ignore[assignment]
+output.encoder_for = lambda fmt, colour=False: json_line  # type: ignore[assignment]
 raise SystemExit(main(args))

@@ -49,7 +49,11 @@ def open_socket(
         if proxy is not None:
             _tunnel(sock, endpoint, route, deadline, monotonic)
         sock.settimeout(_left(deadline, monotonic))
-        return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+        try:
+            return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+        except Exception as exc:
+            exc.step = "tls"  # type: ignore[attr-defined]  # net_errors names it: the handshake failed
+            raise
     except BaseException:
         sock.close()
         raise

@@ -258,6 +258,9 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
 
 def _step(conn: http.client.HTTPConnection, exc: BaseException) -> str:
     """Where a call failed, read off the connection's state when it did (before it is closed)."""
+    tagged = getattr(exc, "step", None)  # connect.open_socket marks a failed TLS handshake
+    if isinstance(tagged, str):
+        return tagged
     if isinstance(exc, socket.gaierror | ResolveTimeout):
         return "resolve"
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):

@@ -86,6 +86,19 @@ def start(tmp_path: Path, name: str, groups: list[dict[str, Any]]) -> Plugin:
     return Plugin(["run", "--config", str(write_config(tmp_path / f"{name}.json", groups))])
 
 
+def test_two_embedded_demos_on_one_machine_both_run() -> None:
+    """Each embedded emulator is a private world: the one-instance lock must not make them refuse
+    each other (`make run` in two terminals)."""
+    first, second = Plugin(["run", "--emulator"]), Plugin(["run", "--emulator"])
+    try:
+        for p in (first, second):
+            assert p.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 10), p.log()
+    finally:
+        for p in (first, second):
+            p.terminate(timeout=5)
+            p.finish()
+
+
 def test_embedded_emulator_prints_assignment_then_stops_cleanly_on_sigterm() -> None:
     t0 = time.monotonic()
     p = Plugin(["run", "--emulator", "--interval", "0.5"])

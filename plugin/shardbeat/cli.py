@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -399,7 +400,10 @@ def _run_emulator(args: argparse.Namespace) -> int:
         entry.pop("credentials", None)
     if creds:
         entry["credentials"] = {**entry.get("credentials", {}), **creds}
-    raw: dict[str, Any] = {"groups": [entry]}
+    # The embedded emulator is a world of its own: its consumer cannot be another process's, so its
+    # instance lock lives in a private directory (two demos on one machine must not refuse each other).
+    private = tempfile.TemporaryDirectory(prefix="shardbeat-emulator-")
+    raw: dict[str, Any] = {"groups": [entry], "runtime_dir": private.name}
     if args.output_format:
         raw["output"] = {"format": args.output_format}
     try:
@@ -420,6 +424,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
         )
     finally:
         server.stop()
+        private.cleanup()
 
 
 def _validate(args: argparse.Namespace) -> int:

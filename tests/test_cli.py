@@ -439,6 +439,15 @@ def test_secret_flag_warning_in_a_process() -> None:
     assert SECRET not in stderr
 
 
+def test_secret_flag_warning_from_doctor_too() -> None:
+    """doctor takes the same credential flags as run, so it warns the same (ps shows them to all)."""
+    result = shardbeat("doctor", "--provider", "cls", "--secret-key", SECRET, "--token", SECRET + "-t")
+    assert result.stdout == b""
+    stderr = result.stderr.decode()
+    assert "secrets given on the command line (--secret-key, --token)" in stderr
+    assert SECRET not in stderr
+
+
 def test_validate_and_schema_in_a_process(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"groups": [SLS]})
     result = shardbeat(

@@ -341,6 +341,17 @@ def _log_problems(error: ConfigError) -> int:
     return USAGE_ERROR
 
 
+def _secret_flags_warning(args: argparse.Namespace) -> str | None:
+    """Every verb that takes the credential flags warns (run and doctor alike): ps shows them to all."""
+    secret_flags = [f for f, (_, _, secret) in CREDENTIAL_FLAGS.items() if secret and getattr(args, _dest(f))]
+    if not secret_flags:
+        return None
+    return (
+        f"secrets given on the command line ({', '.join(secret_flags)}) are visible to other users of "
+        "this machine (ps); use environment variables or --credentials-file instead"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     parser: argparse.ArgumentParser = args.parser
@@ -350,13 +361,8 @@ def _run(args: argparse.Namespace) -> int:
         return _usage(parser, f"--config cannot be combined with {clash}")
     if not (args.config or args.emulator or group_flags):
         return _usage(parser, "give --config FILE, or --provider and the group flags, or --emulator")
-    secret_flags = [f for f, (_, _, secret) in CREDENTIAL_FLAGS.items() if secret and getattr(args, _dest(f))]
-    if secret_flags:
-        log.warning(
-            "secrets given on the command line (%s) are visible to other users of this machine (ps); "
-            "use environment variables or --credentials-file instead",
-            ", ".join(secret_flags),
-        )
+    if warning := _secret_flags_warning(args):
+        log.warning("%s", warning)
     if args.output_format is None and not args.config and _stdout_is_terminal():
         args.output_format = "text"  # a person is watching (a config file may still choose)
     try:
@@ -454,6 +460,8 @@ def _doctor(args: argparse.Namespace) -> int:
         return _usage(parser, f"--config cannot be combined with {', '.join(group_flags)}")
     if not (args.config or group_flags):
         return _usage(parser, "give --config FILE, or --provider and the group flags")
+    if warning := _secret_flags_warning(args):
+        print(f"warning: {warning}", file=sys.stderr)  # doctor's stdout is its report
     if not 0 < args.call_timeout <= MAX_CALL_TIMEOUT:  # NaN and inf fail too
         return _usage(
             parser, f"--call-timeout must be a number of seconds above 0 and at most {MAX_CALL_TIMEOUT:g}"

@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,63 @@ def test_every_log_line_passes_the_redaction_point(formatter: logging.Formatter)
     if isinstance(formatter, JsonFormatter):
         for line in text.splitlines():
             json.loads(line)
+
+
+# -- masked before cut: a server message cut through an echoed token ---------------------------------
+
+LONG_TOKEN = "CAIS" + "x" * 40 + "-long-sts-token-END"  # STS tokens run to 1000+ characters
+
+
+def _prefix_of(token: str, text: str) -> bool:
+    """Does `text` hold any prefix of `token` long enough to be a leak (8 characters or more)?"""
+    return any(token[:n] in text for n in range(8, len(token) + 1))
+
+
+@pytest.mark.parametrize("pad", [450, 490, 500, 505])
+def test_an_sls_error_message_cut_through_an_echoed_token_leaks_no_part_of_it(pad: int) -> None:
+    from shardbeat.providers.base import HttpResponse, ProviderError
+    from shardbeat.providers.sls import SlsProvider
+
+    Credentials("AKID", "secret-KEY-value-3", LONG_TOKEN)
+    message = "y" * pad + LONG_TOKEN + " tail"  # a server echoing our headers, cut at 512 characters
+    body = json.dumps({"errorCode": "InternalServerError", "errorMessage": message}).encode()
+    with pytest.raises(ProviderError) as caught:
+        SlsProvider("127.0.0.1:1", "p", "ls", "g", "c").parse_heartbeat(
+            HttpResponse(500, {"content-type": "application/json"}, body)
+        )
+    assert not _prefix_of(LONG_TOKEN, caught.value.message), caught.value.message[-80:]
+
+
+@pytest.mark.parametrize("pad", [150, 190, 199])
+def test_a_cls_error_message_cut_through_an_echoed_token_leaks_no_part_of_it(pad: int) -> None:
+    from shardbeat.providers.base import HttpResponse, ProviderError
+    from shardbeat.providers.cls import ClsProvider
+
+    Credentials("AKID", "secret-KEY-value-4", LONG_TOKEN)
+    error = {"Code": "InternalError", "Message": "y" * pad + LONG_TOKEN}
+    body = json.dumps({"Response": {"Error": error, "RequestId": "r"}}).encode()
+    with pytest.raises(ProviderError) as caught:
+        ClsProvider("127.0.0.1:1", "ap-guangzhou", "logset", ["t1"], "g", "c").parse_heartbeat(
+            HttpResponse(200, {"content-type": "application/json"}, body)
+        )
+    assert not _prefix_of(LONG_TOKEN, caught.value.message), caught.value.message[-80:]
+
+
+def test_clip_masks_before_it_cuts() -> None:
+    from shardbeat.core.redaction import clip
+
+    register_secret(LONG_TOKEN)
+    for limit in range(1, 80):
+        shown = clip("ab " + LONG_TOKEN + " cd", limit)
+        assert not _prefix_of(LONG_TOKEN, shown)
+        assert len(shown) <= limit + 3
+    assert clip("short", 10) == "short"
+
+
+def test_an_oidc_token_file_is_a_secret_once_read(tmp_path: Path) -> None:
+    from shardbeat.runtime.cloud_credentials.http import read_token_file
+
+    path = tmp_path / "token"
+    path.write_text("eyJhbGciOi.oidc-token-from-the-kubelet.sig\n")
+    token = read_token_file(str(path), "STS")
+    assert redact(f"Code {token}") == f"Code {MASK}"

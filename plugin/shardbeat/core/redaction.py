@@ -11,6 +11,10 @@ Two things are cut out, whatever field or message they sit in:
 The registry is process-wide state (no I/O): secrets are registered where credentials are made and
 looked for where text leaves, which are far apart. Values shorter than MIN_SECRET are not registered
 (they would cut ordinary words out of every line); real keys and tokens are far longer.
+
+Text from outside (a server's message, a proxy's status line) is masked BEFORE it is cut to size
+(`clip`): a cut through an echoed token would leave a prefix the mask no longer recognises, and an
+STS token is longer than any limit a message is cut to.
 """
 
 from __future__ import annotations
@@ -77,6 +81,12 @@ def register_secret(value: str | None) -> None:
 def redact(text: str) -> str:
     """`text` with every registered secret masked."""
     return SECRETS.redact(text)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` with every registered secret masked, then cut to `limit` characters ("..." when cut)."""
+    masked = redact(text)
+    return masked if len(masked) <= limit else masked[:limit] + "..."
 
 
 def describe_exception(exc: BaseException) -> str:

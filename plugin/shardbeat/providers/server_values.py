@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from shardbeat.core.redaction import redact
+
 # The longest group timeout we lease by (the config's own maximum). A longer server-side timeout
 # leases by this one: a lease shorter than the server's timeout is always safe, only less useful.
 MAX_GROUP_TIMEOUT = 86400
@@ -28,8 +30,9 @@ def text(value: str, limit: int) -> str:
     Control characters, lone surrogates (which no UTF-8 encoder accepts) and other unprintable
     code points become spaces: server text ends up in records and log lines.
     """
-    shown = "".join(ch if ch.isprintable() else " " for ch in value[:limit])
-    return shown + ("..." if len(value) > limit else "")
+    masked = redact(value)  # before the cut: a cut through an echoed token would hide it from the mask
+    shown = "".join(ch if ch.isprintable() else " " for ch in masked[:limit])
+    return shown + ("..." if len(masked) > limit else "")
 
 
 def request_id(value: object) -> str | None:

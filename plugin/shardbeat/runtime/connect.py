@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 
+from shardbeat.core.redaction import clip
 from shardbeat.providers.base import Endpoint
 from shardbeat.runtime.network import Route
 from shardbeat.runtime.resolver import Address, Resolver, ResolveTimeout
@@ -120,7 +121,8 @@ def _tunnel(
     status = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
     if status.isdigit() and 200 <= int(status) < 300:
         return
-    shown = "".join(ch if ch.isprintable() else " " for ch in status_line[:100])
+    # A proxy may echo what it was sent (our Proxy-Authorization): masked before the cut.
+    shown = "".join(ch if ch.isprintable() else " " for ch in clip(status_line, 100))
     if status == "407":
         why = "needs credentials" if proxy.authorization is None else "refused the credentials"
         raise ProxyRefused("ProxyAuthRequired", f"proxy {proxy.redacted} {why} ({shown})")

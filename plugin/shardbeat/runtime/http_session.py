@@ -36,6 +36,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from shardbeat import __version__
+from shardbeat.core.redaction import clip
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.endpoint import DEFAULT_PORTS
 from shardbeat.runtime.network import Network, NetworkError, url_of
@@ -236,7 +237,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:200]
+    return "".join(ch if ch.isprintable() else " " for ch in clip(text, 200))
 
 
 def _transport_error(exc: BaseException, secrets: tuple[str, ...]) -> TransportError:

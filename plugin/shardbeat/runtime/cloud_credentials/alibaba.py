@@ -24,6 +24,7 @@ import requests
 
 from shardbeat.config.credential_sources import AlibabaOidc, EcsRamRole
 from shardbeat.core.credential_refresh import parse_expiration
+from shardbeat.core.redaction import clip, register_secret
 from shardbeat.providers.base import Credentials
 from shardbeat.runtime.cloud_credentials.http import (
     Answer,
@@ -53,7 +54,7 @@ def from_ecs_metadata(spec: EcsRamRole, session: requests.Session, timeout: Time
     )
     doc = json_object(answer, f"ECS metadata role {role}")
     if doc.get("Code") != "Success":
-        raise FetchError(f"ECS metadata {base}: role {role} answered Code {str(doc.get('Code'))[:60]!r}")
+        raise FetchError(f"ECS metadata {base}: role {role} answered Code {clip(str(doc.get('Code')), 60)!r}")
     credentials = Credentials(
         text_field(doc, "AccessKeyId", "ECS metadata"),
         text_field(doc, "AccessKeySecret", "ECS metadata"),
@@ -83,7 +84,9 @@ def _metadata_token(spec: EcsRamRole, session: requests.Session, timeout: Timeou
         if not spec.imds_v1_fallback:
             raise
         return None  # IMDSv1: the same GETs without the token
-    return answer.text().strip()
+    token = answer.text().strip()
+    register_secret(token)  # it opens the role's keys to whoever holds it: masked like them
+    return token
 
 
 def _metadata_get(
@@ -149,8 +152,9 @@ def from_oidc(spec: AlibabaOidc, session: requests.Session, timeout: Timeout) ->
     )
     doc = json_object(answer, what)
     if answer.status != 200 or not isinstance(doc.get("Credentials"), dict):
-        code = str(doc.get("Code", "?"))[:80]
-        message = str(doc.get("Message", "")).replace(token, "***")[:300]  # never echo the bearer token
+        code = clip(str(doc.get("Code", "?")), 80)
+        # never echo the bearer token (registered, and replaced here too in case it is short)
+        message = clip(str(doc.get("Message", "")).replace(token, "***"), 300)
         raise FetchError(f"{what}: HTTP {answer.status} {code}: {message}")
     creds: dict[str, Any] = doc["Credentials"]
     credentials = Credentials(

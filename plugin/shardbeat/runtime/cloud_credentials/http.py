@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import requests
 
+from shardbeat.core.redaction import clip, register_secret
+
 MAX_BODY = 64 * 1024
 METADATA_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
 STS_TIMEOUT = (5.0, 10.0)
@@ -144,8 +146,7 @@ def _reason(exc: requests.RequestException) -> str:
     found = _ERRNO.search(str(exc))
     if found:
         return found.group(1)
-    text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return clip(str(exc), 200)
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
@@ -165,6 +166,7 @@ def read_token_file(path: str, what: str) -> str:
     token = raw.decode("utf-8", "replace").strip()
     if not token:
         raise FetchError(f"{what}: token file {path} is empty")
+    register_secret(token)  # a bearer token: masked wherever an STS answer or a library echoes it
     return token
 
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from shardbeat.config.credential_sources import CvmRole, TkeOidc
+from shardbeat.core.redaction import clip
 from shardbeat.providers.base import Credentials
 from shardbeat.runtime.cloud_credentials.http import (
     Answer,
@@ -55,7 +56,7 @@ def from_cvm_metadata(spec: CvmRole, session: requests.Session, timeout: Timeout
     answer = _get(session, base + ROLES_PATH + quote(role, safe=""), what, timeout)
     doc = json_object(answer, what)
     if doc.get("Code") != "Success":
-        raise FetchError(f"{what}: answered Code {str(doc.get('Code'))[:60]!r}")
+        raise FetchError(f"{what}: answered Code {clip(str(doc.get('Code')), 60)!r}")
     credentials = Credentials(
         text_field(doc, "TmpSecretId", what),
         text_field(doc, "TmpSecretKey", what),
@@ -100,8 +101,9 @@ def from_oidc(spec: TkeOidc, session: requests.Session, timeout: Timeout) -> Iss
         raise FetchError(f"{what}: HTTP {answer.status}, answer has no Response")
     error = response.get("Error")
     if isinstance(error, dict):
-        code = str(error.get("Code", "?"))[:80]
-        message = str(error.get("Message", "")).replace(token, "***")[:300]  # never echo the bearer token
+        code = clip(str(error.get("Code", "?")), 80)
+        # never echo the bearer token (registered, and replaced here too in case it is short)
+        message = clip(str(error.get("Message", "")).replace(token, "***"), 300)
         raise FetchError(f"{what}: {code}: {message}")
     creds = response.get("Credentials")
     if answer.status != 200 or not isinstance(creds, dict):

@@ -155,6 +155,17 @@ def test_proxy_url_credentials_are_decoded_and_redacted() -> None:
     assert "p@ss" not in repr(proxy) and parse_proxy_url("h").port == 80
 
 
+def test_a_proxy_without_credentials_is_named_not_masked() -> None:
+    """Its URL is no secret: registering it masked the proxy's address in every log line and error."""
+    from shardbeat.core.redaction import redact
+
+    proxy = parse_proxy_url("http://127.0.0.1:3129")
+    assert proxy.secrets == ()
+    assert redact(f"via proxy {proxy.url}") == "via proxy http://127.0.0.1:3129"
+    with_credentials = parse_proxy_url("http://bob:long-proxy-password@127.0.0.1:3129")
+    assert "long-proxy-password" not in redact(f"via {with_credentials.url}")
+
+
 def sls_group(**extra: Any) -> dict[str, Any]:
     return {
         "provider": "sls",

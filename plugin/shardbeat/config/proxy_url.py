@@ -62,7 +62,10 @@ class ProxyUrl:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What must never appear in any output (to scrub library error texts with)."""
+        """What must never appear in any output (to scrub library error texts with). Without
+        credentials the URL is no secret: masking it would hide which proxy failed."""
+        if self.username is None:
+            return ()
         return tuple(s for s in (self.password, self.url) if s)
 
 

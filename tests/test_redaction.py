@@ -146,3 +146,13 @@ def test_an_oidc_token_file_is_a_secret_once_read(tmp_path: Path) -> None:
     path.write_text("eyJhbGciOi.oidc-token-from-the-kubelet.sig\n")
     token = read_token_file(str(path), "STS")
     assert redact(f"Code {token}") == f"Code {MASK}"
+
+
+def test_a_non_ascii_secret_is_masked_in_ascii_only_json_log_lines() -> None:
+    """A proxy password may be non-ASCII; JSON log lines escape it as \\uXXXX, which must match too."""
+    from shardbeat.config.proxy_url import parse_proxy_url
+
+    parse_proxy_url("http://bob:p%C3%A4sswort-lang@127.0.0.1:3128")
+    record = logging.LogRecord("t", logging.ERROR, "", 0, "proxy said %s", ("pässwort-lang",), None)
+    line = JsonFormatter().format(record)
+    assert "sswort-lang" not in line and MASK in line

@@ -56,6 +56,7 @@ class SecretRegistry:
         for value in self._values:
             forms.add(value)
             forms.add(json.dumps(value, ensure_ascii=False)[1:-1])  # as it appears inside a JSON string
+            forms.add(json.dumps(value)[1:-1])  # ...and in ASCII-only JSON (the JSON log lines)
         ordered = sorted(forms, key=len, reverse=True)  # longest first: no partial masks
         self._text = re.compile("|".join(map(re.escape, ordered)))
         encoded = sorted({f.encode("utf-8", "surrogatepass") for f in forms}, key=len, reverse=True)

@@ -131,3 +131,31 @@ def test_a_closed_stderr_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None
     setup_logging("info", "text")
     monkeypatch.setattr("sys.stderr", Closed())
     logging.getLogger("shardbeat").error("nobody listens")  # must not raise
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_threads_uncaught_exception_is_one_redacted_log_line(
+    fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's default thread hook prints a raw multi-line traceback past the redaction point."""
+    import threading
+
+    from shardbeat.core.redaction import register_secret
+
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # restored after the test
+    token = "thread-hook-secret-token-1"
+    register_secret(token)
+    setup_logging("info", fmt)
+
+    def fail() -> None:
+        raise RuntimeError("server echoed " + token)
+
+    worker = threading.Thread(target=fail, name="shardbeat-test-worker")
+    worker.start()
+    worker.join(5)
+    err = capsys.readouterr().err
+    assert token not in err and "[redacted]" in err
+    (line,) = err.splitlines()
+    assert "shardbeat-test-worker" in line and "RuntimeError" in line
+    if fmt == "json":
+        assert json.loads(line)["level"] == "CRITICAL"

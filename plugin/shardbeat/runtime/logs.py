@@ -185,4 +185,19 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handl
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
     logging.captureWarnings(True)
+    threading.excepthook = _log_thread_exception
     return handler
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception goes through the logger, not Python's default hook: that one
+    prints a raw multi-line traceback to stderr, past the redaction point and the one-line format."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    value = args.exc_value if args.exc_value is not None else args.exc_type()
+    logging.getLogger("shardbeat.threads").critical(
+        "internal error in thread %s (please report it)",
+        name,
+        exc_info=(args.exc_type, value, args.exc_traceback),
+    )

@@ -156,3 +156,18 @@ def test_a_non_ascii_secret_is_masked_in_ascii_only_json_log_lines() -> None:
     record = logging.LogRecord("t", logging.ERROR, "", 0, "proxy said %s", ("pässwort-lang",), None)
     line = JsonFormatter().format(record)
     assert "sswort-lang" not in line and MASK in line
+
+
+@pytest.mark.parametrize("mode", ["json", "msgpack", None])
+def test_control_socket_replies_pass_the_redaction_point(mode: str | None) -> None:
+    import msgpack
+
+    from shardbeat.runtime.control_outbox import encode_reply
+
+    Credentials("AKID", "secret-KEY-value-5", "reply-token-VALUE-123456")
+    doc = {"ok": True, "groups": [{"last_error": {"message": "server echoed reply-token-VALUE-123456"}}]}
+    data = encode_reply(doc, mode)  # type: ignore[arg-type]
+    assert b"reply-token-VALUE" not in data
+    decoded = msgpack.unpackb(data) if mode == "msgpack" else json.loads(data)
+    assert decoded["groups"][0]["last_error"]["message"] == f"server echoed {MASK}"
+    assert encode_reply({"ok": True}, mode) == encode_reply({"ok": True}, mode)  # plain replies as before

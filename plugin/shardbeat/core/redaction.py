@@ -23,6 +23,9 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from typing import Any
+
+from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP
 
 MIN_SECRET = 8
 MAX_SECRETS = 256  # rotation keeps adding; the oldest fall out
@@ -82,6 +85,19 @@ def register_secret(value: str | None) -> None:
 def redact(text: str) -> str:
     """`text` with every registered secret masked."""
     return SECRETS.redact(text)
+
+
+def masked(value: Any, depth: int = 0) -> Any:
+    """A copy of a JSON-like document with every registered secret masked in every string (keys too)."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, dict):
+        return {masked(k, depth): masked(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v, depth + 1) for v in value]
+    return value
 
 
 def clip(text: str, limit: int) -> str:

@@ -15,13 +15,24 @@ import socket
 from collections.abc import Callable
 from typing import Any, Literal
 
+from shardbeat.core.redaction import SECRETS, masked
+
 log = logging.getLogger("shardbeat.control")
 
 MAX_PENDING = 4 << 20  # a status reply of a few thousand groups fits many times over
 
 
 def encode_reply(doc: dict[str, Any], mode: Literal["json", "msgpack"] | None) -> bytes:
-    """A MessagePack client gets a MessagePack map; everyone else a JSON line."""
+    """A MessagePack client gets a MessagePack map; everyone else a JSON line. Replies leave the
+    process like records do, so they pass the one redaction point too (a status reply quotes the
+    last error, which came from a server)."""
+    data = _encoded(doc, mode)
+    if SECRETS.found_in(data):
+        data = _encoded(masked(doc), mode)
+    return data
+
+
+def _encoded(doc: dict[str, Any], mode: Literal["json", "msgpack"] | None) -> bytes:
     if mode == "msgpack":
         import msgpack  # lazy: most clients speak JSON
 

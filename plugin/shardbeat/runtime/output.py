@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP, repaired, safe_text
+from shardbeat.core.encodable import repaired, safe_text
 from shardbeat.core.records import rfc3339
-from shardbeat.core.redaction import SECRETS, describe_exception, redact
+from shardbeat.core.redaction import SECRETS, describe_exception, masked
 
 log = logging.getLogger("shardbeat.output")
 
@@ -208,7 +208,7 @@ class RecordWriter:
         data = self._encoded_as_is(record)
         if data is not None and SECRETS.found_in(data):
             # A server or library echoed a secret into some field: mask it wherever it sits.
-            data = self._encoded_as_is(_masked(record))
+            data = self._encoded_as_is(masked(record))
         return data
 
     def _encoded_as_is(self, record: Record) -> bytes | None:
@@ -288,19 +288,6 @@ def unencodable(record: Record, failure: BaseException) -> Record:
         "request_id": None,
     }
     return replacement
-
-
-def _masked(value: Any, depth: int = 0) -> Any:
-    """A copy with every registered secret masked in every string (keys included)."""
-    if isinstance(value, str):
-        return redact(value)
-    if depth >= MAX_DEPTH:
-        return TOO_DEEP
-    if isinstance(value, dict):
-        return {_masked(k, depth): _masked(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(v, depth + 1) for v in value]
-    return value
 
 
 def _event_name(record: Record) -> str:

@@ -166,6 +166,20 @@ def test_a_proxy_without_credentials_is_named_not_masked() -> None:
     assert "long-proxy-password" not in redact(f"via {with_credentials.url}")
 
 
+def test_a_proxy_echoing_the_basic_credentials_it_refused_is_masked() -> None:
+    """A 407 status line quoting our Proxy-Authorization value (base64 of user:password, as good as
+    the password) or the decoded pair went into records, logs and doctor as is."""
+    import base64
+
+    from shardbeat.core.redaction import redact
+
+    proxy = parse_proxy_url("http://bob:hunter2@127.0.0.1:3130")
+    encoded = base64.b64encode(b"bob:hunter2").decode()
+    shown = redact(f"407 you sent {encoded} as bob:hunter2")
+    assert encoded not in shown and "hunter2" not in shown
+    assert set(proxy.secrets) >= {encoded, "bob:hunter2"}
+
+
 def sls_group(**extra: Any) -> dict[str, Any]:
     return {
         "provider": "sls",

@@ -32,7 +32,6 @@ class ProxyUrl:
     def __post_init__(self) -> None:
         for secret in self.secrets:  # the one redaction point masks them in every log, record and reply
             register_secret(secret)
-        register_secret(self.authorization)
 
     @property
     def authority(self) -> str:
@@ -66,7 +65,11 @@ class ProxyUrl:
         credentials the URL is no secret: masking it would hide which proxy failed."""
         if self.username is None:
             return ()
-        return tuple(s for s in (self.password, self.url) if s)
+        # The Basic value alone and the user:password pair too: a proxy that echoes the header it
+        # refused (in a 407 status line) quotes them without the "Basic " prefix or the URL around.
+        basic = self.authorization or ""
+        pair = f"{self.username}:{self.password or ''}"
+        return tuple(s for s in (self.password, self.url, basic, basic.removeprefix("Basic "), pair) if s)
 
 
 def parse_proxy_url(text: str) -> ProxyUrl:

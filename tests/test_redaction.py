@@ -171,3 +171,20 @@ def test_control_socket_replies_pass_the_redaction_point(mode: str | None) -> No
     decoded = msgpack.unpackb(data) if mode == "msgpack" else json.loads(data)
     assert decoded["groups"][0]["last_error"]["message"] == f"server echoed {MASK}"
     assert encode_reply({"ok": True}, mode) == encode_reply({"ok": True}, mode)  # plain replies as before
+
+
+def test_secrets_registered_at_start_outlive_any_number_of_rotations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Static keys and proxy credentials are registered once; a role refreshing for days registers
+    hundreds of values after them. They must stay masked."""
+    from shardbeat.core import redaction
+
+    monkeypatch.setattr(redaction, "MAX_SECRETS", 20)  # the rule, at a size that tests fast
+    monkeypatch.setattr(redaction, "PINNED_SECRETS", 2)
+    registry = redaction.SecretRegistry()
+    registry.register("static-proxy-password-1")
+    registry.register("static-access-key-secret")
+    for i in range(60):
+        registry.register(f"rotated-sts-token-{i:06d}")
+    assert registry.redact("static-proxy-password-1 static-access-key-secret") == f"{MASK} {MASK}"
+    assert registry.redact("rotated-sts-token-000059") == MASK  # the newest
+    assert registry.redact("rotated-sts-token-000010") == "rotated-sts-token-000010"  # long rotated out

@@ -28,7 +28,11 @@ from typing import Any
 from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP
 
 MIN_SECRET = 8
-MAX_SECRETS = 256  # rotation keeps adding; the oldest fall out
+MAX_SECRETS = 256  # rotation keeps adding; the oldest rotated ones fall out
+# The first values registered (config load: static keys, proxy credentials) stay for the life of the
+# process: they are never re-registered, so in a plain LRU a few days of a role's refreshes (each
+# adds a key, a token, an IMDS or OIDC token) would push them out and they would go unmasked.
+PINNED_SECRETS = 128
 MASK = "[redacted]"
 MAX_DESCRIPTION = 300
 # b'...' / b"..." / '...' / "..." as repr() writes them (escaped quotes included).
@@ -38,6 +42,7 @@ _QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'" + r'|b?"(?:[^"\\]|\\.)*"')
 class SecretRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pinned: set[str] = set()
         self._values: OrderedDict[str, None] = OrderedDict()
         self._text: re.Pattern[str] | None = None
         self._bytes: re.Pattern[bytes] | None = None
@@ -49,9 +54,12 @@ class SecretRegistry:
             if value in self._values:
                 self._values.move_to_end(value)
                 return
+            if len(self._pinned) < PINNED_SECRETS:
+                self._pinned.add(value)
             self._values[value] = None
-            while len(self._values) > MAX_SECRETS:
-                self._values.popitem(last=False)
+            if len(self._values) > MAX_SECRETS:
+                oldest = next(v for v in self._values if v not in self._pinned)  # pinned < MAX
+                del self._values[oldest]
             self._compile()
 
     def _compile(self) -> None:

@@ -184,4 +184,8 @@ def text_field(doc: dict[str, Any], key: str, what: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value:
         raise FetchError(f"{what}: answer has no {key}")
+    if not value.isascii() or not value.isprintable() or value != value.strip():
+        # Refused as a config's credentials are: a header cannot carry it, and the library that
+        # refuses the header quotes it in a form (repr) the redaction point does not know.
+        raise FetchError(f"{what}: answer's {key} has control, space or non-ASCII characters")
     return value

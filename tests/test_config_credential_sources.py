@@ -183,6 +183,29 @@ def test_profiles_are_read_at_load_and_bad_ones_name_the_key(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
+    ("secret", "flaw"),
+    [("s\u00ebcret-key-VALUE-1", "non-ASCII"), ("secret-key\tVALUE-2", "a tab")],
+)
+def test_profile_values_are_refused_like_config_credentials(tmp_path: Path, secret: str, flaw: str) -> None:
+    """README: a credential with a control character or non-ASCII is refused at load, naming the key
+    and where it came from, never the value; a CLI profile is one more place it comes from."""
+    tencent = tmp_path / ".tencentcloud" / "credentials"
+    tencent.parent.mkdir()
+    tencent.write_text(f"[default]\nsecret_id = AKIDx\nsecret_key = {secret}\n", encoding="utf-8")
+    aliyun = tmp_path / ".aliyun" / "config.json"
+    aliyun.parent.mkdir()
+    profile = {"name": "p1", "mode": "StsToken", "access_key_id": "LTAI", "access_key_secret": "ok-secret"}
+    aliyun.write_text(json.dumps({"current": "p1", "profiles": [profile | {"sts_token": secret}]}))
+    home = {"HOME": str(tmp_path)}
+    for group, key in (
+        (cls(credentials={"source": "profile"}), "secret_key"),
+        (sls(credentials={"source": "profile"}), "sts_token"),
+    ):
+        found = problems(group, home)["groups[0].credentials.profile"]
+        assert key in found and flaw in found and secret not in found
+
+
+@pytest.mark.parametrize(
     ("group", "path", "message"),
     [
         (sls(credentials={"source": "cvm_role"}), "groups[0].credentials.source", "must be one of"),

@@ -28,6 +28,7 @@ from shardbeat.config.credential_sources import (
     EcsRamRole,
     SourceSpec,
 )
+from shardbeat.config.credentials import credential_flaw
 from shardbeat.config.files import parse_json, read_text
 from shardbeat.config.model import ConfigError, Problem
 from shardbeat.providers.base import Credentials
@@ -84,6 +85,7 @@ def _alibaba(spec: CliProfile, text: str) -> Credentials | SourceSpec:
         value = found.get(key) if found is not None else None
         if not isinstance(value, str) or not value:
             raise ProfileError(f"{spec.path}: profile {name!r} (mode {mode}) has no {key}")
+        _check(value, f"{spec.path}: profile {name!r}: {key}")
         return value
 
     if mode == "AK":
@@ -137,10 +139,21 @@ def _tencent(spec: CliProfile, text: str) -> Credentials:
         value = section.get(key, "").strip().strip('"')
         if not value:
             raise ProfileError(f"{spec.path}: [{name}] has no {key}")
+        _check(value, f"{spec.path}: [{name}] {key}")
         return value
 
     token = section.get("token", "").strip().strip('"') or None
+    if token is not None:
+        _check(token, f"{spec.path}: [{name}] token")
     return Credentials(field("secret_id"), field("secret_key"), token)
+
+
+def _check(value: str, where: str) -> None:
+    """Profile values are refused as a config's credentials are (README: control characters,
+    surrounding spaces, non-ASCII), naming the key, never the value."""
+    flaw = credential_flaw(value)
+    if flaw is not None:
+        raise ProfileError(f"{where} {flaw}")
 
 
 def check_profile(spec: CliProfile, where: str) -> list[Problem]:

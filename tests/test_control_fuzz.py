@@ -1,0 +1,118 @@
+"""Hostile peers of the control channel: replies always follow reply.schema.json, and
+`shardbeat status`/`stop` against a socket that is not a healthy shardbeat end in a clear
+error within the timeout, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from shardbeat.runtime import control_replies
+from shardbeat.runtime.status_client import run_status, run_stop
+from shardbeat.schemas import load_schema
+
+REPLY = jsonschema.Draft202012Validator(load_schema("reply"))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        control_replies.done("commit"),
+        control_replies.failed("commit", "UnknownGroup", "commit: no configured group matches group g"),
+    ],
+)
+def test_commit_replies_follow_the_reply_schema(reply: dict[str, object]) -> None:
+    REPLY.validate(reply)
+
+
+Serve = Callable[[socket.socket], None]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[Callable[[Serve], str]]:
+    """A Unix socket at a short path whose one connection is answered by `serve`."""
+    threads: list[threading.Thread] = []
+    listeners: list[socket.socket] = []
+
+    def start(serve: Serve) -> str:
+        path = str(tmp_path / "s.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        listeners.append(listener)
+
+        def run() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                with contextlib.suppress(OSError):
+                    serve(conn)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return path
+
+    yield start
+    for listener in listeners:
+        listener.close()
+    for thread in threads:
+        thread.join(5)
+
+
+def _answer(data: bytes) -> Serve:
+    return lambda conn: conn.sendall(data)
+
+
+def _trickle(conn: socket.socket) -> None:
+    for _ in range(20):  # a byte every 0.2 s for 4 s: each read succeeds, the whole never ends
+        conn.sendall(b" ")
+        time.sleep(0.2)
+
+
+STATUS_GROUP = (
+    b'{"provider":"sls","group":"g","consumer":"c","time":"t","epoch":1,"assigned":{},"releasing":{},'
+    b'"lease_expires":null,"lease_remaining_ms":null,"last_error":null,"scope":"p/l","failing":false,'
+    b'"last_failure":null,"last_latency_ms":null,"counters":%s}'
+)
+
+
+@pytest.mark.parametrize(
+    ("serve", "said"),
+    [
+        (_answer(b"[" * 100_000 + b"\n"), "not JSON"),
+        (_answer(b'{"ok": false, "error": "boom"}\n'), "not a shardbeat reply"),
+        (_answer(b'{"ok": false, "error": [1]}\n'), "not a shardbeat reply"),
+        (_answer(b'{"ok": true, "op": "status", "groups": [{"group": 5}]}\n'), "not a shardbeat"),
+        (_answer(b'{"ok": true, "op": "status", "groups": [' + STATUS_GROUP % b"7" + b"]}\n"), "cannot show"),
+        (_trickle, "no answer within 1s"),
+    ],
+    ids=["deep", "error-string", "error-list", "bad-groups", "odd-counters", "trickle"],
+)
+def test_status_against_a_hostile_socket_is_a_clear_error_in_time(
+    fake: Callable[[Serve], str], serve: Serve, said: str
+) -> None:
+    path = fake(serve)
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    assert run_status(path, as_json=False, watch=None, timeout=1.0, out=out, err=err) == 1
+    assert time.monotonic() - started < 3.0
+    assert said in err.getvalue() and path in err.getvalue()
+    assert out.getvalue() == ""
+
+
+def test_stop_against_a_trickling_socket_ends_in_time(fake: Callable[[Serve], str]) -> None:
+    path = fake(_trickle)
+    err = io.StringIO()
+    started = time.monotonic()
+    assert run_stop(path, timeout=1.0, err=err) == 1
+    assert time.monotonic() - started < 3.0
+    assert "no answer within 1s" in err.getvalue()

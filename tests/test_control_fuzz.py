@@ -15,7 +15,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shardbeat.runtime import control_replies
+from shardbeat.config import ControlConfig
+from shardbeat.runtime import control_channels, control_replies
+from shardbeat.runtime.control_channels import start_control
 from shardbeat.runtime.status_client import run_status, run_stop
 from shardbeat.schemas import load_schema
 
@@ -116,3 +118,38 @@ def test_stop_against_a_trickling_socket_ends_in_time(fake: Callable[[Serve], st
     assert run_stop(path, timeout=1.0, err=err) == 1
     assert time.monotonic() - started < 3.0
     assert "no answer within 1s" in err.getvalue()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+    def control(self, message: object, reply: object = None) -> None: ...
+
+    def control_error(self, source: str, code: str, message: str) -> None:
+        with self.lock:
+            self.errors.append(message)
+
+    def control_eof(self) -> None: ...
+
+
+def test_reconnecting_for_every_bad_message_gets_no_fresh_report_budget(tmp_path: Path) -> None:
+    """The socket's problem reports share one budget: a client that opens a new connection for
+    each bad line floods neither the record stream nor the log (each still gets its reply)."""
+    sink = _Sink()
+    path = str(tmp_path / "c.sock")
+    channels = start_control(sink, ControlConfig(socket=path, stdin="off"))
+    try:
+        clients = 3 * control_channels.REPORT_BURST
+        for _ in range(clients):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(5)
+                conn.connect(path)
+                conn.sendall(b"garbage\n")
+                conn.shutdown(socket.SHUT_WR)
+                assert b'"InvalidJson"' in conn.recv(4096)  # every client hears of its problem
+    finally:
+        channels.close()
+    # The burst, plus at most one a second of the time the loop took.
+    assert len(sink.errors) <= control_channels.REPORT_BURST + 3

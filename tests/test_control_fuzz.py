@@ -153,3 +153,31 @@ def test_reconnecting_for_every_bad_message_gets_no_fresh_report_budget(tmp_path
         channels.close()
     # The burst, plus at most one a second of the time the loop took.
     assert len(sink.errors) <= control_channels.REPORT_BURST + 3
+
+
+class _Runner:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def select(self, group: object, provider: object, consumer: object) -> list[object]:
+        return []
+
+    def control_error(self, code: str, message: str) -> None:
+        self.errors.append(f"{code}: {message}")
+
+
+def test_a_flood_of_ops_naming_no_group_is_rate_limited_but_every_one_is_answered() -> None:
+    from typing import Any, cast
+
+    from shardbeat.runtime.control import ControlMessage
+    from shardbeat.runtime.process import ControlHandler
+
+    runner = _Runner()
+    handler = ControlHandler(cast(Any, runner), cast(Any, None), None)
+    replies: list[dict[str, Any]] = []
+    for _ in range(5 * control_channels.REPORT_BURST):
+        handler.control(ControlMessage("heartbeat", group="nope"), reply=replies.append)
+    assert len(replies) == 5 * control_channels.REPORT_BURST
+    assert all(r["error"]["code"] == "UnknownGroup" for r in replies)
+    assert control_channels.REPORT_BURST <= len(runner.errors) <= control_channels.REPORT_BURST + 1
+    assert runner.errors[0] == "UnknownGroup: heartbeat: no configured group matches group nope"

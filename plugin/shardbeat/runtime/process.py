@@ -30,9 +30,14 @@ class ControlHandler:
     """Turns validated control messages into runner operations (the runtime.control ControlSink)."""
 
     def __init__(self, runner: Runner, config: Config, config_path: str | None) -> None:
+        from shardbeat.runtime.control_channels import ProblemBudget
+
         self._runner = runner
         self._config = config
         self._config_path = config_path
+        # A flood of ops naming no configured group writes records like bad input does: rate limited
+        # (socket clients still get every reply).
+        self._refusals = ProblemBudget()
 
     def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
         """Act on one message; with `reply` (a socket client), answer it (control_replies)."""
@@ -56,8 +61,13 @@ class ControlHandler:
         targets = runner.select(message.group, message.provider, message.consumer)
         if not targets:
             text = f"{op}: no configured group matches {_who(message)}"
-            runner.control_error("UnknownGroup", text)
             answer(replies.failed(op, "UnknownGroup", text))
+            skipped = self._refusals.take()
+            if skipped is not None:
+                more = (
+                    f" ({skipped} more messages naming no configured group not reported)" if skipped else ""
+                )
+                runner.control_error("UnknownGroup", text + more)
             return
         if op == "heartbeat":
             runner.beat_now(targets)

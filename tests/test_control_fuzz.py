@@ -181,3 +181,24 @@ def test_a_flood_of_ops_naming_no_group_is_rate_limited_but_every_one_is_answere
     assert all(r["error"]["code"] == "UnknownGroup" for r in replies)
     assert control_channels.REPORT_BURST <= len(runner.errors) <= control_channels.REPORT_BURST + 1
     assert runner.errors[0] == "UnknownGroup: heartbeat: no configured group matches group nope"
+
+
+@pytest.mark.parametrize(
+    ("doc", "said"),
+    [
+        ({"op": "commit", "group": "g", "checkpoints": {"t": {"0": "c"}}, "epoch": -1}, "epoch must be >= 0"),
+        ({"op": "commit", "group": "g", "checkpoints": {"t": {-1: "c"}}}, "integers, not -1"),
+    ],
+)
+def test_a_negative_number_is_named_as_negative_not_as_a_wrong_kind(
+    doc: dict[str, object], said: str
+) -> None:
+    from shardbeat.runtime.control import ControlProblem, message_from
+
+    problem = message_from(doc)
+    assert isinstance(problem, ControlProblem)
+    assert (
+        said in problem.message
+        and "not an integer" not in problem.message
+        and "not int" not in problem.message
+    )

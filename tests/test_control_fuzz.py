@@ -202,3 +202,33 @@ def test_a_negative_number_is_named_as_negative_not_as_a_wrong_kind(
         and "not an integer" not in problem.message
         and "not int" not in problem.message
     )
+
+
+class _CommitRunner(_Runner):
+    def __init__(self, queued: int) -> None:
+        super().__init__()
+        self.queued = queued
+
+    def select(self, group: object, provider: object, consumer: object) -> list[object]:
+        return [object()]
+
+    def commit(self, targets: object, values: object, epoch: object) -> int:
+        return self.queued
+
+
+@pytest.mark.parametrize(("queued", "ok"), [(0, False), (1, True)])
+def test_a_commit_of_which_nothing_was_queued_is_not_acknowledged(queued: int, ok: bool) -> None:
+    """A non-owner's commit must not hear "ok": nothing of it will ever be sent."""
+    from typing import Any, cast
+
+    from shardbeat.runtime.control import ControlMessage
+    from shardbeat.runtime.process import ControlHandler
+
+    handler = ControlHandler(cast(Any, _CommitRunner(queued)), cast(Any, None), None)
+    replies: list[dict[str, Any]] = []
+    handler.control(ControlMessage("commit", group="g", checkpoints={("t", 9): "c"}), reply=replies.append)
+    [reply] = replies
+    REPLY.validate(reply)
+    assert reply["ok"] is ok
+    if not ok:
+        assert reply["error"]["code"] == "NothingCommitted"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardbeat.process")
 
 USAGE_ERROR = 2
+NOTHING_QUEUED = "NothingCommitted"  # the commit reply when every value was refused
 
 
 class ControlHandler:
@@ -76,8 +77,18 @@ class ControlHandler:
             shards_released = runner.release(targets, message.shards, message.checkpoints, message.epoch)
             answer(replies.released(op, message.shards, targets, shards_released))
         elif op == "commit" and message.checkpoints is not None:
-            runner.commit(targets, message.checkpoints, message.epoch)
-            answer(replies.done(op))  # outcomes follow as `committed` / `error` records
+            queued = runner.commit(targets, message.checkpoints, message.epoch)
+            if queued or not message.checkpoints:
+                answer(replies.done(op))  # outcomes follow as `committed` / `error` records
+            else:  # "ok" would tell a client that is no owner its values are on their way
+                answer(
+                    replies.failed(
+                        op,
+                        NOTHING_QUEUED,
+                        "commit: no value was queued (not held under a valid lease, a stale epoch, "
+                        "or not a valid checkpoint): see the error records",
+                    )
+                )
         elif op == "held" and message.shards is not None:
             answer(replies.released(op, message.shards, targets, runner.held(targets, message.shards)))
 

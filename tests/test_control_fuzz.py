@@ -232,3 +232,38 @@ def test_a_commit_of_which_nothing_was_queued_is_not_acknowledged(queued: int, o
     assert reply["ok"] is ok
     if not ok:
         assert reply["error"]["code"] == "NothingCommitted"
+
+
+def test_status_waits_for_room_in_a_full_backlog(tmp_path: Path) -> None:
+    """A listener whose backlog is full (a burst of clients) makes a Unix connect() with a timeout
+    fail at once with EAGAIN; status waits for room within its timeout instead."""
+    path = str(tmp_path / "b.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):  # more than any backlog of 0 admits
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(path)
+        fillers.append(filler)
+
+    def serve() -> None:
+        time.sleep(0.3)  # the backlog stays full for a while, then the server catches up
+        for _ in range(len(fillers) + 1):
+            conn, _ = listener.accept()
+            if conn.recv(1024):
+                conn.sendall(b'{"op": "status", "ok": true, "groups": []}\n')
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    for filler in fillers:
+        filler.close()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        assert run_status(path, as_json=True, watch=None, timeout=3.0, out=out, err=err) == 0, err.getvalue()
+        assert out.getvalue() == '{"groups":[]}\n'
+    finally:
+        listener.close()

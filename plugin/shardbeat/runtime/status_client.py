@@ -48,9 +48,10 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
             raise StatusError(f"{path} is not a socket: give the path of shardbeat's control.socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
         try:
-            sock.connect(path)
+            _connect(sock, path, deadline)
         except FileNotFoundError:
             raise StatusError(
                 f"no control socket at {path}: is shardbeat running with control.socket "
@@ -71,7 +72,7 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
             raise StatusError(f"cannot connect to {path}: {exc.strerror or exc}") from None
         try:
             sock.sendall(message)
-            data = _read_line(sock, time.monotonic() + timeout)
+            data = _read_line(sock, deadline)
         except TimeoutError:
             raise StatusError(f"{path} accepted but sent no answer within {timeout:g}s") from None
         except OSError as exc:
@@ -79,6 +80,19 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
     finally:
         sock.close()
     return _reply(path, data)
+
+
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """connect(), waiting while the listener's backlog is full: with a timeout set, a Unix socket
+    says EAGAIN at once instead of waiting (a burst of other clients must not fail us)."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + 0.05 > deadline:
+                raise TimeoutError from None
+            time.sleep(0.05)
 
 
 def _read_line(sock: socket.socket, deadline: float) -> bytes:

@@ -267,3 +267,20 @@ def test_status_waits_for_room_in_a_full_backlog(tmp_path: Path) -> None:
         assert out.getvalue() == '{"groups":[]}\n'
     finally:
         listener.close()
+
+
+def test_an_unencodable_control_string_is_described_clearly_without_the_character() -> None:
+    """A lone surrogate from a control message makes a record unencodable; the warning says why
+    (codec, position, reason), not '[redacted] codec can[redacted]...', and shows no input."""
+    from shardbeat.core.redaction import describe_exception
+
+    try:
+        "group \ud800".encode()
+    except UnicodeEncodeError as exc:
+        text = describe_exception(exc)
+    assert text == "UnicodeEncodeError: utf-8 cannot encode position 6: surrogates not allowed"
+    try:
+        b"\xff".decode()
+    except UnicodeDecodeError as exc:
+        text = describe_exception(exc)
+    assert text == "UnicodeDecodeError: utf-8 cannot decode position 0: invalid start byte"

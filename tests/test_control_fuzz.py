@@ -284,3 +284,14 @@ def test_an_unencodable_control_string_is_described_clearly_without_the_characte
     except UnicodeDecodeError as exc:
         text = describe_exception(exc)
     assert text == "UnicodeDecodeError: utf-8 cannot decode position 0: invalid start byte"
+
+
+def test_c1_and_bidi_controls_from_a_control_client_are_escaped_in_logs_and_the_text_view() -> None:
+    """A group name like '\\x9b31m' (8-bit CSI) or '\\u202e' (right-to-left override) comes back in
+    the UnknownGroup warning and error record: neither may drive the terminal or reorder a line."""
+    from shardbeat.runtime.logs import _one_line
+    from shardbeat.views.text_records import clean
+
+    hostile = "g\x9b31m\u202eevil\u2066x\u00e9"
+    assert _one_line(hostile) == "g\\x9b31m\\u202eevil\\u2066x\u00e9"
+    assert clean(hostile) == "g\\x9b31m\\u202eevil\\u2066x\u00e9"

@@ -116,6 +116,12 @@ def clip(text: str, limit: int) -> str:
 
 def describe_exception(exc: BaseException) -> str:
     """`Type: message` safe to log or put in a record: secrets and quoted literals masked, one size."""
+    if isinstance(exc, UnicodeEncodeError | UnicodeDecodeError):
+        # str() quotes the codec and the character, and "can't" unbalances the quotes, so masking
+        # quoted literals left "[redacted] codec can[redacted]...": say it from the fields instead.
+        verb = "encode" if isinstance(exc, UnicodeEncodeError) else "decode"
+        text = f"{type(exc).__name__}: {exc.encoding} cannot {verb} position {exc.start}: {exc.reason}"
+        return redact(text)[:MAX_DESCRIPTION]
     try:
         message = str(exc)
     except Exception:

@@ -223,8 +223,10 @@ def _message(doc: object) -> ControlMessage:
 def _epoch(value: object) -> int:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)  # JSON Schema counts 3.0 as an integer; so do we
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid(INVALID_MESSAGE, f"epoch must be an integer >= 0, not {json_kind(value)}")
+    if value < 0:
+        raise _Invalid(INVALID_MESSAGE, "epoch must be >= 0 (the epoch of a record), not negative")
     return value
 
 
@@ -277,9 +279,11 @@ def _checkpoint_shard(topic: str, shard: object) -> int:
         return int(shard)
     if isinstance(shard, int) and not isinstance(shard, bool) and shard >= 0:
         return shard
+    # A MessagePack key may be any kind: name a wrong integer by its value, anything else by its kind.
+    shown = str(shard) if isinstance(shard, int) and not isinstance(shard, bool) else _show(shard)
     raise _Invalid(
         INVALID_MESSAGE,
-        f"checkpoints[{_show(topic)}]: shard ids are non-negative decimal integers, not {_show(shard)}",
+        f"checkpoints[{_show(topic)}]: shard ids are non-negative decimal integers, not {shown}",
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "ControlChannels",
     "ControlSocketError",
     "Feed",
+    "ProblemBudget",
     "start_control",
     "start_stdin_reader",
     "stdin_kind",
@@ -41,19 +42,48 @@ REPORT_BURST = 10  # problems reported at once per source...
 REPORT_EVERY = 1.0  # ...then one per second; the others are counted into the next report
 
 
-class Feed:
-    """One stream's decoder wired to the sink: delivers messages, reports problems (rate limited:
-    a flood of garbage must not flood the record stream or the log), and never lets an exception
-    from the sink escape into the reader."""
+class ProblemBudget:
+    """How many problems a source may report now: REPORT_BURST at once, then one per REPORT_EVERY.
+    One per source, shared by all its streams: a client that reconnects for every bad message
+    must not get a fresh burst each time. Thread-safe (stdin and socket threads)."""
 
-    def __init__(self, sink: ControlSink, source: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self.sink = sink
-        self.source = source
-        self.decoder = ControlDecoder()
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._tokens = float(REPORT_BURST)
         self._last = clock()
-        self.suppressed = 0
+        self._lock = threading.Lock()
+        self.suppressed = 0  # problems not reported since the last report
+
+    def take(self) -> int | None:
+        """None: do not report this one (it is counted); else how many were not reported before it."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(REPORT_BURST), self._tokens + (now - self._last) / REPORT_EVERY)
+            self._last = now
+            if self._tokens < 1:
+                self.suppressed += 1
+                return None
+            self._tokens -= 1
+            skipped, self.suppressed = self.suppressed, 0
+            return skipped
+
+
+class Feed:
+    """One stream's decoder wired to the sink: delivers messages, reports problems (rate limited
+    per source: a flood of garbage must not flood the record stream or the log), and never lets an
+    exception from the sink escape into the reader."""
+
+    def __init__(
+        self,
+        sink: ControlSink,
+        source: str,
+        clock: Callable[[], float] = time.monotonic,
+        budget: ProblemBudget | None = None,
+    ) -> None:
+        self.sink = sink
+        self.source = source
+        self.decoder = ControlDecoder()
+        self.budget = budget or ProblemBudget(clock)
         self.closed = False
         self.reply: Reply | None = None  # answers this stream's client (set by the socket server)
 
@@ -82,17 +112,12 @@ class Feed:
                 log.exception("internal error handling a control message from %s", self.source)
 
     def _problem(self, problem: ControlProblem) -> None:
-        now = self._clock()
-        self._tokens = min(float(REPORT_BURST), self._tokens + (now - self._last) / REPORT_EVERY)
-        self._last = now
-        if self._tokens < 1:
-            self.suppressed += 1
+        skipped = self.budget.take()
+        if skipped is None:
             return
-        self._tokens -= 1
         message = problem.message
-        if self.suppressed:
-            message += f" ({self.suppressed} more bad control messages from {self.source} not reported)"
-            self.suppressed = 0
+        if skipped:
+            message += f" ({skipped} more bad control messages from {self.source} not reported)"
         # The sink writes the error record and the warning line; this is for debugging the reader.
         log.debug("bad control message from %s: %s: %s", self.source, problem.code, message)
         self.sink.control_error(self.source, problem.code, message)
@@ -192,7 +217,12 @@ class ControlChannels:
 def start_control(sink: ControlSink, config: ControlConfig, stdin_fd: int = 0) -> ControlChannels:
     """Start the channels `config` asks for. Raises ControlSocketError (a clear, one-line message)
     when the socket cannot be served, e.g. another live process listens on its path."""
-    server = ControlSocketServer(config.socket, lambda: Feed(sink, "socket")) if config.socket else None
+    budget = ProblemBudget()  # every connection of the socket reports from one budget
+    server = (
+        ControlSocketServer(config.socket, lambda: Feed(sink, "socket", budget=budget))
+        if config.socket
+        else None
+    )
     if server is not None:
         server.start()
     return ControlChannels(start_stdin_reader(sink, config, stdin_fd), server)

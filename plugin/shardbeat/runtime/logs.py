@@ -35,14 +35,21 @@ LEVELS = {
 }
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL, C1 (\x9b is an 8-bit CSI) and the bidi controls that reorder what a terminal shows: a
+# control client's group name or a server's message must not drive the terminal or disguise a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # http.client quotes a header it refuses ("Invalid header value b'...'"); the value may be a token.
 _QUOTED_HEADER = re.compile(r"(Invalid header (?:value|name)) (?:b?'(?:[^'\\]|\\.)*'|b?\"(?:[^\"\\]|\\.)*\")")
 
 
 def _one_line(text: str) -> str:
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), _escaped(m.group())), text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _redacted(line: str) -> str:

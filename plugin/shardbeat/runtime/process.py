@@ -24,15 +24,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardbeat.process")
 
 USAGE_ERROR = 2
+NOTHING_QUEUED = "NothingCommitted"  # the commit reply when every value was refused
 
 
 class ControlHandler:
     """Turns validated control messages into runner operations (the runtime.control ControlSink)."""
 
     def __init__(self, runner: Runner, config: Config, config_path: str | None) -> None:
+        from shardbeat.runtime.control_channels import ProblemBudget
+
         self._runner = runner
         self._config = config
         self._config_path = config_path
+        # A flood of ops naming no configured group writes records like bad input does: rate limited
+        # (socket clients still get every reply).
+        self._refusals = ProblemBudget()
 
     def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
         """Act on one message; with `reply` (a socket client), answer it (control_replies)."""
@@ -56,8 +62,13 @@ class ControlHandler:
         targets = runner.select(message.group, message.provider, message.consumer)
         if not targets:
             text = f"{op}: no configured group matches {_who(message)}"
-            runner.control_error("UnknownGroup", text)
             answer(replies.failed(op, "UnknownGroup", text))
+            skipped = self._refusals.take()
+            if skipped is not None:
+                more = (
+                    f" ({skipped} more messages naming no configured group not reported)" if skipped else ""
+                )
+                runner.control_error("UnknownGroup", text + more)
             return
         if op == "heartbeat":
             runner.beat_now(targets)
@@ -66,8 +77,18 @@ class ControlHandler:
             shards_released = runner.release(targets, message.shards, message.checkpoints, message.epoch)
             answer(replies.released(op, message.shards, targets, shards_released))
         elif op == "commit" and message.checkpoints is not None:
-            runner.commit(targets, message.checkpoints, message.epoch)
-            answer(replies.done(op))  # outcomes follow as `committed` / `error` records
+            queued = runner.commit(targets, message.checkpoints, message.epoch)
+            if queued or not message.checkpoints:
+                answer(replies.done(op))  # outcomes follow as `committed` / `error` records
+            else:  # "ok" would tell a client that is no owner its values are on their way
+                answer(
+                    replies.failed(
+                        op,
+                        NOTHING_QUEUED,
+                        "commit: no value was queued (not held under a valid lease, a stale epoch, "
+                        "or not a valid checkpoint): see the error records",
+                    )
+                )
         elif op == "held" and message.shards is not None:
             answer(replies.released(op, message.shards, targets, runner.held(targets, message.shards)))
 

@@ -249,8 +249,8 @@ class CheckpointOps:
 
     def _offer(
         self, session: Session, values: Mapping[ShardKey, Checkpoint], now: float, epoch: int | None = None
-    ) -> set[ShardKey]:
-        """Queue the values this node may commit; returns the keys it holds (refusals are reported).
+    ) -> int:
+        """Queue the values this node may commit; returns how many were queued (refusals are reported).
 
         With `epoch` (the epoch downstream made the values under), values of shards added after it
         are refused: they predate the current hold of the shard (a loss and a re-join in between).
@@ -261,7 +261,7 @@ class CheckpointOps:
                 session, "control", CHECKPOINTS_OFF,
                 "this group has no `checkpoints` in its config: nothing committed",
             )  # fmt: skip
-            return set()
+            return 0
         held = self._held(session, now)
         mine, others = cp.split_held(values, held)
         if others:
@@ -286,24 +286,25 @@ class CheckpointOps:
                 self._group_error(session, "control", INVALID_CHECKPOINT, f"{_shown({key})}: {problem}")
         group.book.offer(valid, now)
         self._schedule_commit(session)
-        return set(mine)
+        return len(valid)
 
     def commit(
         self, targets: Sequence[Session], values: Mapping[ShardKey, Checkpoint], epoch: int | None = None
-    ) -> None:
+    ) -> int:
         """The `commit` control op. With several matching groups, a shard none of them holds is
-        refused once; each group takes the values of the shards it holds."""
+        refused once; each group takes the values of the shards it holds. Returns how many values
+        were queued (0: nothing will be sent, and error records say why)."""
         with self._cond:
             now = self._clock.monotonic()
             if len(targets) == 1:
-                self._offer(targets[0], values, now, epoch)
-                return
+                return self._offer(targets[0], values, now, epoch)
+            queued = 0
             unclaimed = dict(values)
             for session in targets:
                 held = self._held(session, now) if session.checkpoints is not None else shards.EMPTY
                 mine, _ = cp.split_held(values, held)
                 if mine:
-                    self._offer(session, mine, now, epoch)
+                    queued += self._offer(session, mine, now, epoch)
                     for key in mine:
                         unclaimed.pop(key, None)
             if unclaimed:
@@ -311,6 +312,7 @@ class CheckpointOps:
                     targets[0], "control", NOT_OWNER,
                     f"no matching group holds these under a valid lease: {_values(unclaimed)}",
                 )  # fmt: skip
+            return queued
 
     # -- release after flush (lock held)
 

@@ -2,7 +2,9 @@
 
 One connection per poll: send `{"op": "status", "records": false}` (so asking writes nothing
 to the record stream), read the one-line reply. Every failure names the socket path and what
-to do about it; none of them is a traceback.
+to do about it; none of them is a traceback. The path may be anything (a dead instance, another
+program's socket, a peer trickling bytes): `timeout` bounds the whole exchange, not each read, and
+an answer is shown only if it follows schemas/reply.schema.json.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import jsonschema
+
+from shardbeat.schemas import load_schema
 from shardbeat.views import status_table
 
 REQUEST = b'{"op": "status", "records": false}\n'
@@ -43,9 +48,10 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
             raise StatusError(f"{path} is not a socket: give the path of shardbeat's control.socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
         try:
-            sock.connect(path)
+            _connect(sock, path, deadline)
         except FileNotFoundError:
             raise StatusError(
                 f"no control socket at {path}: is shardbeat running with control.socket "
@@ -66,7 +72,7 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
             raise StatusError(f"cannot connect to {path}: {exc.strerror or exc}") from None
         try:
             sock.sendall(message)
-            data = _read_line(sock)
+            data = _read_line(sock, deadline)
         except TimeoutError:
             raise StatusError(f"{path} accepted but sent no answer within {timeout:g}s") from None
         except OSError as exc:
@@ -76,9 +82,26 @@ def request(path: str, message: bytes, timeout: float) -> dict[str, Any]:
     return _reply(path, data)
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """connect(), waiting while the listener's backlog is full: with a timeout set, a Unix socket
+    says EAGAIN at once instead of waiting (a burst of other clients must not fail us)."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + 0.05 > deadline:
+                raise TimeoutError from None
+            time.sleep(0.05)
+
+
+def _read_line(sock: socket.socket, deadline: float) -> bytes:
     data = bytearray()
     while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:  # a peer sending a byte now and then must not hold us past the timeout
+            raise TimeoutError
+        sock.settimeout(left)
         chunk = sock.recv(1 << 16)
         if not chunk:
             break
@@ -96,20 +119,41 @@ def _reply(path: str, data: bytes) -> dict[str, Any]:
         )
     try:
         reply = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise StatusError(f"{path} answered something that is not JSON") from None
-    if not isinstance(reply, dict):
-        raise StatusError(f"{path} answered something that is not a reply")
+    problem = jsonschema.exceptions.best_match(_reply_validator().iter_errors(reply))
+    if not isinstance(reply, dict) or problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) if problem is not None else ""
+        raise StatusError(
+            f"{path} answered something that is not a shardbeat reply"
+            + (f" ({where or 'the reply'} does not follow reply.schema.json)" if problem is not None else "")
+            + ": is this shardbeat's control socket?"
+        )
     if reply.get("ok") is not True:
         error = reply.get("error") or {}
         raise StatusError(f"{path} refused the request: {error.get('code')}: {error.get('message')}")
     return reply
 
 
-def show(groups: list[dict[str, Any]], as_json: bool) -> str:
+_VALIDATOR: jsonschema.protocols.Validator | None = None
+
+
+def _reply_validator() -> jsonschema.protocols.Validator:
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        _VALIDATOR = jsonschema.Draft202012Validator(load_schema("reply"))
+    return _VALIDATOR
+
+
+def show(groups: list[dict[str, Any]], as_json: bool, path: str = "the instance") -> str:
     if as_json:
         return json.dumps({"groups": groups}, separators=(",", ":"), ensure_ascii=False) + "\n"
-    return status_table.render(groups)
+    try:
+        return status_table.render(groups)
+    except (TypeError, ValueError, AttributeError, KeyError):  # fields the schema leaves open
+        raise StatusError(
+            f"{path} answered a status reply with values this version cannot show; try --json"
+        ) from None
 
 
 def run_status(
@@ -130,7 +174,7 @@ def run_status(
     err = err or sys.stderr
     if watch is None:
         try:
-            out.write(show(ask(path, timeout), as_json))
+            out.write(show(ask(path, timeout), as_json, path))
         except StatusError as exc:
             err.write(f"shardbeat status: {exc}\n")
             return 1
@@ -140,7 +184,7 @@ def run_status(
     try:
         while polls is None or done < polls:
             try:
-                text = show(ask(path, timeout), as_json)
+                text = show(ask(path, timeout), as_json, path)
             except StatusError as exc:
                 text = f"shardbeat status: {exc}\n"
             if clear:

@@ -20,7 +20,8 @@ from typing import Any
 
 from shardbeat.views.shard_text import shard_text
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL, C1 and the bidi controls (they reorder what the terminal shows, disguising a line).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GREEN, RED, YELLOW, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m"
 
 
@@ -62,11 +63,16 @@ def _shards(value: object) -> dict[str, list[int]]:
     return value if isinstance(value, dict) else {}
 
 
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def clean(value: Any) -> Any:
     """Control characters in any string (a server's message, a topic name) are shown escaped:
     they must not break the line or drive the terminal."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return _CONTROL.sub(lambda m: _escaped(m.group()), value)
     if isinstance(value, dict):
         return {clean(k): clean(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -76,6 +76,10 @@ ENVIRONMENTS: list[dict[str, str]] = [
     {"HTTPS_PROXY": "http://p1:3128", "no_proxy": ".aliyuncs.com"},
     {"HTTP_PROXY": "http://u:p%40ss@p1:3128", "NO_PROXY": "*"},
     {"HTTPS_PROXY": "http://p1:3128", "NO_PROXY": "127.0.0.0/8, localhost"},
+    # runtime/proxy_env.py's edge cases: bad CIDR masks, a lone "*" among others, port-qualified suffixes
+    {"HTTPS_PROXY": "http://p1:3128", "NO_PROXY": "10.0.0.0/0,11.0.0.0/33,192.168.1.0/24x,,"},
+    {"HTTPS_PROXY": "http://p1:3128", "no_proxy": "foo, *", "NO_PROXY": ""},
+    {"ALL_PROXY": "http://all:1", "HTTP_PROXY": "http://h:2", "NO_PROXY": ".example.com:443,internal"},
 ]
 URLS = [
     "https://cn-hangzhou.log.aliyuncs.com/",

@@ -1,15 +1,15 @@
 """One set of network rules for every call: which proxy (if any) reaches a URL, and which CAs to trust.
 
-Both HTTP clients use it: the heartbeat's lean transport (runtime/transport.py) and the requests
-sessions of the control-plane calls (runtime/http_session.py), so a heartbeat and a bootstrap to
-the same endpoint always take the same route.
+Both HTTP clients use it: the lean transport of `run`'s heartbeats and bootstrap
+(runtime/transport.py) and the requests sessions of the credential sources and doctor
+(runtime/http_session.py), so every call to an endpoint takes the same route.
 
-Proxies follow requests' own rules, by calling them (requests.utils): HTTPS_PROXY / HTTP_PROXY /
-ALL_PROXY and NO_PROXY in either case (lower case wins), NO_PROXY entries as domain suffixes
-("example.com" and ".example.com" both match sub.example.com), host:port, IPv4 addresses and CIDR
-blocks, "*" for everything. The config's `proxy` replaces the *_PROXY variables; NO_PROXY still
-applies to it. Choices are made once per (scheme, host, port) and kept: the environment of a
-running process does not change.
+Proxies follow requests' own rules (runtime/proxy_env.py, checked against requests.utils):
+HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY in either case (lower case wins), NO_PROXY
+entries as domain suffixes ("example.com" and ".example.com" both match sub.example.com),
+host:port, IPv4 addresses and CIDR blocks, "*" for everything. The config's `proxy` replaces the
+*_PROXY variables; NO_PROXY still applies to it. Choices are made once per (scheme, host, port)
+and kept: the environment of a running process does not change.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import ssl
 import threading
 from dataclasses import dataclass
 
-from requests.utils import get_environ_proxies, should_bypass_proxies
-
 from shardbeat.config.model import Config, NetworkConfig, Problem
 from shardbeat.config.proxy_url import ProxyUrl, ProxyUrlError, parse_proxy_url
 from shardbeat.providers.base import Endpoint
 from shardbeat.providers.endpoint import DEFAULT_PORTS
+from shardbeat.runtime.proxy_env import environ_proxies, should_bypass
 
 _VARIABLES = {"http": "http_proxy", "https": "https_proxy"}
 
@@ -90,10 +89,10 @@ class Network:
         url = url_of(scheme, host, port)
         configured = self.settings.proxy
         if configured is not None:
-            if should_bypass_proxies(url, no_proxy=None):
+            if should_bypass(url):
                 return Route(None, "NO_PROXY")
             return Route(configured, "config proxy")
-        found = get_environ_proxies(url, no_proxy=None)
+        found = environ_proxies(url)
         if not found:
             named = any(os.environ.get(n) for v in (_VARIABLES[scheme], "all_proxy") for n in (v, v.upper()))
             return Route(None, "NO_PROXY" if named else "no proxy configured")

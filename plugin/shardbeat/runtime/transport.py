@@ -1,10 +1,16 @@
 """HTTP with deadlines and pooled keep-alive connections: the heartbeat's transport.
 
-Plain `http.client`, not requests: a heartbeat is the one call made thousands of times, and
-requests costs ~3x the CPU per call (measured: bench/README.md, "requests.Session.post"); the
-control-plane calls (bootstrap, doctor, credential sources) use requests through
-runtime/http_session.py. Both take the same route to an endpoint, proxy and CA trust included,
-from runtime/network.py, so the rules are the ones requests applies.
+Plain `http.client`, not requests, for every call of `shardbeat run` (heartbeats and bootstrap):
+- a strict deadline: the answer is read through a reader that re-arms the socket timeout from the
+  call's one deadline, so a peer trickling its status line or headers cannot stretch a call (urllib3
+  re-arms per read: see runtime/http_session.py), and the lease watchdog never waits on a late call;
+- memory and start-up: a static-keys process never imports requests (~7 MB RSS, ~60 ms to the first
+  record; bench/README.md);
+- CPU: a heartbeat is the one call made thousands of times, and requests costs ~3x per call
+  (bench/README.md, "requests.Session.post").
+requests (runtime/http_session.py) serves the credential sources (metadata, STS) and doctor. Both
+take the same route to an endpoint, proxy, CA trust and DNS included, from runtime/network.py, so
+the rules are the ones requests applies.
 
 Connections are pooled per (scheme, host, port) and reused across beats; a pooled connection the
 server has since closed is retried once on a fresh one, which is safe because a heartbeat is

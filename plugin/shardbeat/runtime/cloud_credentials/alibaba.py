@@ -17,10 +17,8 @@ OIDC token is the proof. Action/Version/Format/Timestamp go in the query, the re
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
-
-import requests
 
 from shardbeat.config.credential_sources import AlibabaOidc, EcsRamRole
 from shardbeat.core.credential_refresh import parse_expiration
@@ -36,6 +34,9 @@ from shardbeat.runtime.cloud_credentials.http import (
     text_field,
 )
 from shardbeat.runtime.cloud_credentials.issued import Issued
+
+if TYPE_CHECKING:  # sessions come from cloud_credentials/http.py, which imports requests lazily
+    import requests
 
 TOKEN_PATH = "/latest/api/token"
 ROLES_PATH = "/latest/meta-data/ram/security-credentials/"

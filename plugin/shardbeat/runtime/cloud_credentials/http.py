@@ -10,8 +10,10 @@ Two kinds of session, made by an injectable factory so the process can wire its 
   with the proxy host's own role.)
 - `control_plane`: STS is an ordinary public API and goes the way every control-plane call goes.
 
-Bodies are read with a size cap; timeouts are (connect, read) per call, so a hung server costs a
-bounded wait on the refresher's own thread and never anything on the heartbeat path.
+`requests` is imported only when a session is made, so a process whose groups all use static keys
+never loads it (memory and start-up; see runtime/http_session.py). Bodies are read with a size
+cap; timeouts are (connect, read) per call, so a hung server costs a bounded wait on the
+refresher's own thread and never anything on the heartbeat path.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import requests
+if TYPE_CHECKING:  # imported where a session is made: a static-keys process never loads requests
+    import requests
 
 from shardbeat.core.redaction import clip, register_secret
 
@@ -65,11 +68,11 @@ class DefaultSessions:
         self.sts_timeout = sts_timeout
         self._metadata: requests.Session | None = None
         self._control: requests.Session | None = None
-        self._make_control = control_plane or requests.Session
+        self._make_control = control_plane or _plain_session
 
     def metadata(self) -> requests.Session:
         if self._metadata is None:
-            session = requests.Session()
+            session = _plain_session()
             session.trust_env = False  # no proxy from the environment, ever (see the module docstring)
             self._metadata = session
         return self._metadata
@@ -84,6 +87,12 @@ class DefaultSessions:
             if session is not None:
                 session.close()
         self._metadata = self._control = None
+
+
+def _plain_session() -> requests.Session:
+    import requests
+
+    return requests.Session()
 
 
 SessionsFactory = Callable[[], HttpSessions]
@@ -110,6 +119,8 @@ def call(
     timeout: tuple[float, float],
 ) -> Answer:
     """One request; raises FetchError naming `what` on a network failure or an oversize body."""
+    import requests
+
     try:
         with session.request(
             method,
@@ -141,6 +152,8 @@ def _parse_date(date: str | None) -> float | None:
 
 def _reason(exc: requests.RequestException) -> str:
     """The socket-level reason ("Connection refused", "read timed out") without urllib3's wrapping."""
+    import requests
+
     if isinstance(exc, requests.Timeout):
         return "connect timed out" if isinstance(exc, requests.ConnectTimeout) else "read timed out"
     found = _ERRNO.search(str(exc))

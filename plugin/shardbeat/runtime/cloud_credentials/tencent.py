@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
 
 from shardbeat.config.credential_sources import CvmRole, TkeOidc
 from shardbeat.core.redaction import clip
@@ -34,6 +32,9 @@ from shardbeat.runtime.cloud_credentials.http import (
     text_field,
 )
 from shardbeat.runtime.cloud_credentials.issued import Issued
+
+if TYPE_CHECKING:  # sessions come from cloud_credentials/http.py, which imports requests lazily
+    import requests
 
 ROLES_PATH = "/latest/meta-data/cam/security-credentials/"
 STS_VERSION = "2018-08-13"

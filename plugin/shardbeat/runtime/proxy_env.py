@@ -1,0 +1,79 @@
+"""requests' rules for proxies from the environment, without importing requests.
+
+The same decisions as requests.utils.get_environ_proxies / should_bypass_proxies (tests/test_proxy.py
+checks them against requests itself), so that a process which never needs requests (static keys)
+does not pay its import: ~7 MB of RSS and ~60 ms of start-up. Lower-case variables win; NO_PROXY
+entries match as domain suffixes with or without a leading dot, as host:port, as IPv4 addresses or
+CIDR blocks, and "*" matches everything (urllib's proxy_bypass_environment, which requests also calls).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import urllib.request
+from urllib.parse import urlsplit
+
+
+def _variable(name: str) -> str | None:
+    return os.environ.get(name) or os.environ.get(name.upper())
+
+
+def _cidr(entry: str) -> ipaddress.IPv4Network | None:
+    """An IPv4 CIDR block as requests.utils.is_valid_cidr accepts it (mask 1..32), else None."""
+    address, slash, bits = entry.partition("/")
+    if not slash or not bits.isdigit() or not 1 <= int(bits) <= 32:
+        return None
+    try:
+        socket.inet_aton(address)
+        return ipaddress.IPv4Network(f"{socket.inet_ntoa(socket.inet_aton(address))}/{bits}", strict=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
+def should_bypass(url: str) -> bool:
+    """True when NO_PROXY (or no host at all) says `url` goes direct."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:
+        return True
+    no_proxy = _variable("no_proxy")
+    if no_proxy:
+        entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+        if _is_ipv4(host):
+            address = ipaddress.IPv4Address(socket.inet_ntoa(socket.inet_aton(host)))
+            for entry in entries:
+                block = _cidr(entry)
+                if (block is not None and address in block) or (block is None and host == entry):
+                    return True
+        else:
+            with_port = f"{host}:{parts.port}" if parts.port else host
+            for entry in entries:
+                entry = entry.lstrip(".")
+                if entry in (host, with_port):
+                    return True
+                if host.endswith("." + entry) or with_port.endswith("." + entry):
+                    return True
+    try:
+        return bool(urllib.request.proxy_bypass(host))
+    except (TypeError, socket.gaierror):
+        return False
+
+
+def environ_proxies(url: str) -> dict[str, str]:
+    """{scheme: proxy URL} from the *_PROXY variables, or {} when NO_PROXY covers `url`."""
+    if should_bypass(url):
+        return {}
+    return urllib.request.getproxies()
+
+
+__all__ = ["environ_proxies", "should_bypass"]

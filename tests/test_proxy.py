@@ -80,6 +80,8 @@ ENVIRONMENTS: list[dict[str, str]] = [
     {"HTTPS_PROXY": "http://p1:3128", "NO_PROXY": "10.0.0.0/0,11.0.0.0/33,192.168.1.0/24x,,"},
     {"HTTPS_PROXY": "http://p1:3128", "no_proxy": "foo, *", "NO_PROXY": ""},
     {"ALL_PROXY": "http://all:1", "HTTP_PROXY": "http://h:2", "NO_PROXY": ".example.com:443,internal"},
+    {"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://cgi:1", "HTTPS_PROXY": "http://p1:3128"},
+    {"https_proxy": "", "HTTPS_PROXY": "http://upper:2", "no_proxy": "EXAMPLE.com"},
 ]
 URLS = [
     "https://cn-hangzhou.log.aliyuncs.com/",

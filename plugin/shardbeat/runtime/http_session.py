@@ -2,7 +2,7 @@
 
 Bootstrap and heartbeats go over runtime/transport.py instead: it holds a call to its deadline
 against a trickling peer (below), and leaving requests unimported saves a static-keys process
-~7 MB of RSS and ~60 ms of start-up. Import this module only where a session is actually made.
+~6 MB of RSS and ~100 ms of start-up. Import this module only where a session is actually made.
 
     session = make_session(network)          # proxy + CA + DNS + User-Agent + default timeout
     session.get(url, timeout=2.0)            # the route and trust of runtime/network.py apply

@@ -8,7 +8,7 @@ Threads:
 Everything mutable is guarded by one lock (`self._cond`); no lock is held during network I/O.
 
 Bootstrap and heartbeats both go over runtime/transport.py (HttpTransport): it bounds a call by its
-deadline even against a peer that trickles its answer, and keeps `requests` (~7 MB RSS, ~60 ms of
+deadline even against a peer that trickles its answer, and keeps `requests` (~6 MB RSS, ~100 ms of
 start-up) out of the process; requests serves only the credential sources (metadata/STS) and doctor.
 """
 

@@ -4,8 +4,8 @@ Plain `http.client`, not requests, for every call of `shardbeat run` (heartbeats
 - a strict deadline: the answer is read through a reader that re-arms the socket timeout from the
   call's one deadline, so a peer trickling its status line or headers cannot stretch a call (urllib3
   re-arms per read: see runtime/http_session.py), and the lease watchdog never waits on a late call;
-- memory and start-up: a static-keys process never imports requests (~7 MB RSS, ~60 ms to the first
-  record; bench/README.md);
+- memory and start-up: a static-keys process never imports requests (measured with bench/startup.py,
+  one group: ~6 MB less idle RSS and ~100 ms sooner to the first record);
 - CPU: a heartbeat is the one call made thousands of times, and requests costs ~3x per call
   (bench/README.md, "requests.Session.post").
 requests (runtime/http_session.py) serves the credential sources (metadata, STS) and doctor. Both

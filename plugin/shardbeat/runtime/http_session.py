@@ -16,9 +16,10 @@ A session made here:
 
 Errors are requests' own exceptions; RequestsTransport turns them into TransportError with texts
 that never carry the proxy's credentials. Its deadline bounds DNS, connect and each read, and the
-body is checked against it between chunks; a peer that trickles the status line or headers byte by
-byte can still stretch one call past it (urllib3 re-arms the timeout per read). That is why the
-heartbeat, whose deadline guards the lease, stays on runtime/transport.py.
+body is checked against it between chunks; since urllib3 re-arms its timeout per read, a peer that
+trickles the status line, headers or body byte by byte is cut off at the deadline by
+runtime/call_deadline.py (the connections here register with it). The heartbeat, whose deadline
+guards the lease, stays on runtime/transport.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from shardbeat import __version__
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.endpoint import DEFAULT_PORTS
+from shardbeat.runtime.call_deadline import CallDeadline, watch
 from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 from shardbeat.runtime.transport import MAX_RESPONSE_BYTES, TransportError
@@ -73,13 +75,31 @@ def _pool_classes(resolver: Resolver) -> dict[str, type[HTTPConnectionPool]]:
             conn._dns_host = name
         raise failure or ConnectTimeoutError(conn, f"no address of {name} answered in time")
 
+    # connect and request register with the calling thread's CallDeadline (a reused connection
+    # only sends), so a trickling peer is cut off at the call's deadline.
     class Http(HTTPConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
 
+        def connect(self) -> None:
+            watch(self)
+            super().connect()
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            watch(self)
+            super().request(*args, **kwargs)
+
     class Https(HTTPSConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
+
+        def connect(self) -> None:
+            watch(self)
+            super().connect()
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            watch(self)
+            super().request(*args, **kwargs)
 
     class HttpPool(HTTPConnectionPool):
         ConnectionCls = Http
@@ -180,6 +200,20 @@ class RequestsTransport:
         if left <= 0:
             raise TransportError("Timeout", "call deadline passed")
         url = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1] + request.target
+        with CallDeadline(left) as cut:
+            try:
+                answer = self._send(url, request, deadline)
+            except TransportError as exc:
+                if not cut.expired or exc.code == "Timeout":  # its own words: e.g. which DNS lookup
+                    raise
+        if cut.expired:  # a body cut short is not an answer, whatever parsed of it
+            raise TransportError("Timeout", "no answer before the call's deadline")
+        return answer
+
+    def _send(self, url: str, request: HttpRequest, deadline: float) -> HttpResponse:
+        left = deadline - self._monotonic()
+        if left <= 0:
+            raise TransportError("Timeout", "call deadline passed")
         try:
             with self._session.request(
                 request.method,

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+import urllib3
+
+from shardbeat.runtime.call_deadline import CallDeadline, direct_session
 
 MAX_BODY = 64 * 1024
 METADATA_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
@@ -67,9 +70,8 @@ class DefaultSessions:
 
     def metadata(self) -> requests.Session:
         if self._metadata is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxy from the environment, ever (see the module docstring)
-            self._metadata = session
+            # no proxy from the environment, ever (see the module docstring)
+            self._metadata = direct_session()
         return self._metadata
 
     def control_plane(self) -> requests.Session:
@@ -107,7 +109,30 @@ def call(
     data: bytes | None = None,
     timeout: tuple[float, float],
 ) -> Answer:
-    """One request; raises FetchError naming `what` on a network failure or an oversize body."""
+    """One request; raises FetchError naming `what` on a network failure or an oversize body.
+
+    The whole call, trickled headers and body included, ends within connect + read timeout
+    (runtime/call_deadline.py): urllib3 alone re-arms its timeout on every byte."""
+    with CallDeadline(timeout[0] + timeout[1]) as cut:
+        try:
+            answer = _call(session, method, url, what, headers, data, timeout)
+        except FetchError:
+            if not cut.expired:
+                raise
+    if cut.expired:
+        raise FetchError(f"{what}: no whole answer within {timeout[0] + timeout[1]:g}s")
+    return answer
+
+
+def _call(
+    session: requests.Session,
+    method: str,
+    url: str,
+    what: str,
+    headers: Mapping[str, str] | None,
+    data: bytes | None,
+    timeout: tuple[float, float],
+) -> Answer:
     try:
         with session.request(
             method,
@@ -123,6 +148,8 @@ def call(
             date = response.headers.get("Date")
     except requests.RequestException as exc:
         raise FetchError(f"{what}: {_reason(exc)}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # raw.read's own errors (a body cut short)
+        raise FetchError(f"{what}: answer cut short ({type(exc).__name__})") from None
     if len(body) > MAX_BODY:
         raise FetchError(f"{what}: answer larger than {MAX_BODY} bytes")
     return Answer(status, body, _parse_date(date))

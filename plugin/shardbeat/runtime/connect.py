@@ -29,6 +29,10 @@ class ProxyRefused(OSError):
         self.message = message
 
 
+class HandshakeStalled(TimeoutError):
+    """TCP is up but the TLS handshake did not finish in time: the step is `tls`, not `connect`."""
+
+
 def open_socket(
     endpoint: Endpoint,
     route: Route,
@@ -49,7 +53,10 @@ def open_socket(
         if proxy is not None:
             _tunnel(sock, endpoint, route, deadline, monotonic)
         sock.settimeout(_left(deadline, monotonic))
-        return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+        try:
+            return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+        except TimeoutError as exc:
+            raise HandshakeStalled(f"no TLS handshake before the call's deadline ({exc})") from None
     except BaseException:
         sock.close()
         raise

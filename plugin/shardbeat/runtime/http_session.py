@@ -207,13 +207,13 @@ class RequestsTransport:
                 if not cut.expired or exc.code == "Timeout":  # its own words: e.g. which DNS lookup
                     raise
         if cut.expired:  # a body cut short is not an answer, whatever parsed of it
-            raise TransportError("Timeout", "no answer before the call's deadline")
+            raise TransportError("Timeout", "no answer before the call's deadline", "answer")
         return answer
 
     def _send(self, url: str, request: HttpRequest, deadline: float) -> HttpResponse:
         left = deadline - self._monotonic()
         if left <= 0:
-            raise TransportError("Timeout", "call deadline passed")
+            raise TransportError("Timeout", "call deadline passed", "answer")
         try:
             with self._session.request(
                 request.method,
@@ -244,10 +244,10 @@ def _read_within(answer: requests.Response, deadline: float, monotonic: Callable
     for chunk in answer.iter_content(16 * 1024):
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
-            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
+            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes", "answer")
         chunks.append(chunk)
         if monotonic() > deadline:
-            raise TransportError("Timeout", "answer body did not arrive before the call's deadline")
+            raise TransportError("Timeout", "answer body did not arrive before the call's deadline", "answer")
     return b"".join(chunks)
 
 
@@ -286,22 +286,30 @@ def _transport_error(exc: BaseException, secrets: tuple[str, ...]) -> TransportE
     if has(requests.exceptions.ProxyError):
         code = "ProxyAuthRequired" if " 407 " in f" {detail} " else "ProxyError"
         return TransportError(code, f"the proxy refused or failed ({detail})")
+    # The step (net_errors.Step) lets describe() name it and the fix, as the heartbeat's errors do.
     if has(requests.exceptions.SSLError):
-        return TransportError("TLSError", detail)
+        return TransportError("TLSError", detail, "tls")
     if has(ResolveTimeout):
-        return TransportError(
-            "Timeout", _scrub(str(next(e for e in chain if isinstance(e, ResolveTimeout))), secrets)
-        )
+        found = next(e for e in chain if isinstance(e, ResolveTimeout))
+        return TransportError("Timeout", _scrub(str(found), secrets), "resolve")
+    # requests.ConnectTimeout, not urllib3's ConnectTimeoutError: NewConnectionError (refused, no
+    # such name) is a subclass of that.
+    if has(requests.exceptions.ConnectTimeout) and not has(ConnectionRefusedError, NewConnectionError):
+        return TransportError("Timeout", "no TCP handshake before the call's deadline", "connect")
     if has(requests.exceptions.Timeout, TimeoutError) and not has(ConnectionRefusedError):
-        return TransportError("Timeout", "no answer before the call's deadline")
+        return TransportError("Timeout", "no answer before the call's deadline", "answer")
     if "Failed to resolve" in detail or has(socket.gaierror):
-        return TransportError("NameResolution", f"cannot resolve host ({detail})")
+        return TransportError("NameResolution", f"cannot resolve host ({detail})", "resolve")
     if has(ConnectionRefusedError):
-        return TransportError("ConnectionRefused", "connection refused")
+        return TransportError("ConnectionRefused", "connection refused", "connect")
     if has(ConnectionResetError, BrokenPipeError) or "RemoteDisconnected" in detail:
-        return TransportError("ConnectionReset", "connection closed by the server without an answer")
+        return TransportError(
+            "ConnectionReset", "connection closed by the server without an answer", "answer"
+        )
+    if has(requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+        return TransportError("ConnectionReset", f"answer cut short ({detail})", "answer")
     if has(requests.ConnectionError, OSError):
-        return TransportError("NetworkError", detail)
+        return TransportError("NetworkError", detail, "connect" if has(NewConnectionError) else None)
     return TransportError("TransportFailure", detail)
 
 

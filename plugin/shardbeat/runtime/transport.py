@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
-from shardbeat.runtime.connect import ProxyRefused, open_socket
+from shardbeat.runtime.connect import HandshakeStalled, ProxyRefused, open_socket
 from shardbeat.runtime.network import Network, NetworkError, Route, url_of
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 
@@ -260,7 +260,7 @@ def _step(conn: http.client.HTTPConnection, exc: BaseException) -> str:
     """Where a call failed, read off the connection's state when it did (before it is closed)."""
     if isinstance(exc, socket.gaierror | ResolveTimeout):
         return "resolve"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError | HandshakeStalled):
         return "tls"
     if conn.sock is None:  # http.client sets it once the TCP connection is up
         return "connect"

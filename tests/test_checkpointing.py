@@ -109,3 +109,19 @@ def test_sls_commit_outcomes_per_shard() -> None:
     ]
     assert len(script.sent) == 3  # shard 3 was no longer held: never sent
     assert all("forceSuccess=false" in r.target for r in script.sent)
+
+
+def test_a_commit_that_got_no_answer_names_the_endpoint_and_step_as_a_heartbeat_does() -> None:
+    clock = Clock()
+    provider = SlsProvider("http://127.0.0.1:1", "proj", "store", "g", "c")
+    script = Script(clock, [TransportError("Timeout", "no answer before the call's deadline", "answer")])
+    _, failures = send_commit(
+        caller(provider, script, clock, 110.0, []), CREDS, {("store", 0): "MA=="}, lambda key: True
+    )
+    ((_, failure),) = failures
+    assert failure.code == "Timeout"
+    assert (
+        failure.message.startswith("answer from proj.127.0.0.1:1: no answer")
+        or "answer from " in failure.message
+    )
+    assert "did not answer within the call's deadline" in failure.message  # the fix net_errors gives

@@ -20,9 +20,11 @@ TEXT_LINE = re.compile(
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    library_level = logging.getLogger("urllib3").level
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    logging.getLogger("urllib3").setLevel(library_level)
     logging.captureWarnings(False)
 
 
@@ -159,3 +161,21 @@ def test_a_threads_uncaught_exception_is_one_redacted_log_line(
     assert "shardbeat-test-worker" in line and "RuntimeError" in line
     if fmt == "json":
         assert json.loads(line)["level"] == "CRITICAL"
+
+
+def test_a_library_warning_about_a_peer_has_no_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """urllib3 logs a hostile peer's unparsable headers as a WARNING with a traceback; that is not our
+    crash, so stderr carries no traceback for it (and urllib3 below ERROR stays quiet). Our own
+    log.exception (an internal error) keeps its traceback."""
+    setup_logging("info", "text")
+    only_ours()
+    try:
+        raise ValueError("MissingHeaderBodySeparatorDefect")
+    except ValueError as exc:
+        logging.getLogger("urllib3.connection").warning("Failed to parse headers", exc_info=exc)
+        logging.getLogger("otherlib").warning("peer sent junk", exc_info=exc)
+        logging.getLogger("shardbeat.runner").exception("internal error in group g")
+    err = "\n".join(lines(capsys))
+    assert "Failed to parse headers" not in err
+    assert "otherlib: peer sent junk (ValueError)" in err
+    assert err.count("Traceback") == 1 and "internal error in group g | Traceback" in err

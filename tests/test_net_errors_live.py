@@ -53,7 +53,7 @@ def free_port() -> int:
 
 
 def send(scheme: str, port: int) -> TransportError:
-    transport = HttpTransport()
+    transport = HttpTransport()  # the system trust store, as the process uses by default
     endpoint = Endpoint(scheme, "127.0.0.1", port, f"127.0.0.1:{port}")
     try:
         transport.send(endpoint, HttpRequest("POST", "/", [("Host", "x")], b"{}"), time.monotonic() + 0.5)

@@ -106,6 +106,9 @@ def test_both_transports_fail_a_hung_lookup_within_the_deadline(dns: FakeDns) ->
 
 
 class Records:
+    broken = False  # the runner checks its writer before each beat (issue 9A)
+    broken_reason: str | None = None
+
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
         self.lock = threading.Lock()

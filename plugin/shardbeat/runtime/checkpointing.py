@@ -26,7 +26,7 @@ from shardbeat.core.checkpoints import (
 )
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
-from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, Provider, ProviderError
+from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse, Provider, ProviderError
 from shardbeat.runtime.transport import Transport, TransportError
 
 START_FETCH_SECONDS = 2.0  # longest an assignment record waits for start positions
@@ -56,9 +56,9 @@ class GroupCheckpoints:
         return cls(config, CommitBook(config.commit_interval))
 
 
-def _failure(exc: TransportError | ProviderError) -> ProviderError:
-    if isinstance(exc, TransportError):
-        return ProviderError(exc.code, exc.message, retry=Retry.FAST)
+def _failure(exc: TransportError | ProviderError, endpoint: Endpoint) -> ProviderError:
+    if isinstance(exc, TransportError):  # named as a heartbeat's: the endpoint, the step and the fix
+        return ProviderError(exc.code, exc.describe(endpoint), retry=Retry.FAST)
     return exc
 
 
@@ -128,7 +128,7 @@ def fetch_positions(
             )
             committed = provider.parse_committed(topic, ids, response)
         except (TransportError, ProviderError) as exc:
-            failure = _failure(exc)
+            failure = _failure(exc, provider.endpoint)
             continue
         for shard, value in committed.items():
             if value is not None:
@@ -143,7 +143,7 @@ def fetch_positions(
                     provider.parse_position(topic, shard, response), start_from(start)
                 )
             except (TransportError, ProviderError) as exc:
-                failure = _failure(exc)
+                failure = _failure(exc, provider.endpoint)
     return positions, failure
 
 
@@ -176,7 +176,7 @@ def send_commit(
             response = caller.call(functools.partial(provider.commit_request, batch, credentials=credentials))
             provider.parse_commit(response)
         except (TransportError, ProviderError) as exc:
-            failure = _failure(exc)
+            failure = _failure(exc, provider.endpoint)
             outcomes.update(dict.fromkeys(batch, outcome_of(failure)))
             failures.append((batch, failure))
             continue

@@ -30,6 +30,10 @@ class ProxyRefused(OSError):
         self.message = message
 
 
+class HandshakeStalled(TimeoutError):
+    """TCP is up but the TLS handshake did not finish in time: the step is `tls`, not `connect`."""
+
+
 def open_socket(
     endpoint: Endpoint,
     route: Route,
@@ -52,6 +56,8 @@ def open_socket(
         sock.settimeout(_left(deadline, monotonic))
         try:
             return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
+        except TimeoutError as exc:
+            raise HandshakeStalled(f"no TLS handshake before the call's deadline ({exc})") from None
         except Exception as exc:
             exc.step = "tls"  # type: ignore[attr-defined]  # net_errors names it: the handshake failed
             raise

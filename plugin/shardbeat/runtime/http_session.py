@@ -20,9 +20,10 @@ A session made here:
 
 Errors are requests' own exceptions; RequestsTransport turns them into TransportError with texts
 that never carry the proxy's credentials. Its deadline bounds DNS, connect and each read, and the
-body is checked against it between chunks; a peer that trickles the status line or headers byte by
-byte can still stretch one call past it (urllib3 re-arms the timeout per read). That is why the
-heartbeat and bootstrap, whose deadlines guard the lease, stay on runtime/transport.py.
+body is checked against it between chunks; since urllib3 re-arms its timeout per read, a peer that
+trickles the status line, headers or body byte by byte is cut off at the deadline by
+runtime/call_deadline.py (the connections here register with it). The heartbeat and bootstrap,
+whose deadlines guard the lease, stay on runtime/transport.py.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from shardbeat import __version__
 from shardbeat.core.redaction import clip
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.endpoint import DEFAULT_PORTS
+from shardbeat.runtime.call_deadline import CallDeadline, watch
 from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 from shardbeat.runtime.transport import MAX_RESPONSE_BYTES, TransportError
@@ -78,13 +80,31 @@ def _pool_classes(resolver: Resolver) -> dict[str, type[HTTPConnectionPool]]:
             conn._dns_host = name
         raise failure or ConnectTimeoutError(conn, f"no address of {name} answered in time")
 
+    # connect and request register with the calling thread's CallDeadline (a reused connection
+    # only sends), so a trickling peer is cut off at the call's deadline.
     class Http(HTTPConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
 
+        def connect(self) -> None:
+            watch(self)
+            super().connect()
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            watch(self)
+            super().request(*args, **kwargs)
+
     class Https(HTTPSConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
+
+        def connect(self) -> None:
+            watch(self)
+            super().connect()
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            watch(self)
+            super().request(*args, **kwargs)
 
     class HttpPool(HTTPConnectionPool):
         ConnectionCls = Http
@@ -185,6 +205,20 @@ class RequestsTransport:
         if left <= 0:
             raise TransportError("Timeout", "call deadline passed")
         url = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1] + request.target
+        with CallDeadline(left) as cut:
+            try:
+                answer = self._send(url, request, deadline)
+            except TransportError as exc:
+                if not cut.expired or exc.code == "Timeout":  # its own words: e.g. which DNS lookup
+                    raise
+        if cut.expired:  # a body cut short is not an answer, whatever parsed of it
+            raise TransportError("Timeout", "no answer before the call's deadline", "answer")
+        return answer
+
+    def _send(self, url: str, request: HttpRequest, deadline: float) -> HttpResponse:
+        left = deadline - self._monotonic()
+        if left <= 0:
+            raise TransportError("Timeout", "call deadline passed", "answer")
         try:
             with self._session.request(
                 request.method,
@@ -215,10 +249,10 @@ def _read_within(answer: requests.Response, deadline: float, monotonic: Callable
     for chunk in answer.iter_content(16 * 1024):
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
-            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes")
+            raise TransportError("ResponseTooLarge", f"answer body over {MAX_RESPONSE_BYTES} bytes", "answer")
         chunks.append(chunk)
         if monotonic() > deadline:
-            raise TransportError("Timeout", "answer body did not arrive before the call's deadline")
+            raise TransportError("Timeout", "answer body did not arrive before the call's deadline", "answer")
     return b"".join(chunks)
 
 
@@ -257,22 +291,30 @@ def _transport_error(exc: BaseException, secrets: tuple[str, ...]) -> TransportE
     if has(requests.exceptions.ProxyError):
         code = "ProxyAuthRequired" if " 407 " in f" {detail} " else "ProxyError"
         return TransportError(code, f"the proxy refused or failed ({detail})")
+    # The step (net_errors.Step) lets describe() name it and the fix, as the heartbeat's errors do.
     if has(requests.exceptions.SSLError):
-        return TransportError("TLSError", detail)
+        return TransportError("TLSError", detail, "tls")
     if has(ResolveTimeout):
-        return TransportError(
-            "Timeout", _scrub(str(next(e for e in chain if isinstance(e, ResolveTimeout))), secrets)
-        )
+        found = next(e for e in chain if isinstance(e, ResolveTimeout))
+        return TransportError("Timeout", _scrub(str(found), secrets), "resolve")
+    # requests.ConnectTimeout, not urllib3's ConnectTimeoutError: NewConnectionError (refused, no
+    # such name) is a subclass of that.
+    if has(requests.exceptions.ConnectTimeout) and not has(ConnectionRefusedError, NewConnectionError):
+        return TransportError("Timeout", "no TCP handshake before the call's deadline", "connect")
     if has(requests.exceptions.Timeout, TimeoutError) and not has(ConnectionRefusedError):
-        return TransportError("Timeout", "no answer before the call's deadline")
+        return TransportError("Timeout", "no answer before the call's deadline", "answer")
     if "Failed to resolve" in detail or has(socket.gaierror):
-        return TransportError("NameResolution", f"cannot resolve host ({detail})")
+        return TransportError("NameResolution", f"cannot resolve host ({detail})", "resolve")
     if has(ConnectionRefusedError):
-        return TransportError("ConnectionRefused", "connection refused")
+        return TransportError("ConnectionRefused", "connection refused", "connect")
     if has(ConnectionResetError, BrokenPipeError) or "RemoteDisconnected" in detail:
-        return TransportError("ConnectionReset", "connection closed by the server without an answer")
+        return TransportError(
+            "ConnectionReset", "connection closed by the server without an answer", "answer"
+        )
+    if has(requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+        return TransportError("ConnectionReset", f"answer cut short ({detail})", "answer")
     if has(requests.ConnectionError, OSError):
-        return TransportError("NetworkError", detail)
+        return TransportError("NetworkError", detail, "connect" if has(NewConnectionError) else None)
     return TransportError("TransportFailure", detail)
 
 

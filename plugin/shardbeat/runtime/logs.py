@@ -178,6 +178,19 @@ def stderr_handler() -> StderrHandler | None:
     return next((h for h in logging.getLogger().handlers if isinstance(h, StderrHandler)), None)
 
 
+def _library_without_traceback(record: logging.LogRecord) -> bool:
+    """A library's record keeps its words but not its traceback: a peer's garbage is not our crash
+    (our own `log.exception`, an internal error, keeps its traceback)."""
+    if record.exc_info and not record.name.startswith("shardbeat"):
+        exc = record.exc_info[1]
+        if exc is not None:
+            record.msg = f"{record.getMessage()} ({type(exc).__name__})"
+            record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handler:
     """Route all logging (and warnings.warn) to stderr in `fmt`. Idempotent: replaces its own handler."""
     if level.lower() not in LEVELS:
@@ -189,8 +202,12 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handl
         root.removeHandler(old)
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_library_without_traceback)
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
+    # urllib3 warns (with a traceback) about what a hostile peer sends, e.g. headers it cannot parse;
+    # the call's own error already says what failed, in our words, once per call.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     logging.captureWarnings(True)
     threading.excepthook = _log_thread_exception
     return handler

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
-from shardbeat.runtime.connect import ProxyRefused, open_socket
+from shardbeat.runtime.connect import HandshakeStalled, ProxyRefused, open_socket
 from shardbeat.runtime.network import Network, NetworkError, Route, url_of
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 
@@ -269,7 +269,7 @@ def _step(conn: http.client.HTTPConnection, exc: BaseException) -> str:
         return tagged
     if isinstance(exc, socket.gaierror | ResolveTimeout):
         return "resolve"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError | HandshakeStalled):
         return "tls"
     if conn.sock is None:  # http.client sets it once the TCP connection is up
         return "connect"

@@ -18,6 +18,7 @@ from shardbeat.config.credential_sources import (
     SourceSpec,
     TkeOidc,
 )
+from shardbeat.config.credentials import credential_flaw
 from shardbeat.providers.base import Credentials
 from shardbeat.runtime.cloud_credentials import alibaba, tencent
 from shardbeat.runtime.cloud_credentials.http import (
@@ -32,7 +33,25 @@ __all__ = ["DefaultSessions", "FetchError", "HttpSessions", "Issued", "SessionsF
 
 
 def fetch(spec: SourceSpec, sessions: HttpSessions) -> Issued:
-    """Fresh keys from `spec`. Raises FetchError (message names the step, never a secret)."""
+    """Fresh keys from `spec`. Raises FetchError (message names the step, never a secret).
+
+    Issued keys pass the same check as configured ones (credential_flaw): a control character, a
+    lone surrogate or a non-ASCII character from a broken or hostile issuer would otherwise fail
+    inside signing, on every call, as an internal error."""
+    issued = _fetch(spec, sessions)
+    for part, value in (("key id", issued.credentials.key_id), ("secret", issued.credentials.secret)):
+        _check(part, value, issued)
+    _check("token", issued.credentials.token, issued)
+    return issued
+
+
+def _check(part: str, value: str | None, issued: Issued) -> None:
+    flaw = credential_flaw(value)
+    if flaw is not None:
+        raise FetchError(f"{issued.answered_by}: the issued {part} {flaw}")
+
+
+def _fetch(spec: SourceSpec, sessions: HttpSessions) -> Issued:
     if isinstance(spec, EcsRamRole):
         return alibaba.from_ecs_metadata(spec, sessions.metadata(), sessions.metadata_timeout)
     if isinstance(spec, AlibabaOidc):
@@ -51,6 +70,6 @@ def _from_profile(spec: CliProfile, sessions: HttpSessions) -> Issued:
         raise FetchError(f"profile: {exc}") from None
     if isinstance(found, Credentials):
         return Issued(found, None, f"profile {spec.name or 'default'} in {spec.path}")
-    inner = fetch(found, sessions)
+    inner = _fetch(found, sessions)
     via = f"profile {spec.name or 'default'} -> {inner.answered_by}"
     return Issued(inner.credentials, inner.expires, via, inner.server_time)

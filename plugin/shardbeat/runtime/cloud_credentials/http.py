@@ -72,9 +72,10 @@ class DefaultSessions:
 
     def metadata(self) -> requests.Session:
         if self._metadata is None:
-            session = _plain_session()
-            session.trust_env = False  # no proxy from the environment, ever (see the module docstring)
-            self._metadata = session
+            from shardbeat.runtime.call_deadline import direct_session
+
+            # no proxy from the environment, ever (see the module docstring)
+            self._metadata = direct_session()
         return self._metadata
 
     def control_plane(self) -> requests.Session:
@@ -118,8 +119,34 @@ def call(
     data: bytes | None = None,
     timeout: tuple[float, float],
 ) -> Answer:
-    """One request; raises FetchError naming `what` on a network failure or an oversize body."""
+    """One request; raises FetchError naming `what` on a network failure or an oversize body.
+
+    The whole call, trickled headers and body included, ends within connect + read timeout
+    (runtime/call_deadline.py): urllib3 alone re-arms its timeout on every byte."""
+    from shardbeat.runtime.call_deadline import CallDeadline  # loads requests: only sources use it
+
+    with CallDeadline(timeout[0] + timeout[1]) as cut:
+        try:
+            answer = _call(session, method, url, what, headers, data, timeout)
+        except FetchError:
+            if not cut.expired:
+                raise
+    if cut.expired:
+        raise FetchError(f"{what}: no whole answer within {timeout[0] + timeout[1]:g}s")
+    return answer
+
+
+def _call(
+    session: requests.Session,
+    method: str,
+    url: str,
+    what: str,
+    headers: Mapping[str, str] | None,
+    data: bytes | None,
+    timeout: tuple[float, float],
+) -> Answer:
     import requests
+    import urllib3
 
     try:
         with session.request(
@@ -136,6 +163,8 @@ def call(
             date = response.headers.get("Date")
     except requests.RequestException as exc:
         raise FetchError(f"{what}: {_reason(exc)}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # raw.read's own errors (a body cut short)
+        raise FetchError(f"{what}: answer cut short ({type(exc).__name__})") from None
     if len(body) > MAX_BODY:
         raise FetchError(f"{what}: answer larger than {MAX_BODY} bytes")
     return Answer(status, body, _parse_date(date))
@@ -197,8 +226,5 @@ def text_field(doc: dict[str, Any], key: str, what: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value:
         raise FetchError(f"{what}: answer has no {key}")
-    if not value.isascii() or not value.isprintable() or value != value.strip():
-        # Refused as a config's credentials are: a header cannot carry it, and the library that
-        # refuses the header quotes it in a form (repr) the redaction point does not know.
-        raise FetchError(f"{what}: answer's {key} has control, space or non-ASCII characters")
+    # Keys go through credential_flaw once they are issued (cloud_credentials.fetch), as configured ones.
     return value

@@ -52,6 +52,7 @@ from shardbeat.providers.endpoint import EndpointError, split
 STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (never sent)
 
 MAX_SECONDS = 86400.0  # as in the schema
+MAX_START = 253402300799  # checkpoints.start's maximum in the schema (9999-12-31T23:59:59Z)
 MIN_SAFE_MARGIN = 0.1
 
 
@@ -166,6 +167,8 @@ class _Group:
         if isinstance(start, float) and math.isnan(start):
             self.problems.append(Problem(self.at("checkpoints.start"), "must be a number (not NaN)"))
             return False
+        if not isinstance(start, str) and not 0 <= start <= MAX_START:
+            return False  # the schema says why; float() of a 400-digit int would raise
         interval = raw.get("commit_interval", DEFAULT_COMMIT_INTERVAL)
         if (
             isinstance(interval, bool)

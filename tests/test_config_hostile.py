@@ -1,0 +1,60 @@
+"""Hostile config values found by fuzzing: each is a ConfigError naming its path, never a crash."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shardbeat.config import ConfigError, config_from_dict
+from shardbeat.config.files import read_text
+
+SLS: dict[str, Any] = {
+    "provider": "sls",
+    "endpoint": "cn-hangzhou.log.aliyuncs.com",
+    "project": "my-project",
+    "logstore": "my-logstore",
+    "consumer_group": "my-group",
+    "consumer": "node-1",
+    "credentials": {"access_key_id": "akid", "access_key_secret": "do-not-echo-0123456789"},
+}
+CLS: dict[str, Any] = {
+    "provider": "cls",
+    "region": "ap-guangzhou",
+    "logset_id": "6f6ded3f-0000-4000-8000-000000000001",
+    "topics": ["topic-id-a"],
+    "consumer_group": "my_group",
+    "consumer": "node-1",
+    "credentials": {"secret_id": "sid", "secret_key": "do-not-echo-0123456789"},
+}
+
+
+def problems(tmp_path: Path, group: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [group]}, base_dir=tmp_path, environ={}, hostname="h")
+    return {p.path: p.message for p in caught.value.problems}
+
+
+@pytest.mark.parametrize("base", [SLS, CLS], ids=["sls", "cls"])
+@pytest.mark.parametrize("start", [10**400, -(10**400), 253402300800, -1])
+def test_a_checkpoint_start_out_of_range_is_named_not_a_crash(
+    tmp_path: Path, base: dict[str, Any], start: int
+) -> None:
+    group = copy.deepcopy(base)
+    group["checkpoints"] = {"start": start}
+    assert "groups[0].checkpoints.start" in problems(tmp_path, group)
+
+
+@pytest.mark.parametrize("base", [SLS, CLS], ids=["sls", "cls"])
+def test_a_profile_file_name_with_a_nul_is_named_not_a_crash(tmp_path: Path, base: dict[str, Any]) -> None:
+    group = copy.deepcopy(base)
+    group["credentials"] = {"source": "profile", "profile_file": "creds\x00x"}
+    assert "groups[0].credentials.profile_file" in problems(tmp_path, group)
+
+
+def test_reading_a_file_whose_name_holds_a_nul_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_text("creds\x00x", "credentials file")
+    assert "NUL" in caught.value.problems[0].message

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +62,25 @@ def test_reading_a_file_whose_name_holds_a_nul_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
         read_text("creds\x00x", "credentials file")
     assert "NUL" in caught.value.problems[0].message
+
+
+def test_validate_prints_no_terminal_escape_and_no_secret_in_a_problem(tmp_path: Path) -> None:
+    secret = "SECRETVALUE-0123456789"
+    group = {**copy.deepcopy(SLS), "\x1b[31mEVIL" + "k" * 5000: 1}
+    group["credentials"] = {"access_key_id": "akid", "access_key_secret": "${SB_TEST_SECRET}"}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"groups": [group], "tls": {"ca_file": "${SB_TEST_SECRET}"}}))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SB_TEST_SECRET": secret}
+    done = subprocess.run(
+        [sys.executable, "-m", "shardbeat", "validate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "tls.ca_file" in done.stderr and "\\x1b[31mEVIL" in done.stderr
+    assert "\x1b" not in done.stderr
+    assert secret not in done.stderr
+    assert max(len(line) for line in done.stderr.splitlines()) <= 1010

@@ -84,3 +84,25 @@ def test_validate_prints_no_terminal_escape_and_no_secret_in_a_problem(tmp_path:
     assert "\x1b" not in done.stderr
     assert secret not in done.stderr
     assert max(len(line) for line in done.stderr.splitlines()) <= 1010
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:-1", ":9464", "::1:9464", "127.0.0.1"])
+def test_a_metrics_listen_that_run_would_refuse_fails_validation(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [SLS], "metrics": {"listen": listen}}, base_dir=tmp_path, environ={})
+    assert [p.path for p in caught.value.problems] == ["metrics.listen"]
+
+
+def test_a_control_socket_path_too_long_for_a_unix_socket_fails_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [SLS], "control": {"socket": "s" * 120}}, base_dir=tmp_path, environ={})
+    assert [p.path for p in caught.value.problems] == ["control.socket"]
+
+
+def test_usable_local_endpoints_still_load(tmp_path: Path) -> None:
+    loaded = config_from_dict(
+        {"groups": [SLS], "metrics": {"listen": "[::1]:9464"}, "control": {"socket": "c.sock"}},
+        base_dir=tmp_path,
+        environ={},
+    )
+    assert loaded.config.metrics is not None and loaded.config.control.socket == str(tmp_path / "c.sock")

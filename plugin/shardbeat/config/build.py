@@ -26,6 +26,7 @@ from shardbeat.config import credential_sources as sources
 from shardbeat.config.credential_sources import SourceSpec
 from shardbeat.config.expand import expand
 from shardbeat.config.files import parse_config_file
+from shardbeat.config.local_endpoints import local_endpoint_problems
 from shardbeat.config.model import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -395,6 +396,11 @@ def config_from_dict(
     problems.extend(_duplicates(built))
     network, network_problems = network_config(document if isinstance(document, dict) else {}, base, env)
     problems.extend(p for p in network_problems if p.path not in skip)
+    problems.extend(
+        p
+        for p in local_endpoint_problems(document if isinstance(document, dict) else {}, base)
+        if p.path not in skip
+    )
     if check_credentials:  # the rate budget is per key: unknown without the keys
         warnings.extend(_cls_rate_warnings(built))
     if problems:

@@ -106,3 +106,16 @@ def test_usable_local_endpoints_still_load(tmp_path: Path) -> None:
         environ={},
     )
     assert loaded.config.metrics is not None and loaded.config.control.socket == str(tmp_path / "c.sock")
+
+
+@pytest.mark.parametrize("value", ["qcs::cam::uin/1:roleName/x\n", " x", "x\x1b[31m"])
+def test_a_source_setting_from_the_environment_gets_the_files_rules(tmp_path: Path, value: str) -> None:
+    group = {**copy.deepcopy(CLS), "credentials": {"source": "oidc_role"}}
+    token = tmp_path / "token"
+    token.write_text("t")
+    environ = {"TKE_ROLE_ARN": value, "TKE_PROVIDER_ID": "p", "TKE_IDENTITY_TOKEN_FILE": str(token)}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [group]}, base_dir=tmp_path, environ=environ)
+    found = [(p.path, p.message) for p in caught.value.problems]
+    assert [path for path, _ in found] == ["groups[0].credentials.role_arn"]
+    assert "TKE_ROLE_ARN" in found[0][1] and value.strip() not in found[0][1]

@@ -55,6 +55,7 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([10**400, -(10**400)]),  # past float's range: float() of it raises OverflowError
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
     st.sampled_from(["${SHARDBEAT_TEST_VALUE}", "${MISSING_VAR}", "${", "$${x}", "${EMPTY}", "a${B", "${}"]),

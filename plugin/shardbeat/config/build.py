@@ -26,6 +26,7 @@ from shardbeat.config import credential_sources as sources
 from shardbeat.config.credential_sources import SourceSpec
 from shardbeat.config.expand import expand
 from shardbeat.config.files import parse_config_file
+from shardbeat.config.local_endpoints import local_endpoint_problems
 from shardbeat.config.model import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -52,6 +53,7 @@ from shardbeat.providers.endpoint import EndpointError, split
 STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (never sent)
 
 MAX_SECONDS = 86400.0  # as in the schema
+MAX_START = 253402300799  # checkpoints.start's maximum in the schema (9999-12-31T23:59:59Z)
 MIN_SAFE_MARGIN = 0.1
 
 
@@ -166,6 +168,8 @@ class _Group:
         if isinstance(start, float) and math.isnan(start):
             self.problems.append(Problem(self.at("checkpoints.start"), "must be a number (not NaN)"))
             return False
+        if not isinstance(start, str) and not 0 <= start <= MAX_START:
+            return False  # the schema says why; float() of a 400-digit int would raise
         interval = raw.get("commit_interval", DEFAULT_COMMIT_INTERVAL)
         if (
             isinstance(interval, bool)
@@ -392,6 +396,11 @@ def config_from_dict(
     problems.extend(_duplicates(built))
     network, network_problems = network_config(document if isinstance(document, dict) else {}, base, env)
     problems.extend(p for p in network_problems if p.path not in skip)
+    problems.extend(
+        p
+        for p in local_endpoint_problems(document if isinstance(document, dict) else {}, base)
+        if p.path not in skip
+    )
     if check_credentials:  # the rate budget is per key: unknown without the keys
         warnings.extend(_cls_rate_warnings(built))
     if problems:

@@ -52,6 +52,10 @@ def read_profile(spec: CliProfile) -> Credentials | SourceSpec:
         raise ProfileError(
             f"{spec.path}: cannot read credentials profile file: {exc.strerror}", "profile_file"
         ) from None
+    except ValueError:  # a NUL in the configured name: no such file can exist
+        raise ProfileError(
+            "cannot read credentials profile file: the name holds a NUL", "profile_file"
+        ) from None
     if not stat.S_ISREG(mode):  # a FIFO would block the reader for good
         raise ProfileError(f"{spec.path}: not a regular file", "profile_file")
     try:

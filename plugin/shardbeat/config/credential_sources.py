@@ -226,13 +226,25 @@ class _Reader:
         if key in self.given:
             return None  # wrong type or empty: the schema reports it
         if env and self.environ.get(env):
-            return self.environ[env]
+            found = self.environ[env]
+            # The schema refuses these in the file; a value from the environment gets the same rule
+            # (a `$(cat)` newline or a stray escape would otherwise reach STS or the log).
+            if found != found.strip() or not found.isprintable():
+                self.problems.append(
+                    Problem(
+                        f"{self.where}.{key}",
+                        f"{env} holds control characters or surrounding spaces (e.g. a trailing newline); "
+                        "remove them",
+                    )
+                )
+                return None
+            return found
         return default
 
     def required(self, key: str, env: str | None) -> str:
         value = self.text(key, env)
         if value is None:
-            if key not in self.given:
+            if key not in self.given and not (env and self.environ.get(env)):  # else text() said why
                 hint = f"; or set {env}" if env else ""
                 self.problems.append(
                     Problem(f"{self.where}.{key}", f"missing: required by this source{hint}")

@@ -28,6 +28,10 @@ def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_CONFIG_B
         # O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is
         # refused before a read could block on it (a FIFO, a terminal, /dev/zero) or never end.
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except ValueError:  # a NUL in the name (from a config string): no such file can exist
+        raise ConfigError(
+            [Problem(name.replace("\0", "\\0"), f"cannot read {what}: the name holds a NUL")]
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError([Problem(name, f"cannot read {what}: {reason}")]) from None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from shardbeat.config.proxy_url import ProxyUrl
 from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START, Start
 from shardbeat.core.lease import default_margin
+from shardbeat.core.redaction import redact
 from shardbeat.providers.base import Credentials
 
 if TYPE_CHECKING:
@@ -34,7 +35,18 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path or '(root)'}: {self.message}"
+        # The one place a problem becomes text: a key from the file may hold terminal escapes or run
+        # to kilobytes, and a message may quote a path expanded from a secret variable.
+        return redact(_printable(f"{self.path or '(root)'}: {self.message}"))
+
+
+MAX_PROBLEM_TEXT = 1000
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped (`\\x1b`), and cut short: a hostile key must not drive the terminal."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return shown if len(shown) <= MAX_PROBLEM_TEXT else shown[:MAX_PROBLEM_TEXT] + "..."
 
 
 class ConfigError(Exception):

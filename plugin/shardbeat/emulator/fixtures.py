@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shardbeat.config.files import read_text
+from shardbeat.config.model import ConfigError
 from shardbeat.core.json_kind import json_kind
 
 MAX_SLS_GROUPS_PER_LOGSTORE = 30
@@ -115,12 +117,10 @@ def load_fixtures(path: str | None) -> Fixtures:
         text = importlib.resources.files("shardbeat.emulator").joinpath(_DEFAULT_NAME).read_text("utf-8")
     else:
         source = path
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise FixtureError(f"cannot read fixtures file {path}: {reason}") from None
+        try:  # the config's reader: a FIFO or device is refused at once instead of blocking for good
+            text = read_text(path, "fixtures file")
+        except ConfigError as exc:
+            raise FixtureError("; ".join(str(p) for p in exc.problems)) from None
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -387,6 +387,17 @@ class EmulatorServer:
         self.stop()
 
 
+def _port(text: str) -> int:
+    """--port: 0..65535 (0: any free port), refused up front rather than printed into a config."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a port number, 0-65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 0-65535")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     """`shardbeat emulator [--host H] [--port N] [--fixtures FILE] [--log-level L]`."""
     parser = argparse.ArgumentParser(
@@ -395,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
     )
     parser.add_argument(
         "--fixtures", metavar="FILE", help="fixtures JSON (default: the packaged demo fixtures)"

@@ -509,3 +509,23 @@ def test_checkpoint_flags_with_a_config_file_are_refused(
     path = write_config(tmp_path, {"groups": [SLS]})
     assert cli.main(["run", "--config", str(path), "--checkpoints"]) == 2
     assert "--checkpoints" in capsys.readouterr().err and ran == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["schema", "config"], ["emulator", "--print-config", "--port", "9"]],
+    ids=["schema", "print-config"],
+)
+def test_one_shot_verb_on_a_full_stdout_says_so_without_a_traceback(argv: list[str]) -> None:
+    """stdout on a full disk (/dev/full) is the environment, not a bug: one clear line, exit 1."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "shardbeat", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "shardbeat: error: cannot write to stdout: No space left on device"

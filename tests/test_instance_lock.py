@@ -213,6 +213,20 @@ def test_unlink_race_takes_the_new_file(rundir: Path, monkeypatch: pytest.Monkey
         assert code == 2 and "already runs" in out
 
 
+def test_full_runtime_dir_is_a_clear_refusal(rundir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime_dir on a full disk (ENOSPC writing the holder) refuses cleanly and keeps no lock."""
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(instance_lock.os, "pwrite", full)
+    with pytest.raises(InstanceLockError, match="cannot write it: No space left on device"):
+        acquire_instance_locks([sls_group("c1"), sls_group("c2")], str(rundir))
+    monkeypatch.undo()
+    assert list(rundir.iterdir()) == []
+    assert run_child(rundir, ["c1"]) == (0, "locked\n")
+
+
 # -- names ------------------------------------------------------------------------------------------
 
 

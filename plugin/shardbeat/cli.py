@@ -30,6 +30,7 @@ from shardbeat.config import (
     load_config,
     parse_config_file,
 )
+from shardbeat.operator_output import GuardedStdout, StdoutUnwritable
 from shardbeat.runtime.logs import LEVELS, setup_logging
 from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
 
@@ -515,9 +516,25 @@ def main(argv: list[str] | None = None) -> int:
             "shardbeat: error: stdout is closed: records could not be written; not starting", file=sys.stderr
         )
         return USAGE_ERROR
+    if arguments[:1] == ["run"]:
+        return _main(arguments)
+    real_stdout = sys.stdout
+    sys.stdout = GuardedStdout(real_stdout)
+    try:
+        return _main(arguments)
+    except StdoutUnwritable as exc:
+        print(f"shardbeat: error: {exc}", file=sys.stderr)
+        return INTERNAL_ERROR
+    finally:
+        sys.stdout = real_stdout
+
+
+def _main(arguments: list[str]) -> int:
     try:
         if arguments[:1] == ["emulator"]:
-            return _emulator(arguments[1:])
+            code = _emulator(arguments[1:])
+            sys.stdout.flush()
+            return code
         parser = build_parser()
         try:
             args = parser.parse_args(arguments)
@@ -526,7 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             return _usage(parser, "give a verb: run, validate, doctor, status, stop, schema or emulator")
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()
+        return code
+    except StdoutUnwritable:
+        raise
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug, not bad input: one log line with the traceback, then a fault exit

@@ -191,7 +191,11 @@ def _lock(path: str, label: str) -> _Held:
                 path,
             ) from None
         if _still_named(fd, path):
-            _write_holder(fd, label)
+            try:
+                _write_holder(fd, label)
+            except OSError as exc:  # a full or read-only runtime_dir: a clear refusal, not a traceback
+                InstanceLocks(os.path.dirname(path), [_Held(path, fd)]).release()
+                raise InstanceLockError(f"lock file {path}: cannot write it: {exc.strerror or exc}") from None
             return _Held(path, fd)
         os.close(fd)  # the holder released (unlinked) it between our open and flock: take the new one
     raise InstanceLockError(

@@ -76,24 +76,25 @@ def _cut(conn: Any) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _WatchedHttp(HTTPConnection):
+class Watched:
+    """Mixin for a urllib3 connection class: connect and request register with the calling thread's
+    CallDeadline (a reused connection only sends), so a trickling peer is cut off at the deadline."""
+
     def connect(self) -> None:
         watch(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         watch(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHttps(HTTPSConnection):
-    def connect(self) -> None:
-        watch(self)
-        super().connect()
+class _WatchedHttp(Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        watch(self)
-        super().request(*args, **kwargs)
+
+class _WatchedHttps(Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHttpPool(HTTPConnectionPool):

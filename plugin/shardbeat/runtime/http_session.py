@@ -44,7 +44,7 @@ from shardbeat import __version__
 from shardbeat.core.redaction import clip
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.endpoint import DEFAULT_PORTS
-from shardbeat.runtime.call_deadline import CallDeadline, watch
+from shardbeat.runtime.call_deadline import CallDeadline, Watched
 from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
 from shardbeat.runtime.transport import MAX_RESPONSE_BYTES, TransportError
@@ -82,29 +82,13 @@ def _pool_classes(resolver: Resolver) -> dict[str, type[HTTPConnectionPool]]:
 
     # connect and request register with the calling thread's CallDeadline (a reused connection
     # only sends), so a trickling peer is cut off at the call's deadline.
-    class Http(HTTPConnection):
+    class Http(Watched, HTTPConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
 
-        def connect(self) -> None:
-            watch(self)
-            super().connect()
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            watch(self)
-            super().request(*args, **kwargs)
-
-    class Https(HTTPSConnection):
+    class Https(Watched, HTTPSConnection):
         def _new_conn(self) -> Any:
             return new_conn(self, super()._new_conn)
-
-        def connect(self) -> None:
-            watch(self)
-            super().connect()
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            watch(self)
-            super().request(*args, **kwargs)
 
     class HttpPool(HTTPConnectionPool):
         ConnectionCls = Http

@@ -282,6 +282,35 @@ def test_a_broken_writer_stops_claims_even_when_nobody_told_the_runner(emulator:
         os.close(node._w)
 
 
+def test_a_stop_whose_last_records_cannot_be_written_exits_1(emulator: EmulatorServer) -> None:
+    """A reader that stopped reading never sees `lost`/`stopped`: the stop is not reported as clean."""
+    config = config_from_dict({"groups": [sls(emulator)]}).config
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    while True:  # fill the pipe: nobody reads it
+        try:
+            os.write(w, b"x" * 65536)
+        except BlockingIOError:
+            break
+    os.set_blocking(w, True)
+    writer = RecordWriter(w)
+    runner = Runner(config.groups, writer)
+    exit_status: list[int] = []
+    thread = threading.Thread(target=lambda: exit_status.append(runner.run()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(s.membership.claim() for s in runner.sessions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runner.stop()
+        thread.join(10)
+        assert exit_status == [1]
+    finally:
+        runner.stop()
+        os.close(r)  # the writer thread's blocked write ends (EPIPE)
+        os.close(w)
+
+
 def test_abandon_drops_every_claim_and_the_run_exits_1(emulator: EmulatorServer) -> None:
     config = config_from_dict({"groups": [sls(emulator)]}).config
     r, w = os.pipe()

@@ -214,7 +214,14 @@ class Runner(CheckpointOps):
                         self._emit_event(s, lost)
                     self._writer.emit(records.stopped(s.identity, self._clock.instant(), s.membership.epoch))
                 self._records_closed = True
-            self._writer.flush(STOP_FLUSH_SECONDS)
+            if not self._writer.flush(STOP_FLUSH_SECONDS) and self._exit_status == 0:
+                # Downstream was never told `lost`/`stopped`: say so, and do not report a clean stop.
+                log.error(
+                    "the last records (lost, stopped) were not written within %gs: stdout's reader is "
+                    "not reading; it may still act on shards until its last lease_expires",
+                    STOP_FLUSH_SECONDS,
+                )
+                self._exit_status = 1
         self._writer.close(0.2)
         self._credentials.close()
         self._transport.close()

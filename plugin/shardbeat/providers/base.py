@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from shardbeat.core.schedule import Retry as Retry  # re-exported: providers classify, the schedule reacts
 from shardbeat.core.wire import Credentials as Credentials

@@ -298,10 +298,12 @@ def test_a_value_made_before_the_shard_was_added_again_is_refused(emulator: Emul
     p = InProcess([sls(emulator, checkpoints={"commit_interval": 0.2})])
     try:
         first = p.wait_for(is_event("assignment"))
-        with p.runner._cond:  # a loss and a re-join: the shards are added again at a later epoch
-            lost = p.runner.sessions[0].membership.drop("lease_expired")
+        with p.runner._lock:  # a loss and a re-join: the shards are added again at a later epoch
+            driver = p.runner.drivers[0]
+            lost = driver.membership.drop("lease_expired")
             assert lost is not None
-            p.runner._emit_event(p.runner.sessions[0], lost)
+            driver._emit_event(lost, p.runner._clock.instant())
+            p.runner._settle(driver)
         again = p.wait_for(lambda r: r["event"] == "assignment" and r["epoch"] > first["epoch"])
         p.runner.commit(p.runner.sessions, {("demo-logstore", 0): cursor(1)}, epoch=first["epoch"])
         rec = p.wait_for(lambda r: r["event"] == "error" and r["error"]["code"] == "StaleEpoch")

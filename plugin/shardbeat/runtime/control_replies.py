@@ -19,7 +19,7 @@ from shardbeat.core import shards
 from shardbeat.core.shards import ShardMap
 
 if TYPE_CHECKING:
-    from shardbeat.runtime.session import Session
+    from shardbeat.core.driver import GroupDriver as Session
 
 Reply = dict[str, Any]
 
@@ -27,7 +27,7 @@ Reply = dict[str, Any]
 def status_entry(record: dict[str, Any], session: Session, now: float) -> dict[str, object]:
     """A status record (records.status) plus the operator's figures; `now` is monotonic."""
     entry: dict[str, object] = {k: v for k, v in record.items() if k != "event"}
-    entry["scope"] = "/".join(session.config.identity.scope)
+    entry["scope"] = session.scope
     entry["failing"] = session.last_error is not None
     failure = session.last_failure
     entry["last_failure"] = (

@@ -1,0 +1,624 @@
+"""One consumer group's rules, sans-I/O: `GroupDriver`, in the spirit of h11's Connection and
+kafka-python's Heartbeat.
+
+It owns the group's membership, lease, pacing, bootstrap state, server clock offset, pending acks and
+checkpoints. Data in, data out: the shell asks `next_due()`, calls `poll(at)` when that time comes,
+carries out the calls it hands over (`take()`: core/calls.py generators) and feeds their answers back
+into them; it writes the records the driver hands over, in order. No threads, no sockets, no clock
+reads: every entry point is given the time (`Instant`), so each rule is a step test on a fake clock.
+
+The rules, where they live:
+- lost first: `_watchdog` runs before anything an answer, a deadline or a control op says;
+- an empty claim after a loss: core/membership.py;
+- release after the revoke is written (`Emit.release`), or on downstream's ack within a grace;
+- bootstrap before the first heartbeat (core/calls.py `bootstrap`), then the interval fitted to the
+  server's timeout (core/interval_fit.py);
+- on-demand beats coalesced and spaced (core/on_demand.py); the fixed-rate grid and backoff
+  (core/schedule.py); checkpoints (core/group_checkpoints.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shardbeat.core import membership as ms
+from shardbeat.core import records, shards
+from shardbeat.core.calls import Answer, Bootstrapped, Call, GroupPlan, Send, Step, bootstrap, fetch_positions
+from shardbeat.core.checkpoints import Position, ShardKey
+from shardbeat.core.error_summary import ErrorSummary
+from shardbeat.core.group_checkpoints import CheckpointRules, CheckpointSettings, GroupCheckpoints
+from shardbeat.core.group_figures import Counters, GroupSnapshot
+from shardbeat.core.histogram import Histogram
+from shardbeat.core.interval_fit import fitted_interval
+from shardbeat.core.lease import Lease, default_margin
+from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
+from shardbeat.core.records import Identity, Instant, Record
+from shardbeat.core.schedule import Pacer, Retry, call_budget
+from shardbeat.core.shard_text import shard_text
+from shardbeat.core.shards import ShardMap
+from shardbeat.core.skew import WARN_ABOVE, ServerClock
+from shardbeat.core.wire import Credentials, ProviderError, Wire
+
+log = logging.getLogger("shardbeat.runner")
+
+KEY_WAIT_STEP = 0.05  # no key yet from a credential source: look again this soon, silently
+
+
+class Settings(Protocol):
+    """What the driver reads of a group's config (config/model.py GroupConfig)."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def consumer_group(self) -> str: ...
+    @property
+    def consumer(self) -> str: ...
+    @property
+    def heartbeat_interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def lease_margin(self) -> float | None: ...
+    @property
+    def margin(self) -> float: ...
+    @property
+    def release(self) -> str: ...
+    @property
+    def release_grace(self) -> float | None: ...
+    @property
+    def create_group(self) -> bool: ...
+    @property
+    def update_group(self) -> bool: ...
+    @property
+    def checkpoints(self) -> CheckpointSettings | None: ...
+
+
+class Keys(Protocol):
+    def current(self, deadline: float | None = None) -> Credentials:
+        """The key in hand; raises ProviderError (CredentialsUnavailable) when there is none."""
+        ...
+
+    def refresh(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A record for stdout; `release`: revoked shards to stop claiming once it is written."""
+
+    record: Record
+    release: ShardMap | None = None
+
+
+class GroupDriver(CheckpointRules):
+    def __init__(
+        self,
+        index: int,
+        config: Settings,
+        wire: Wire,
+        credentials: Keys,
+        grid_start: float,
+        first_beat: float,
+        rng: random.Random | None = None,
+        scope: str = "",
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.provider = wire
+        self.wire = wire
+        self.scope = scope  # SLS "project/logstore", CLS "region/logset_id": tells same-named groups apart
+        self.identity = Identity(config.provider, config.consumer_group, config.consumer)
+        self.credentials = credentials
+        self.interval = config.heartbeat_interval
+        self.timeout = config.timeout
+        self.membership = ms.Membership(Lease(config.timeout, config.margin))
+        self.pacer = Pacer.create(config.heartbeat_interval, grid_start, rng)
+        self.server_clock = ServerClock()
+        self.counters = Counters()
+        self.error_summary = ErrorSummary()
+        self.latency = Histogram()
+        self.checkpoints = GroupCheckpoints.create(config.checkpoints) if config.checkpoints else None
+        self.bootstrapped = False
+        self.in_flight = False  # a beat or bootstrap call is out (never two)
+        self.beat_soon = False  # a beat was asked for while one was in flight
+        self.on_demand = False  # an on-demand beat is owed once the one in flight is answered
+        self.due_at = first_beat  # the next beat (inf while one is in flight)
+        self.last_sent: float | None = None  # monotonic send time of the last heartbeat
+        self.last_error: str | None = None  # the failure now in progress; None once a call succeeds
+        self.last_failure: tuple[str, str, float] | None = None  # (code, message, monotonic): `status`
+        self.last_latency: float | None = None  # seconds, of the last answered heartbeat
+        self.key_wait_until: float | None = None  # waiting silently for a credential source's first key
+        # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
+        self.awaiting_ack: dict[tuple[str, int], float] = {}
+        self.stopping = False  # the shell is stopping: nothing new starts, late answers change nothing
+        self.records_closed = False  # `stopped` is written: nothing may follow it
+        self._out: list[Emit] = []
+        self._calls: list[Call] = []
+        self._beat_call: Call | None = None  # the beat or bootstrap call out, if any
+
+    # -- the shell's side ---------------------------------------------------------------------------
+
+    def take(self) -> tuple[list[Emit], list[Call]]:
+        """Records to write (in order) and calls to start, since the last take."""
+        out, calls = self._out, self._calls
+        if out:
+            self._out = []
+        if calls:
+            self._calls = []
+        return out, calls
+
+    def next_due(self) -> float:
+        """When `poll` has something to do: a beat, the lease's end, an ack's grace, a commit."""
+        due = self.due_at if not self.in_flight and not self.stopping else float("inf")
+        expires = self.membership.lease.expires_at
+        if expires is not None and expires < due:
+            due = expires
+        if self.awaiting_ack:
+            due = min(due, min(self.awaiting_ack.values()))
+        commit = self.commit_due()
+        return due if commit is None else min(due, commit)
+
+    def poll(self, at: Instant) -> None:
+        """Act on whatever is due at `at`: the lease watchdog first, then acks, a beat, a commit."""
+        now = at.mono
+        self._watchdog(at)
+        if self.awaiting_ack:
+            self._ack_deadline(at)
+        if self.stopping:
+            return
+        if not self.in_flight and self.due_at <= now:
+            self.in_flight = True
+            self.due_at = float("inf")
+            self._beat_call = self._heartbeat(at) if self.bootstrapped else self._bootstrap(at)
+            self._calls.append(self._beat_call)
+        self.poll_commit(at)
+
+    def recover(self, call: Call, at: Instant) -> None:
+        """A call ended in an internal error (a bug, logged by the shell): free its slot and go on."""
+        if call is self._beat_call:
+            self.in_flight = False
+            self.due_at = min(self.due_at, at.mono + self.interval)
+        elif self.checkpoints is not None and self.checkpoints.sending:
+            self.checkpoints.book.settle({}, at.mono)
+            self.checkpoints.sending = False
+
+    # -- context for calls (core/calls.Context) --------------------------------------------------------
+
+    def server_now(self, wall: float) -> float:
+        return self.server_clock.now(wall)
+
+    def observe(self, answer: Answer, sent_wall: float) -> None:
+        """Fold an answer's Date into the server clock offset (warn once when it gets large)."""
+        if answer.server_date is None:
+            return
+        before = self.server_clock.offset
+        offset = self.server_clock.observe(answer.server_date, sent_wall, answer.at.wall)
+        if abs(offset) > WARN_ABOVE and abs(before) <= WARN_ABOVE:
+            log.warning(
+                "%s: this host's clock is %.0fs %s the server's; signing with corrected time",
+                self.config.label,
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+            )
+
+    # -- bootstrap ------------------------------------------------------------------------------------
+
+    def _keys(self, at: Instant, budget: float) -> Credentials | None:
+        """The key in hand; None while a credential source's first key is still on its way (then a
+        look again is scheduled, without a record, for up to one call budget)."""
+        try:
+            key = self.credentials.current()
+        except ProviderError:
+            if self.key_wait_until is None:
+                self.key_wait_until = at.mono + budget
+            if at.mono < self.key_wait_until:
+                self.in_flight = False
+                self.due_at = at.mono + KEY_WAIT_STEP
+                return None
+            self.key_wait_until = None
+            raise
+        self.key_wait_until = None
+        return key
+
+    def _bootstrap(self, at: Instant) -> Generator[Step, Answer, None]:
+        deadline = at.mono + call_budget(self.interval, None)
+        try:
+            credentials = self._keys(at, deadline - at.mono)
+        except ProviderError as exc:  # no key from the credential source in time
+            self.in_flight = False
+            self._on_failure(exc, at, source="bootstrap")
+            return
+        if credentials is None:
+            return
+        config = self.config
+        plan = GroupPlan(
+            config.label, config.consumer_group, config.timeout, config.create_group, config.update_group
+        )
+        outcome = yield from bootstrap(self, plan, credentials, at, deadline)
+        self._bootstrapped(outcome)
+
+    def _bootstrapped(self, outcome: Bootstrapped) -> None:
+        self.in_flight = False
+        at = outcome.at
+        if self.stopping or at is None:
+            return
+        if outcome.done:
+            self.bootstrapped = True
+            if outcome.timeout is not None and outcome.timeout != self.timeout:
+                self.use_server_timeout(outcome.timeout)
+                self._fit_interval(at.mono)
+            self.due_at = at.mono
+        elif outcome.failure is not None:
+            self._on_failure(outcome.failure, at, source="bootstrap")
+
+    def use_server_timeout(self, timeout: float) -> None:
+        """Lease by the group's real timeout (the server's clock is what matters). Before joining only."""
+        margin = self.config.lease_margin
+        if margin is None or margin >= timeout:
+            margin = default_margin(timeout)
+        self.timeout = timeout
+        self.membership.lease = Lease(timeout, margin)
+
+    def _fit_interval(self, now: float) -> None:
+        """Never flap: an interval the server's timeout cannot carry is lowered until it fits."""
+        lease = self.membership.lease
+        fitted = fitted_interval(self.interval, lease.timeout, lease.margin)
+        if fitted is None:
+            return
+        log.warning(
+            "%s: heartbeat_interval %gs does not fit the server's group timeout %gs (lease %gs after the "
+            "margin): beating every %gs instead; lower heartbeat_interval, or set update_group: true to "
+            "give the group the configured timeout",
+            self.config.label,
+            self.interval,
+            lease.timeout,
+            lease.timeout - lease.margin,
+            fitted,
+        )
+        self.interval = fitted
+        self.pacer = Pacer.create(fitted, now, self.pacer.fast.rng)
+
+    # -- heartbeats -----------------------------------------------------------------------------------
+
+    def _heartbeat(self, at: Instant) -> Generator[Step, Answer, None]:
+        sent_at = at.mono
+        self.last_sent = sent_at
+        lease = self.membership.lease
+        budget = call_budget(self.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
+        claim = self.membership.claim()
+        wire = self.wire
+        try:
+            # The latest key (token included).
+            credentials = self.credentials.current()
+        except ProviderError as exc:
+            self._beat_done(sent_at, at, None, exc)
+            return
+        request = wire.heartbeat_request(claim, self.server_now(at.wall), credentials)
+        answer = yield Send(wire.endpoint, request, sent_at + budget, budget)
+        self.observe(answer, at.wall)
+        received = answer.at
+        assigned: ShardMap | None = None
+        failure = answer.failure
+        if failure is None:
+            assert answer.response is not None
+            try:
+                assigned = wire.parse_heartbeat(answer.response)
+            except ProviderError as exc:
+                failure = exc
+        positions: dict[ShardKey, Position] | None = None
+        applied = received
+        group = self.checkpoints
+        if assigned is not None and group is not None and not self.stopping:
+            wanted = self.starts_to_fetch(assigned, received.mono)
+            if wanted:
+                deadline = self.start_deadline(sent_at, received.mono)
+                positions, group.start_failure, applied = yield from fetch_positions(
+                    self, credentials, wanted, group.config.start, received, deadline
+                )
+            else:
+                positions = {}
+        self._beat_done(sent_at, received, assigned, failure, positions, applied)
+
+    def _beat_done(
+        self,
+        sent_at: float,
+        received: Instant,
+        assigned: ShardMap | None,
+        failure: ProviderError | None,
+        positions: dict[ShardKey, Position] | None = None,
+        applied: Instant | None = None,
+    ) -> None:
+        self.in_flight = False
+        if self.stopping:
+            return
+        # A lease that ran out while this call was in flight (or the process was frozen) is reported
+        # before anything this answer says, whatever it says.
+        self._watchdog(received)
+        self.counters.beats += 1
+        if assigned is not None:
+            self._on_success(assigned, sent_at, received, positions, applied or received)
+        elif failure is not None:
+            self._on_failure(failure, received)
+        if self.beat_soon:
+            self.beat_soon = False
+            self.due_at = min(self.due_at, received.mono)
+        if self.on_demand:
+            self.on_demand = False
+            self.ask_beat(received.mono, None)
+
+    def _on_success(
+        self,
+        assigned: ShardMap,
+        sent_at: float,
+        received: Instant,
+        positions: dict[ShardKey, Position] | None,
+        applied: Instant,
+    ) -> None:
+        """`positions`: start positions read for this answer; `applied`: when they were read."""
+        if self.last_error is not None:
+            streak = self.error_summary.recovered(received.mono)
+            after = f" after {streak.failures} failed call(s) over {streak.duration:.1f}s" if streak else ""
+            log.info("%s: heartbeat ok again%s", self.config.label, after)
+            self.last_error = None
+        events = self.membership.on_success(assigned, sent_at, applied.mono)
+        latency = received.mono - sent_at
+        self.latency.observe(latency)
+        self.last_latency = latency
+        for event in events:
+            self._emit_event(event, applied, latency * 1000, positions)
+        if positions is not None:
+            self.owed_starts(positions, applied)
+        self.due_at = self.pacer.after_success(received.mono)
+
+    def _on_failure(self, failure: ProviderError, at: Instant, source: str = "heartbeat") -> None:
+        now = at.mono
+        self.counters.failures += 1
+        if failure.credentials_rejected:
+            self.credentials.refresh()  # a rotated key may be waiting in the credentials file
+        if failure.retry is Retry.REJOIN:
+            lost = self.membership.drop(ms.CONSUMER_UNKNOWN)
+            if lost is not None:
+                self._emit_event(lost, at)
+        due = self.pacer.after_failure(now, failure.retry)
+        verdict = self.error_summary.failed(f"{source}:{failure.code}", now)
+        log.log(
+            logging.WARNING if verdict.log else logging.DEBUG,
+            "%s: %s failed (%s: %s; attempt %d), retrying in %.2fs%s",
+            self.config.label,
+            source,
+            failure.code,
+            failure.message,
+            self.pacer.streak,
+            due - now,
+            f" ({verdict.repeats} more times in the last {verdict.since:.0f}s)" if verdict.repeats else "",
+        )
+        self.last_error = failure.code
+        self.last_failure = (failure.code, failure.message, now)
+        self.emit(
+            records.error(
+                self.identity,
+                at,
+                failure.code,
+                failure.message,
+                failure.status,
+                failure.request_id,
+                due - now,
+                source,
+            )
+        )
+        self.due_at = due
+
+    # -- the lease ------------------------------------------------------------------------------------
+
+    def _watchdog(self, at: Instant) -> None:
+        lost = self.membership.expire(at.mono)
+        if lost is not None:
+            self._emit_event(lost, at)
+
+    def held_now(self, at: Instant) -> ShardMap:
+        """Shards held under a valid lease right now (assigned or releasing); the watchdog runs first."""
+        self._watchdog(at)
+        membership = self.membership
+        return membership.claim() if membership.lease.valid(at.mono) else shards.EMPTY
+
+    # -- records --------------------------------------------------------------------------------------
+
+    def emit(self, record: Record, release: ShardMap | None = None) -> None:
+        self._out.append(Emit(record, release))
+
+    def _emit_event(
+        self,
+        event: ms.Event,
+        at: Instant,
+        latency_ms: float | None = None,
+        positions: dict[ShardKey, Position] | None = None,
+    ) -> None:
+        start = None
+        release: ShardMap | None = None
+        if isinstance(event, ms.AssignmentChanged):
+            start = self.start_for(event.added, event.epoch, positions or {})
+            self.counters.changes += 1
+            log.info(
+                "%s: assignment (epoch %d): added %s, revoked %s; holds %s",
+                self.config.label,
+                event.epoch,
+                shard_text(event.added, False),
+                shard_text(event.revoked, False),
+                shard_text(event.assigned, False),
+            )
+            if event.revoked:
+                if self.config.release == "ack":
+                    self._await_ack(event.revoked, at.mono)
+                else:
+                    release = event.revoked  # once the revoke is on stdout, downstream has been told
+        elif isinstance(event, ms.Lost):
+            self.counters.lost += 1
+            self.awaiting_ack.clear()
+            log.log(
+                logging.INFO if event.reason == ms.STOPPED else logging.WARNING,
+                "%s: %s; dropped %s",
+                self.config.label,
+                event.reason.replace("_", " "),
+                shard_text(event.lost, False),
+            )
+        self.emit(records.from_event(self.identity, event, at, latency_ms, start), release)
+        if isinstance(event, ms.Lost):
+            self.checkpoints_lost(at)  # after the `lost` record: it must come first
+
+    # -- release --------------------------------------------------------------------------------------
+
+    def releasing_among(self, given: ShardMap) -> ShardMap:
+        return {t: ids & given.get(t, frozenset()) for t, ids in self.membership.releasing.items()}
+
+    def release_now(self, released: ShardMap, at: Instant) -> ShardMap:
+        """Stop claiming these revoked shards and tell the server at once; returns those that were
+        waiting to be released."""
+        mine = self.releasing_among(released)
+        if not shards.count(mine):
+            return {}
+        self.membership.release(mine)
+        self._forget_acks(mine)
+        log.info("%s: released %s (the server may hand them on)", self.config.label, shard_text(mine, False))
+        if not self.stopping:
+            self.beat_now(at.mono)
+        return mine
+
+    def beat_now(self, now: float) -> None:
+        if self.in_flight:
+            self.beat_soon = True
+        else:
+            self.due_at = min(self.due_at, now)
+
+    def _await_ack(self, revoked: ShardMap, now: float) -> None:
+        give_up = now + self.release_grace
+        for topic, ids in revoked.items():
+            for shard in ids:
+                self.awaiting_ack[(topic, shard)] = give_up
+
+    @property
+    def release_grace(self) -> float:
+        grace = self.config.release_grace
+        return grace if grace is not None else self.timeout
+
+    def _forget_acks(self, released: ShardMap) -> None:
+        for topic, ids in released.items():
+            for shard in ids:
+                self.awaiting_ack.pop((topic, shard), None)
+
+    def _ack_deadline(self, at: Instant) -> None:
+        overdue: dict[str, set[int]] = {}
+        for (topic, shard), give_up in self.awaiting_ack.items():
+            if give_up <= at.mono:
+                overdue.setdefault(topic, set()).add(shard)
+        if not overdue:
+            return
+        released = shards.shard_map(overdue)
+        log.warning(
+            "%s: no `released` ack within %gs for %s; releasing anyway",
+            self.config.label,
+            self.release_grace,
+            shard_text(released, False),
+        )
+        self._forget_acks(released)
+        self.release(released, at)
+
+    def held(self, held: ShardMap, at: Instant) -> ShardMap:
+        """Downstream says what it really holds: releasing shards it no longer holds are done."""
+        return self.release(shards.minus(self.membership.releasing, held), at)
+
+    # -- on-demand beats ------------------------------------------------------------------------------
+
+    def ask_beat(self, now: float, budget: OnDemandBudget | None) -> None:
+        """An on-demand beat (control `heartbeat`, reload): coalesced and spaced (core/on_demand.py)."""
+        if not self.bootstrapped:
+            return
+        if self.in_flight:
+            self.on_demand = True  # one owed beat, however many were asked for
+            return
+        at = on_demand_at(now, self.last_sent, self.interval)
+        if at < self.due_at:  # else a beat is due by then anyway
+            if budget is not None:
+                at = budget.slot(at)
+            self.due_at = min(self.due_at, at)
+
+    # -- stop -----------------------------------------------------------------------------------------
+
+    def finish(self, at: Instant) -> None:
+        """A clean stop: `lost` for what is held, then `stopped`."""
+        self.stopping = True
+        lost = self.membership.drop(ms.STOPPED)
+        if lost is not None:
+            self._emit_event(lost, at)
+        self.emit(records.stopped(self.identity, at, self.membership.epoch))
+        self.records_closed = True
+
+    def abandon(self) -> None:
+        """Records can no longer be written: drop everything at once, silently (no one to tell)."""
+        self.stopping = True
+        self.membership.drop(ms.STOPPED)
+        self._out.clear()
+
+    def credential_failure(self, at: Instant, message: str, retry_in: float) -> None:
+        """The group's credential source failed to refresh."""
+        self.emit(
+            records.error(
+                self.identity, at, "CredentialRefreshFailed", message, None, None, retry_in, "credentials"
+            )
+        )
+
+    # -- figures --------------------------------------------------------------------------------------
+
+    def status_record(self, at: Instant, output_dropped: int) -> Record:
+        m = self.membership
+        c = self.counters
+        counters = {"beats": c.beats, "failures": c.failures, "changes": c.changes, "lost": c.lost}
+        counters["output_dropped"] = output_dropped
+        if self.checkpoints is not None:
+            counters["checkpoints_committed"] = self.checkpoints.committed
+            counters["checkpoints_dropped"] = self.checkpoints.dropped
+        expires = m.lease.expires_at if m.lease.valid(at.mono) else None
+        return records.status(
+            self.identity,
+            at,
+            m.epoch,
+            m.assigned,
+            m.releasing,
+            expires,
+            self.last_error,
+            counters,
+            self.server_clock.offset,
+            self.latency.snapshot(),
+        )
+
+    def snapshot(self, now: float) -> GroupSnapshot:
+        m = self.membership
+        return GroupSnapshot(
+            provider=self.identity.provider,
+            group=self.identity.group,
+            consumer=self.identity.consumer,
+            scope=self.scope,
+            epoch=m.epoch,
+            assigned=shards.count(m.assigned),
+            releasing=shards.count(m.releasing),
+            lease_remaining=m.lease.remaining(now) if m.lease.valid(now) else None,
+            clock_offset=self.server_clock.offset,
+            beats=self.counters.beats,
+            failures=self.counters.failures,
+            changes=self.counters.changes,
+            lost=self.counters.lost,
+            last_error=self.last_error,
+            latency=self.latency.snapshot(),
+        )
+
+    def matches(self, group: str | None, provider: str | None, consumer: str | None) -> bool:
+        who = self.identity
+        return (
+            (group is None or group == who.group)
+            and (provider is None or provider == who.provider)
+            and (consumer is None or consumer == who.consumer)
+        )

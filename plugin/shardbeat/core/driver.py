@@ -22,80 +22,30 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Protocol
 
+from shardbeat.core import group_figures, records, shards
 from shardbeat.core import membership as ms
-from shardbeat.core import records, shards
-from shardbeat.core.calls import Answer, Bootstrapped, Call, GroupPlan, Send, Step, bootstrap, fetch_positions
+from shardbeat.core.calls import Answer, Call, Send, Step, fetch_positions
 from shardbeat.core.checkpoints import Position, ShardKey
 from shardbeat.core.error_summary import ErrorSummary
-from shardbeat.core.group_checkpoints import CheckpointRules, CheckpointSettings, GroupCheckpoints
+from shardbeat.core.group_bootstrap import BootstrapRules
+from shardbeat.core.group_checkpoints import CheckpointRules, GroupCheckpoints
 from shardbeat.core.group_figures import Counters, GroupSnapshot
+from shardbeat.core.group_release import ReleaseRules
+from shardbeat.core.group_settings import Emit, Keys, Settings
 from shardbeat.core.histogram import Histogram
-from shardbeat.core.interval_fit import fitted_interval
-from shardbeat.core.lease import Lease, default_margin
-from shardbeat.core.on_demand import OnDemandBudget, on_demand_at
+from shardbeat.core.lease import Lease
 from shardbeat.core.records import Identity, Instant, Record
 from shardbeat.core.schedule import Pacer, Retry, call_budget
 from shardbeat.core.shard_text import shard_text
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import WARN_ABOVE, ServerClock
-from shardbeat.core.wire import Credentials, ProviderError, Wire
+from shardbeat.core.wire import ProviderError, Wire
 
 log = logging.getLogger("shardbeat.runner")
 
-KEY_WAIT_STEP = 0.05  # no key yet from a credential source: look again this soon, silently
 
-
-class Settings(Protocol):
-    """What the driver reads of a group's config (config/model.py GroupConfig)."""
-
-    @property
-    def label(self) -> str: ...
-    @property
-    def provider(self) -> str: ...
-    @property
-    def consumer_group(self) -> str: ...
-    @property
-    def consumer(self) -> str: ...
-    @property
-    def heartbeat_interval(self) -> float: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def lease_margin(self) -> float | None: ...
-    @property
-    def margin(self) -> float: ...
-    @property
-    def release(self) -> str: ...
-    @property
-    def release_grace(self) -> float | None: ...
-    @property
-    def create_group(self) -> bool: ...
-    @property
-    def update_group(self) -> bool: ...
-    @property
-    def checkpoints(self) -> CheckpointSettings | None: ...
-
-
-class Keys(Protocol):
-    def current(self, deadline: float | None = None) -> Credentials:
-        """The key in hand; raises ProviderError (CredentialsUnavailable) when there is none."""
-        ...
-
-    def refresh(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """A record for stdout; `release`: revoked shards to stop claiming once it is written."""
-
-    record: Record
-    release: ShardMap | None = None
-
-
-class GroupDriver(CheckpointRules):
+class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
     def __init__(
         self,
         index: int,
@@ -205,83 +155,6 @@ class GroupDriver(CheckpointRules):
                 abs(offset),
                 "behind" if offset > 0 else "ahead of",
             )
-
-    # -- bootstrap ------------------------------------------------------------------------------------
-
-    def _keys(self, at: Instant, budget: float) -> Credentials | None:
-        """The key in hand; None while a credential source's first key is still on its way (then a
-        look again is scheduled, without a record, for up to one call budget)."""
-        try:
-            key = self.credentials.current()
-        except ProviderError:
-            if self.key_wait_until is None:
-                self.key_wait_until = at.mono + budget
-            if at.mono < self.key_wait_until:
-                self.in_flight = False
-                self.due_at = at.mono + KEY_WAIT_STEP
-                return None
-            self.key_wait_until = None
-            raise
-        self.key_wait_until = None
-        return key
-
-    def _bootstrap(self, at: Instant) -> Generator[Step, Answer, None]:
-        deadline = at.mono + call_budget(self.interval, None)
-        try:
-            credentials = self._keys(at, deadline - at.mono)
-        except ProviderError as exc:  # no key from the credential source in time
-            self.in_flight = False
-            self._on_failure(exc, at, source="bootstrap")
-            return
-        if credentials is None:
-            return
-        config = self.config
-        plan = GroupPlan(
-            config.label, config.consumer_group, config.timeout, config.create_group, config.update_group
-        )
-        outcome = yield from bootstrap(self, plan, credentials, at, deadline)
-        self._bootstrapped(outcome)
-
-    def _bootstrapped(self, outcome: Bootstrapped) -> None:
-        self.in_flight = False
-        at = outcome.at
-        if self.stopping or at is None:
-            return
-        if outcome.done:
-            self.bootstrapped = True
-            if outcome.timeout is not None and outcome.timeout != self.timeout:
-                self.use_server_timeout(outcome.timeout)
-                self._fit_interval(at.mono)
-            self.due_at = at.mono
-        elif outcome.failure is not None:
-            self._on_failure(outcome.failure, at, source="bootstrap")
-
-    def use_server_timeout(self, timeout: float) -> None:
-        """Lease by the group's real timeout (the server's clock is what matters). Before joining only."""
-        margin = self.config.lease_margin
-        if margin is None or margin >= timeout:
-            margin = default_margin(timeout)
-        self.timeout = timeout
-        self.membership.lease = Lease(timeout, margin)
-
-    def _fit_interval(self, now: float) -> None:
-        """Never flap: an interval the server's timeout cannot carry is lowered until it fits."""
-        lease = self.membership.lease
-        fitted = fitted_interval(self.interval, lease.timeout, lease.margin)
-        if fitted is None:
-            return
-        log.warning(
-            "%s: heartbeat_interval %gs does not fit the server's group timeout %gs (lease %gs after the "
-            "margin): beating every %gs instead; lower heartbeat_interval, or set update_group: true to "
-            "give the group the configured timeout",
-            self.config.label,
-            self.interval,
-            lease.timeout,
-            lease.timeout - lease.margin,
-            fitted,
-        )
-        self.interval = fitted
-        self.pacer = Pacer.create(fitted, now, self.pacer.fast.rng)
 
     # -- heartbeats -----------------------------------------------------------------------------------
 
@@ -470,82 +343,6 @@ class GroupDriver(CheckpointRules):
         if isinstance(event, ms.Lost):
             self.checkpoints_lost(at)  # after the `lost` record: it must come first
 
-    # -- release --------------------------------------------------------------------------------------
-
-    def releasing_among(self, given: ShardMap) -> ShardMap:
-        return {t: ids & given.get(t, frozenset()) for t, ids in self.membership.releasing.items()}
-
-    def release_now(self, released: ShardMap, at: Instant) -> ShardMap:
-        """Stop claiming these revoked shards and tell the server at once; returns those that were
-        waiting to be released."""
-        mine = self.releasing_among(released)
-        if not shards.count(mine):
-            return {}
-        self.membership.release(mine)
-        self._forget_acks(mine)
-        log.info("%s: released %s (the server may hand them on)", self.config.label, shard_text(mine, False))
-        if not self.stopping:
-            self.beat_now(at.mono)
-        return mine
-
-    def beat_now(self, now: float) -> None:
-        if self.in_flight:
-            self.beat_soon = True
-        else:
-            self.due_at = min(self.due_at, now)
-
-    def _await_ack(self, revoked: ShardMap, now: float) -> None:
-        give_up = now + self.release_grace
-        for topic, ids in revoked.items():
-            for shard in ids:
-                self.awaiting_ack[(topic, shard)] = give_up
-
-    @property
-    def release_grace(self) -> float:
-        grace = self.config.release_grace
-        return grace if grace is not None else self.timeout
-
-    def _forget_acks(self, released: ShardMap) -> None:
-        for topic, ids in released.items():
-            for shard in ids:
-                self.awaiting_ack.pop((topic, shard), None)
-
-    def _ack_deadline(self, at: Instant) -> None:
-        overdue: dict[str, set[int]] = {}
-        for (topic, shard), give_up in self.awaiting_ack.items():
-            if give_up <= at.mono:
-                overdue.setdefault(topic, set()).add(shard)
-        if not overdue:
-            return
-        released = shards.shard_map(overdue)
-        log.warning(
-            "%s: no `released` ack within %gs for %s; releasing anyway",
-            self.config.label,
-            self.release_grace,
-            shard_text(released, False),
-        )
-        self._forget_acks(released)
-        self.release(released, at)
-
-    def held(self, held: ShardMap, at: Instant) -> ShardMap:
-        """Downstream says what it really holds: releasing shards it no longer holds are done."""
-        return self.release(shards.minus(self.membership.releasing, held), at)
-
-    # -- on-demand beats ------------------------------------------------------------------------------
-
-    def ask_beat(self, now: float, budget: OnDemandBudget | None) -> None:
-        """An on-demand beat (control `heartbeat`, reload): coalesced and spaced (core/on_demand.py)."""
-        if not self.bootstrapped:
-            return
-        if self.in_flight:
-            self.on_demand = True  # one owed beat, however many were asked for
-            return
-        at = on_demand_at(now, self.last_sent, self.interval)
-        if at < self.due_at:  # else a beat is due by then anyway
-            if budget is not None:
-                at = budget.slot(at)
-            self.due_at = min(self.due_at, at)
-
     # -- stop -----------------------------------------------------------------------------------------
 
     def finish(self, at: Instant) -> None:
@@ -574,46 +371,10 @@ class GroupDriver(CheckpointRules):
     # -- figures --------------------------------------------------------------------------------------
 
     def status_record(self, at: Instant, output_dropped: int) -> Record:
-        m = self.membership
-        c = self.counters
-        counters = {"beats": c.beats, "failures": c.failures, "changes": c.changes, "lost": c.lost}
-        counters["output_dropped"] = output_dropped
-        if self.checkpoints is not None:
-            counters["checkpoints_committed"] = self.checkpoints.committed
-            counters["checkpoints_dropped"] = self.checkpoints.dropped
-        expires = m.lease.expires_at if m.lease.valid(at.mono) else None
-        return records.status(
-            self.identity,
-            at,
-            m.epoch,
-            m.assigned,
-            m.releasing,
-            expires,
-            self.last_error,
-            counters,
-            self.server_clock.offset,
-            self.latency.snapshot(),
-        )
+        return group_figures.status_record(self, at, output_dropped)
 
     def snapshot(self, now: float) -> GroupSnapshot:
-        m = self.membership
-        return GroupSnapshot(
-            provider=self.identity.provider,
-            group=self.identity.group,
-            consumer=self.identity.consumer,
-            scope=self.scope,
-            epoch=m.epoch,
-            assigned=shards.count(m.assigned),
-            releasing=shards.count(m.releasing),
-            lease_remaining=m.lease.remaining(now) if m.lease.valid(now) else None,
-            clock_offset=self.server_clock.offset,
-            beats=self.counters.beats,
-            failures=self.counters.failures,
-            changes=self.counters.changes,
-            lost=self.counters.lost,
-            last_error=self.last_error,
-            latency=self.latency.snapshot(),
-        )
+        return group_figures.snapshot(self, now)
 
     def matches(self, group: str | None, provider: str | None, consumer: str | None) -> bool:
         who = self.identity

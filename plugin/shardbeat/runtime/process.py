@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardbeat.runtime.logs import stderr_handler
@@ -124,6 +125,29 @@ class ControlHandler:
             log.info("reload: credentials re-read")
 
 
+class Reloads:
+    """SIGHUP asks for a reload; the work (credentials, re-reading and validating the config file)
+    runs on a thread of its own, never on the loop thread the signal interrupted, so a slow disk or a
+    big config cannot delay a heartbeat or a `lost`. Signals that come while one runs share the next."""
+
+    def __init__(self, reload: Callable[[], None]) -> None:
+        self._reload = reload
+        self._asked = threading.Event()
+        threading.Thread(target=self._run, name="shardbeat-reload", daemon=True).start()
+
+    def ask(self) -> None:
+        self._asked.set()  # signal-safe: no lock that the interrupted thread may hold
+
+    def _run(self) -> None:
+        while True:
+            self._asked.wait()
+            self._asked.clear()
+            try:
+                self._reload()
+            except Exception:  # a bug in reload must not end reloads
+                log.exception("reload failed")
+
+
 def _without_credentials(config: Config) -> object:
     import dataclasses
 
@@ -178,7 +202,8 @@ def run(config: Config, config_path: str | None = None) -> int:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: runner.stop())
-            signal.signal(signal.SIGHUP, lambda *_: handler.reload())
+            reloads = Reloads(handler.reload)
+            signal.signal(signal.SIGHUP, lambda *_: reloads.ask())
         log.info(
             "shardbeat starting: %d group(s): %s",
             len(runner.sessions),

@@ -36,7 +36,7 @@ IDLE_POLL = 3600.0  # serve_forever's select() timeout
 
 
 class SessionFigures(Protocol):
-    """What render_prometheus reads from each session snapshot (runtime/session.py SessionSnapshot).
+    """What render_prometheus reads from each session snapshot (core/group_figures.py GroupSnapshot).
 
     A snapshot may also carry `scope` (str: "project/logstore" or "region/logset"); when it does, it
     becomes a label, so that one group name on two logstores gives two series instead of a clash.

@@ -3,7 +3,8 @@
 - Guard: records go to a private duplicate of fd 1, and fd 1 itself is pointed at stderr, so a stray
   print() from any library lands in the log, never in the record stream.
 - Writer thread: a stalled reader (host backpressure) blocks only this thread, never a heartbeat or
-  the lease watchdog. Each record is one write() of one whole line (or one msgpack map).
+  the lease watchdog. Whole records only: what is queued goes out in one write() of whole lines (or
+  msgpack maps), so a reader never sees part of a record before the rest is on its way.
 - Bounded queue: when full, `lease`, `error` and `status` records are dropped first (each is superseded
   by the next one); then a queued `assignment` snapshot of the same group gives way to the newer one
   (every snapshot is complete, so the newest state is all a consumer needs; the older one's release
@@ -40,6 +41,7 @@ log = logging.getLogger("shardbeat.output")
 Record = dict[str, Any]
 Encoder = Callable[[Record], bytes]
 _DROPPABLE = frozenset({"lease", "error", "status"})
+BATCH = 256  # records per write at most
 
 
 def json_line(record: Record) -> bytes:
@@ -185,22 +187,33 @@ class RecordWriter:
                     self._cond.notify_all()
                     return None
                 self._idle = False
-                record, on_written = self._queue.popleft()
-            data = self._encoded(record)
-            if data is None:
-                return "records cannot be encoded (even the replacement error record failed)"
+                # Everything queued goes out in one write: one wake-up and one syscall for a burst
+                # (many groups beat in the same millisecond), not one per record.
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
+            chunks: list[bytes] = []
+            failed = None
+            for record, _ in batch:
+                data = self._encoded(record)
+                if data is None:
+                    failed = "records cannot be encoded (even the replacement error record failed)"
+                    batch = batch[: len(chunks)]
+                    break
+                chunks.append(data)
             try:
-                _write_all(self._fd, data)
+                _write_all(self._fd, b"".join(chunks))
             except BrokenPipeError:
                 return "stdout was closed by the reader"
             except OSError as exc:
                 return f"cannot write records to stdout: {exc.strerror or type(exc).__name__}"
-            self.written += 1
-            if on_written is not None:
-                try:
-                    on_written()
-                except Exception:  # a bug in a callback is not a broken stream
-                    log.exception("internal error after writing a %s record", record.get("event"))
+            self.written += len(chunks)
+            for record, on_written in batch:
+                if on_written is not None:
+                    try:
+                        on_written()
+                    except Exception:  # a bug in a callback is not a broken stream
+                        log.exception("internal error after writing a %s record", record.get("event"))
+            if failed is not None:
+                return failed
 
     def _encoded(self, record: Record) -> bytes | None:
         """The record's bytes, with any secret masked; else a repaired copy's; else an `error`

@@ -1,25 +1,47 @@
-"""CPU time and memory of another process, read from /proc (Linux), so a measured process runs untouched."""
+"""CPU time and memory of another process, read from outside (Linux), so a measured process runs untouched.
+
+CPU comes from the process's CPU-time clock (clock_gettime on the clock id the kernel derives from a
+pid, as clock_getcpuclockid(3) does): the sum over all its threads, those that already exited
+included, to the nanosecond. So the figure is fair whatever the thread structure: 32 long-lived
+workers, or one event-loop thread with helpers that come and go. Where that clock cannot be read,
+utime + stime from /proc/PID/stat (10 ms ticks, exited threads also included) stand in.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+_CPUCLOCK_SCHED = 2  # the kernel's process CPU clock that counts scheduler runtime (ns)
 
 
 @dataclass(frozen=True, slots=True)
 class ProcSample:
     cpu: float  # user + system seconds so far, all threads, exited ones included (clock-tick resolution)
-    threads_cpu: float | None  # on-CPU seconds of the live threads, to the nanosecond (schedstat)
-    tids: frozenset[int]  # the live threads
+    cpu_ns: int | None  # the same from the process CPU clock, to the nanosecond (None: not readable)
     rss_mb: float  # resident set now
     hwm_mb: float  # peak resident set so far
-    threads: int
+    threads: int  # live threads now
+
+
+def process_cpu_clock(pid: int) -> int:
+    """The clock id of a process's CPU time: MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED) of the kernel
+    (what glibc's clock_getcpuclockid computes; Python exposes only the per-thread variant)."""
+    return ((~pid) << 3) | _CPUCLOCK_SCHED
+
+
+def _cpu_ns(pid: int) -> int | None:
+    try:
+        return time.clock_gettime_ns(process_cpu_clock(pid))
+    except (OSError, OverflowError, AttributeError):  # gone, not Linux, or no such clock
+        return None
 
 
 def sample(pid: int) -> ProcSample:
     """Raises OSError once the process is gone."""
+    cpu_ns = _cpu_ns(pid)
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         # The command name (field 2) may hold spaces: split after its closing parenthesis.
         fields = f.read().rpartition(")")[2].split()
@@ -31,24 +53,11 @@ def sample(pid: int) -> ProcSample:
                 rss = int(line.split()[1]) / 1024
             elif line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) / 1024
-    tids: set[int] = set()
-    runtime_ns: int | None = 0
-    for name in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{name}/schedstat", encoding="ascii") as f:
-                runtime_ns = None if runtime_ns is None else runtime_ns + int(f.read().split()[0])
-        except FileNotFoundError:  # the thread just exited; its time stays in `cpu`
-            continue
-        except OSError:  # no schedstat on this kernel
-            runtime_ns = None
-        tids.add(int(name))
-    threads_cpu = None if runtime_ns is None else runtime_ns / 1e9
-    return ProcSample((utime + stime) / _TICKS, threads_cpu, frozenset(tids), rss, hwm, threads)
+    return ProcSample((utime + stime) / _TICKS, cpu_ns, rss, hwm, threads)
 
 
-def cpu_between(first: ProcSample, last: ProcSample) -> float:
-    """CPU seconds spent between two samples: nanosecond figures when the same threads lived through
-    both, else clock ticks (which also count threads that exited in between)."""
-    if first.threads_cpu is not None and last.threads_cpu is not None and first.tids == last.tids:
-        return last.threads_cpu - first.threads_cpu
-    return last.cpu - first.cpu
+def cpu_between(first: ProcSample, last: ProcSample) -> tuple[float, str]:
+    """(CPU seconds the whole process spent between two samples, how it was measured)."""
+    if first.cpu_ns is not None and last.cpu_ns is not None:
+        return (last.cpu_ns - first.cpu_ns) / 1e9, "process CPU clock (ns, all threads)"
+    return last.cpu - first.cpu, "utime + stime (10 ms ticks, all threads)"

@@ -46,7 +46,9 @@ class ScaleFigures:
     cpu_us_per_beat: float | None  # the whole process's CPU over the window / beats in it
     rss_mb: float  # at the end of the window
     rss_peak_mb: float
-    threads: int
+    threads: int  # at the end of the window
+    threads_max: int  # the most seen in the once-a-second samples of the window
+    cpu_source: str  # how the CPU was read (procstat.cpu_between)
     beats_per_s: float
     expected_beats_per_s: float
     lateness_p50_ms: float | None
@@ -138,11 +140,13 @@ def run_size(groups: int, window: float, workroot: Path) -> ScaleFigures:
             start_wall, start_mono = time.time(), time.monotonic()
             first, emu_first = plugin.sample(), procstat.sample(emulator.proc.pid)
             peak = first.hwm_mb if first else 0.0
+            most_threads = first.threads if first else 0
             while time.monotonic() - start_mono < window and plugin.proc.poll() is None:
                 time.sleep(min(1.0, window - (time.monotonic() - start_mono)))
                 now = plugin.sample()
                 if now is not None:
                     peak = max(peak, now.hwm_mb)
+                    most_threads = max(most_threads, now.threads)
             end_mono = time.monotonic()
             last, emu_last = plugin.sample(), procstat.sample(emulator.proc.pid)
             scrape = _scrape(metrics_port) if metrics_port is not None else None
@@ -154,7 +158,7 @@ def run_size(groups: int, window: float, workroot: Path) -> ScaleFigures:
             notes.append("plugin exited early: " + " | ".join(plugin.stderr[-5:]))
         records = plugin.snapshot()
     span = end_mono - start_mono
-    cpu = procstat.cpu_between(first, last) if last and first else float("nan")
+    cpu, cpu_source = procstat.cpu_between(first, last) if last and first else (float("nan"), "n/a")
     failed = {r["group"] for _, r in records if r.get("event") == "error" and "group" in r}
     sent = sends(records, lease_seconds)
     late, off_grid, missed = lateness(sent, INTERVAL, counted, failed)
@@ -175,6 +179,8 @@ def run_size(groups: int, window: float, workroot: Path) -> ScaleFigures:
         rss_mb=last.rss_mb if last else float("nan"),
         rss_peak_mb=peak,
         threads=last.threads if last else 0,
+        threads_max=max(most_threads, last.threads if last else 0),
+        cpu_source=cpu_source,
         beats_per_s=beats / window,
         expected_beats_per_s=groups / INTERVAL,
         lateness_p50_ms=percentile(late, 50) * 1000 if late else None,
@@ -185,7 +191,7 @@ def run_size(groups: int, window: float, workroot: Path) -> ScaleFigures:
         missed_ticks=missed,
         lost=lost,
         errors=errors,
-        emulator_cpu_pct=(emu_last.cpu - emu_first.cpu) / span * 100,  # threads come and go: ticks
+        emulator_cpu_pct=procstat.cpu_between(emu_first, emu_last)[0] / span * 100,
         server_heartbeats_per_s=server,
         exit_code=exit_code,
         stop_s=round(stop_s, 2),

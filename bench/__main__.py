@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -107,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         base = baseline.load(None if args.baseline.lower() == "none" else Path(args.baseline))
-    except (OSError, ValueError) as exc:
-        _say(f"bench: cannot read the baseline: {exc} (pass --baseline none to run without one)")
+        if base is not None:  # a baseline the report cannot read fails now, not after a 4-minute run
+            report.markdown(base, base)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        _say(
+            f"bench: cannot read the baseline {args.baseline}: {type(exc).__name__}: {exc} "
+            "(pass --baseline none to run without one)"
+        )
         return 2
     if args.compare is not None:
         return _compare(args.compare, base)
@@ -153,11 +159,15 @@ def _compare(path: Path, base: dict[str, Any] | None) -> int:
         if not isinstance(results, dict) or "machine" not in results:
             raise ValueError("not a benchmark results file (no 'machine')")
         text = report.markdown(results, base)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         _say(f"bench: cannot compare {path}: {type(exc).__name__}: {exc}")
         return 2
-    print(text)
     _say(report.console(results, base))
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader had enough; not an error of the comparison
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 
 

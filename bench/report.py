@@ -264,8 +264,8 @@ def write(
     if base is not None:
         results["baseline"] = {"file": base["_path"], "commit": base["machine"]["commit"]}
     md, js = out / f"{stem}.md", out / f"{stem}.json"
+    js.write_text(json.dumps(results, indent=2, default=str) + "\n")  # the figures first, whatever follows
     md.write_text(markdown(results, base))
-    js.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return md, js
 
 

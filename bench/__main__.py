@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is not None:
         return _compare(args.compare, base)
     sections = args.only or list(SECTIONS)
+    if (args.groups or args.window) and "scale" not in sections:
+        _say("bench: --groups and --window size part 2 (scale), which this run does not include")
+        return 2
     partial = bool(args.quick or args.only or args.groups)
     stem = args.name or ("partial" if partial else "latest")
     beats = args.beats or (200 if args.quick else 2000)

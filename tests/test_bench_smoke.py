@@ -216,3 +216,20 @@ def test_the_report_shows_each_figure_beside_the_baselines() -> None:
     target = next(line for line in text.splitlines() if line.startswith("| 1000 groups @ 5 s: CPU < 5%"))
     assert target == "| 1000 groups @ 5 s: CPU < 5% of one core | 13.5% (MISS) | 4.5% | PASS |"
     assert "→" not in report.markdown(now, None)
+
+
+def test_flags_refuse_what_would_measure_nonsense(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cli = bench("__main__")
+    for bad in (["--window", "7"], ["--window", "nan"], ["--groups", "0"], ["--beats", "3"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(bad)
+        assert exit_.value.code == 2, bad
+    assert cli.main(["--only", "startup", "--groups", "100"]) == 2  # sizes for a part not run
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"machine": {}}')
+    assert cli.main(["--baseline", str(broken), "--only", "startup"]) == 2  # refused before measuring
+    assert "cannot read the baseline" in capsys.readouterr().err
+    # --compare re-renders a run without measuring: the committed baseline against itself.
+    assert cli.main(["--compare", str(REPO / "bench/results/baseline-before-issue10.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| 1000 | 60 s | 13.5 → 13.5 | 675 → 675 | 5.90 → 5.90 |" in out

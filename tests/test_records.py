@@ -56,3 +56,17 @@ def test_schema_rejects_an_assignment_without_lease() -> None:
     del rec["lease_expires"]
     with pytest.raises(jsonschema.ValidationError):
         valid(rec)
+
+
+def test_rfc3339_formats_every_second_right_whatever_came_before() -> None:
+    from shardbeat.core.records import rfc3339
+
+    seen = [rfc3339(w) for w in (1.999, 2.0, 1.5, 86399.9995, 86400.0, 2.001)]
+    assert seen == [
+        "1970-01-01T00:00:01.999Z",
+        "1970-01-01T00:00:02.000Z",
+        "1970-01-01T00:00:01.500Z",
+        "1970-01-01T23:59:59.999Z",
+        "1970-01-02T00:00:00.000Z",
+        "1970-01-01T00:00:02.001Z",
+    ]

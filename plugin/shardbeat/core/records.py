@@ -39,14 +39,22 @@ class Instant:
         return self.wall + (mono - self.mono)
 
 
+_LAST_SECOND: tuple[int, str] = (-1, "")
+
+
 def rfc3339(wall: float) -> str:
     """UTC with milliseconds and a `Z`, e.g. 2026-11-23T17:10:00.123Z (sortable as text).
 
     Truncated, never rounded up: a printed `lease_expires` must not be later than the real deadline.
     """
     ms = math.floor(wall * 1000)
-    t = _dt.datetime.fromtimestamp(ms // 1000, _dt.UTC)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    global _LAST_SECOND
+    second = ms // 1000
+    cached = _LAST_SECOND  # records of one second share its formatting (a tuple: swapped whole)
+    if cached[0] != second:
+        t = _dt.datetime.fromtimestamp(second, _dt.UTC)
+        cached = _LAST_SECOND = (second, f"{t:%Y-%m-%dT%H:%M:%S}")
+    return f"{cached[1]}.{ms % 1000:03d}Z"
 
 
 def _base(event: str, who: Identity, at: Instant) -> Record:

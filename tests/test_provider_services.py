@@ -20,7 +20,8 @@ from shardbeat.config import build as config_build
 from shardbeat.config.credential_sources import CliProfile, parse_source
 from shardbeat.providers import services
 from shardbeat.providers.base import ProviderError, Retry
-from shardbeat.providers.cls_service import CLS, CLS_RATE_LIMIT
+from shardbeat.providers.cls import CLS_RATE_LIMIT
+from shardbeat.providers.cls_service import CLS
 from shardbeat.providers.service import CredentialKeys, DoctorHints, Kind, Service, Text
 from shardbeat.runtime.doctor.hints import classify, hint
 from shardbeat.runtime.doctor.verdicts import clock_verdict, rate_budget

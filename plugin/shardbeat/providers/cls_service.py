@@ -12,15 +12,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shardbeat.providers.base import Provider, ProviderError
-from shardbeat.providers.cls import ClsProvider
+from shardbeat.providers.cls import CLS_RATE_LIMIT, ClsProvider
 from shardbeat.providers.service import CliFlag, CredentialKeys, DoctorHints, Kind, Service, Text
 
 if TYPE_CHECKING:
     from shardbeat.config.model import GroupConfig
-
-# SendConsumerHeartbeat (and the other consumer-group calls) per second per account (cls.md): the
-# rest are answered RequestLimitExceeded.
-CLS_RATE_LIMIT = 20.0
 
 # Letters, digits, '_', '-', starting with a letter, under 256.
 _NOT_CONSUMER = re.compile(r"[^A-Za-z0-9_-]")

@@ -6,7 +6,6 @@ checked") when an earlier one rules them out, e.g. no HTTP answer at all.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TextIO, TypeVar
@@ -17,6 +16,7 @@ from shardbeat.core.records import rfc3339
 from shardbeat.core.redaction import redact
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
+from shardbeat.providers import server_values
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
 from shardbeat.providers.services import service
 from shardbeat.runtime.clock import Clock
@@ -55,13 +55,6 @@ class _Answer(Generic[T]):
     value: T | None
     error: ProviderError | TransportError | None
     seconds: float
-
-
-def _server_date(response: HttpResponse) -> float | None:
-    try:
-        return email.utils.parsedate_to_datetime(response.headers.get("date", "")).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 class _GroupDoctor:
@@ -223,7 +216,7 @@ class _GroupDoctor:
         return self.provider.heartbeat_request({}, now, credentials)
 
     def observe_clock(self, response: HttpResponse, sent_wall: float) -> None:
-        server = _server_date(response)
+        server = server_values.http_date(response.headers.get("date"))  # an absurd Date is ignored
         if server is not None:
             self.server_clock.observe(server, sent_wall, self.clock.wall())
             self.clock_seen = True

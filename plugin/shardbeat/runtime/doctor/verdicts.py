@@ -83,12 +83,7 @@ def group_verdict(group: GroupConfig, found: ServerGroup | None, where: str) -> 
                 f"shardbeat will create it with timeout {group.timeout:g} s"
             )
         return "FAIL", f"{name} does not exist in {where}: create it, or set create_group: true"
-    shape = (
-        f"order {str(found.order).lower()}"
-        if found.order is not None
-        else f"topics {', '.join(found.topics or ()) or 'none'}"
-    )
-    notes = [f"{name} exists: timeout {found.timeout} s, {shape}"]
+    notes = [f"{name} exists: timeout {found.timeout} s, {found.shape}"]
     status: Status = "PASS"
     timeout_differs = found.timeout != group.timeout
     if timeout_differs:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shardbeat.providers.base import Provider, ProviderError
 from shardbeat.providers.cls import CLS_RATE_LIMIT, ClsProvider
-from shardbeat.providers.service import CliFlag, CredentialKeys, DoctorHints, Kind, Service, Text
-
-if TYPE_CHECKING:
-    from shardbeat.config.model import GroupConfig
+from shardbeat.providers.service import (
+    CliFlag,
+    CredentialKeys,
+    DoctorHints,
+    GroupSettings,
+    Kind,
+    Service,
+    Text,
+)
 
 # Letters, digits, '_', '-', starting with a letter, under 256.
 _NOT_CONSUMER = re.compile(r"[^A-Za-z0-9_-]")
@@ -49,11 +54,11 @@ def group_fields(raw: Mapping[str, Any], text: Text) -> tuple[dict[str, Any], li
     return fields, []
 
 
-def group_home(group: GroupConfig) -> str:
+def group_home(group: GroupSettings) -> str:
     return f"logset {group.logset_id}"
 
 
-def make_provider(group: GroupConfig) -> Provider:
+def make_provider(group: GroupSettings) -> Provider:
     assert group.region is not None and group.logset_id is not None and group.topics is not None
     return ClsProvider(
         group.endpoint, group.region, group.logset_id, group.topics, group.consumer_group, group.consumer

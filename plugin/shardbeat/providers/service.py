@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from shardbeat.providers.base import Provider, ProviderError
-
-if TYPE_CHECKING:
-    from shardbeat.config.model import GroupConfig
 
 # What a failed call means for an operator (the doctor sorts every error into one of these).
 Kind = Literal["auth", "clock", "denied", "missing", "throttled", "other"]
@@ -23,6 +20,32 @@ Kind = Literal["auth", "clock", "denied", "missing", "throttled", "other"]
 CREATE_GROUP_HINT = "create the consumer group, or set create_group: true"
 
 Text = Callable[[str], str | None]  # a group entry's string field, None when absent or not a string
+
+
+class GroupSettings(Protocol):
+    """What a service reads of one configured group (config.model.GroupSettings; providers import no
+    config)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def consumer_group(self) -> str: ...
+    @property
+    def consumer(self) -> str: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def logstore(self) -> str | None: ...
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def logset_id(self) -> str | None: ...
+    @property
+    def topics(self) -> tuple[str, ...] | None: ...
+    @property
+    def signature_version(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +108,12 @@ class Service:
     # What the server sees as the group's home, in order: with consumer_group and consumer, one
     # consumer's identity (config.model.GroupIdentity) and the middle of its label.
     scope_keys: tuple[str, ...]
-    # The group entry's service fields -> GroupConfig keyword arguments (None: missing, the schema
+    # The group entry's service fields -> GroupSettings keyword arguments (None: missing, the schema
     # says why) and problems as (config key, message).
     group_fields: Callable[[Mapping[str, Any], Text], tuple[dict[str, Any], list[tuple[str, str]]]]
     # Where the group lives, for the doctor: "logset ..." / "logstore ... of project ...".
-    group_home: Callable[[GroupConfig], str]
-    make_provider: Callable[[GroupConfig], Provider]
+    group_home: Callable[[GroupSettings], str]
+    make_provider: Callable[[GroupSettings], Provider]
     default_endpoint: Callable[[Text], str | None] | None  # None: endpoint is required
     endpoint_help: str | None  # how --help states the default endpoint
     consumer_name: Callable[[str], str]  # a host name made acceptable as a consumer name

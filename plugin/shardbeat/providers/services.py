@@ -6,15 +6,10 @@ read everything service-specific through `service(name)`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from shardbeat.providers.base import Provider
 from shardbeat.providers.cls_service import CLS
-from shardbeat.providers.service import Service
+from shardbeat.providers.service import GroupSettings, Service
 from shardbeat.providers.sls_service import SLS
-
-if TYPE_CHECKING:
-    from shardbeat.config.model import GroupConfig
 
 SERVICES: dict[str, Service] = {s.name: s for s in (SLS, CLS)}
 DEFAULT = SLS.name  # the emulator demo's service when none is named
@@ -25,5 +20,5 @@ def service(name: str) -> Service:
     return SERVICES[name]
 
 
-def make_provider(group: GroupConfig) -> Provider:
+def make_provider(group: GroupSettings) -> Provider:
     return SERVICES[group.provider].make_provider(group)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shardbeat.providers.base import Provider, ProviderError
 from shardbeat.providers.service import (
@@ -17,14 +17,12 @@ from shardbeat.providers.service import (
     CliFlag,
     CredentialKeys,
     DoctorHints,
+    GroupSettings,
     Kind,
     Service,
     Text,
 )
 from shardbeat.providers.sls import SlsProvider
-
-if TYPE_CHECKING:
-    from shardbeat.config.model import GroupConfig
 
 # 1-128 printable ASCII, no spaces: other characters become '-'.
 _NOT_CONSUMER = re.compile(r"[^!-~]")
@@ -43,11 +41,11 @@ def group_fields(raw: Mapping[str, Any], text: Text) -> tuple[dict[str, Any], li
     return fields, []
 
 
-def group_home(group: GroupConfig) -> str:
+def group_home(group: GroupSettings) -> str:
     return f"logstore {group.logstore} of project {group.project}"
 
 
-def make_provider(group: GroupConfig) -> Provider:
+def make_provider(group: GroupSettings) -> Provider:
     assert group.project is not None and group.logstore is not None
     return SlsProvider(
         group.endpoint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import logging
 import os
 import re
@@ -31,6 +32,9 @@ from shardbeat.config import (
     parse_config_file,
 )
 from shardbeat.operator_output import GuardedStdout, StdoutUnwritable
+from shardbeat.providers.service import CliFlag
+from shardbeat.providers.services import DEFAULT as DEFAULT_SERVICE
+from shardbeat.providers.services import SERVICES
 from shardbeat.runtime.logs import LEVELS, setup_logging
 from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
 
@@ -40,15 +44,13 @@ USAGE_ERROR = 2
 MAX_CALL_TIMEOUT = 600.0  # doctor: beyond this a "deadline" is no deadline
 INTERNAL_ERROR = 1
 
+# The flags each service reads (its descriptor's cli_flags), in the table's order.
+_SERVICE_FLAGS: dict[str, CliFlag] = {f.flag: f for s in SERVICES.values() for f in s.cli_flags}
 # Group flags -> config keys, in the order `run --help` shows them.
 GROUP_FLAGS: dict[str, str] = {
     "--provider": "provider",
     "--endpoint": "endpoint",
-    "--project": "project",
-    "--logstore": "logstore",
-    "--region": "region",
-    "--logset-id": "logset_id",
-    "--topic": "topics",
+    **{flag: f.key for flag, f in _SERVICE_FLAGS.items()},
     "--group": "consumer_group",
     "--consumer": "consumer",
     "--interval": "heartbeat_interval",
@@ -56,15 +58,22 @@ GROUP_FLAGS: dict[str, str] = {
     "--lease-margin": "lease_margin",
     "--credentials-file": "credentials_file",
 }
-# Credential flags -> (provider, credentials key, is it secret).
+# Credential flags -> (provider, credentials key, is it secret): each service's keys, e.g. --secret-id.
 CREDENTIAL_FLAGS: dict[str, tuple[str, str, bool]] = {
-    "--access-key-id": ("sls", "access_key_id", False),
-    "--access-key-secret": ("sls", "access_key_secret", True),
-    "--security-token": ("sls", "security_token", True),
-    "--secret-id": ("cls", "secret_id", False),
-    "--secret-key": ("cls", "secret_key", True),
-    "--token": ("cls", "token", True),
+    s.credential_keys.flag(key): (s.name, key, key != s.credential_keys.key_id)
+    for s in SERVICES.values()
+    for key in s.credential_keys.names
 }
+
+
+def _credential_sources() -> list[str]:
+    """Every service's sources, merged position by position (static, the instance roles, ...)."""
+    merged: list[str] = []
+    for position in itertools.zip_longest(*(s.credential_sources for s in SERVICES.values())):
+        merged += dict.fromkeys(name for name in position if name is not None and name not in merged)
+    return merged
+
+
 _FLAG_FOR_PATH = (
     {key: flag for flag, key in GROUP_FLAGS.items()}
     | {f"credentials.{key}": flag for flag, (_, key, _) in CREDENTIAL_FLAGS.items()}
@@ -88,13 +97,10 @@ def _add_logging_flags(parser: argparse.ArgumentParser) -> None:
 def _add_group_flags(parser: argparse.ArgumentParser) -> None:
     """One group as flags (run, doctor): the same document a config file holds."""
     flags = parser.add_argument_group("a single group, without a config file")
+    defaults = "; ".join(s.endpoint_help for s in SERVICES.values() if s.endpoint_help)
     helps = {
-        "endpoint": "host[:port], optional http:// or https:// (cls default: cls.REGION.tencentcloudapi.com)",
-        "project": "sls",
-        "logstore": "sls",
-        "region": "cls",
-        "logset_id": "cls",
-        "topics": "cls; repeatable",
+        "endpoint": "host[:port], optional http:// or https://" + (f" ({defaults})" if defaults else ""),
+        **{f.key: f.help for f in _SERVICE_FLAGS.values()},
         "consumer": "default: this host's name",
         "heartbeat_interval": "default 20",
         "timeout": "the group's timeout on the server; default 60",
@@ -103,9 +109,11 @@ def _add_group_flags(parser: argparse.ArgumentParser) -> None:
     }
     for flag, key in GROUP_FLAGS.items():
         if flag == "--provider":
-            flags.add_argument(flag, dest=key, choices=["sls", "cls"])
-        elif flag == "--topic":
-            flags.add_argument(flag, dest=key, action="append", metavar="TOPIC_ID", help=helps[key])
+            flags.add_argument(flag, dest=key, choices=list(SERVICES))
+        elif flag in _SERVICE_FLAGS and _SERVICE_FLAGS[flag].metavar:  # repeatable
+            flags.add_argument(
+                flag, dest=key, action="append", metavar=_SERVICE_FLAGS[flag].metavar, help=helps[key]
+            )
         elif key in ("heartbeat_interval", "timeout", "lease_margin"):
             flags.add_argument(flag, dest=key, type=float, metavar="SECONDS", help=helps[key])
         elif key == "credentials_file":
@@ -114,7 +122,7 @@ def _add_group_flags(parser: argparse.ArgumentParser) -> None:
             flags.add_argument(flag, dest=key, help=helps.get(key))
     flags.add_argument(
         "--credentials-source",
-        choices=["static", "ecs_ram_role", "cvm_role", "oidc_role", "profile"],
+        choices=_credential_sources(),
         help="temporary keys from the instance role / pod identity / CLI profile, with the settings the "
         "official credential chains read from the environment (see README: Running on cloud nodes)",
     )
@@ -393,7 +401,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
     from shardbeat.emulator.server import EmulatorServer
 
     fixtures = load_fixtures(None)
-    provider = args.provider or "sls"
+    provider = args.provider or DEFAULT_SERVICE
     demo = fixtures.demo.get(provider)
     if demo is None:
         return _usage(args.parser, f"the emulator has no demo group for provider {provider}")

@@ -9,8 +9,8 @@ Modules: files (read and parse), expand (${VAR}), schema_errors (schema -> messa
 fields), model (the dataclasses).
 """
 
-from shardbeat.config.build import cls_default_endpoint, config_from_dict, load_config
-from shardbeat.config.credentials import CREDENTIAL_KEYS, read_credentials_file, reload_credentials
+from shardbeat.config.build import config_from_dict, load_config
+from shardbeat.config.credentials import read_credentials_file, reload_credentials
 from shardbeat.config.files import parse_config_file
 from shardbeat.config.model import (
     DEFAULT_INTERVAL,
@@ -30,7 +30,6 @@ from shardbeat.config.model import (
 from shardbeat.config.naming import default_consumer
 
 __all__ = [
-    "CREDENTIAL_KEYS",
     "DEFAULT_INTERVAL",
     "DEFAULT_TIMEOUT",
     "Config",
@@ -44,7 +43,6 @@ __all__ = [
     "OutputFormat",
     "Problem",
     "ProviderName",
-    "cls_default_endpoint",
     "config_from_dict",
     "default_consumer",
     "load_config",

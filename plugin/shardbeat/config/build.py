@@ -2,14 +2,14 @@
 
 Every problem in the document is collected before anything fails, and all of it happens before any
 network I/O. Rules past the schema:
-- endpoint syntax (providers.endpoint.split); CLS default endpoint cls.{region}.tencentcloudapi.com;
+- endpoint syntax (providers.endpoint.split); a service's default endpoint (CLS: from region);
 - heartbeat_interval < timeout, and below timeout - lease margin (else the lease lapses between two
   beats); a warning above timeout/3 (one lost beat would leave no retry before the timeout);
 - lease_margin < timeout; NaN is refused;
 - credentials present (config, credentials_file or environment; see config.credentials), or a
   credentials.source with its settings (config.credential_sources; a profile is read once here);
 - no two groups with the same identity (the server would see one consumer claiming twice);
-- SLS signature_version v4 needs region;
+- the service's own fields (providers/*_service.py group_fields: SLS v4 needs region, CLS topics);
 - top level: `proxy` syntax, the CA bundle in force (config/network.py).
 """
 
@@ -49,16 +49,13 @@ from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
+from shardbeat.providers.services import SERVICES, service
 
 STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (never sent)
 
 MAX_SECONDS = 86400.0  # as in the schema
 MAX_START = 253402300799  # checkpoints.start's maximum in the schema (9999-12-31T23:59:59Z)
 MIN_SAFE_MARGIN = 0.1
-
-
-def cls_default_endpoint(region: str) -> str:
-    return f"cls.{region}.tencentcloudapi.com"
 
 
 class _Group:
@@ -98,9 +95,9 @@ class _Group:
 
     def endpoint(self, provider: ProviderName) -> str | None:
         endpoint = self.text("endpoint")
-        if endpoint is None and "endpoint" not in self.raw and provider == "cls":
-            region = self.text("region")
-            return cls_default_endpoint(region) if region else None
+        default = service(provider).default_endpoint
+        if endpoint is None and "endpoint" not in self.raw and default is not None:
+            return default(self.text)
         if not endpoint:
             return None
         try:
@@ -212,7 +209,7 @@ class _Group:
             given = {k: v for k, v in inline.items() if k != "source"}
         elif inline is not None:
             return None, None, None, False  # wrong type: the schema says so
-        elif not any(environ.get(n) for n in credentials.CREDENTIAL_KEYS[provider].names_env[:2]):
+        elif not any(environ.get(n) for n in service(provider).credential_keys.names_env[:2]):
             picked = sources.env_default_source(provider, environ)
             if picked is not None:  # as the official credential chain does
                 return self.source(provider, picked, {}, base_dir, environ)
@@ -229,7 +226,7 @@ class _Group:
         environ: Mapping[str, str],
     ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
         where = self.at("credentials")
-        if name not in sources.SOURCES[provider]:
+        if name not in service(provider).credential_sources:
             return None, None, None, False  # the schema names the allowed sources
         spec, problems = sources.parse_source(
             provider, name, given, where, environ, str(base_dir), self.text("region")
@@ -252,31 +249,19 @@ class _Group:
 
     def build(self, base_dir: Path, environ: Mapping[str, str], hostname: str | None) -> GroupConfig | None:
         provider = self.raw.get("provider")
-        if provider not in ("sls", "cls"):
+        if not isinstance(provider, str) or provider not in SERVICES:
             return None  # the schema reports it; nothing else can be checked without it
+        described = SERVICES[provider]
         endpoint = self.endpoint(provider)
         timing = self.timing()
         creds, creds_file, source, creds_ok = self.credentials(provider, base_dir, environ)
         group = self.text("consumer_group")
         consumer = self.text("consumer") if "consumer" in self.raw else default_consumer(provider, hostname)
         signature: SignatureVersion = "v4" if self.raw.get("signature_version") == "v4" else "v1"
-        if provider == "sls":
-            scope: dict[str, Any] = {"project": self.text("project"), "logstore": self.text("logstore")}
-            if signature == "v4" and "region" not in self.raw:
-                self.problems.append(
-                    Problem(self.at("region"), "is required with signature_version v4 (e.g. cn-hangzhou)")
-                )
-                return None
-            if "region" in self.raw:
-                scope["region"] = self.text("region")
-        else:
-            topics = self.raw.get("topics")
-            texts = tuple(t for t in topics if isinstance(t, str)) if isinstance(topics, list) else ()
-            scope = {
-                "region": self.text("region"),
-                "logset_id": self.text("logset_id"),
-                "topics": texts if isinstance(topics, list) and len(texts) == len(topics) else None,
-            }
+        scope, wrong = described.group_fields(self.raw, self.text)
+        if wrong:
+            self.problems.extend(Problem(self.at(key), message) for key, message in wrong)
+            return None
         if endpoint is None or timing is None or not creds_ok or not group or not consumer:
             return None
         if any(value is None for value in scope.values()):
@@ -314,7 +299,7 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     for index, group in groups:
         identity = group.identity
         if identity in first_at:
-            scope = "project, logstore" if group.provider == "sls" else "region, logset_id"
+            scope = ", ".join(service(group.provider).scope_keys)
             problems.append(
                 Problem(
                     f"groups[{index}]",
@@ -327,27 +312,29 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     return problems
 
 
-CLS_RATE_LIMIT = 20.0  # SendConsumerHeartbeat requests per second per account (cls.md)
-
-
-def _cls_rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
-    """CLS throttles heartbeats per account: warn when this process alone would come near the limit."""
-    per_key: dict[str, list[tuple[int, GroupConfig]]] = {}
+def _rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
+    """A service that throttles per account (CLS): warn when this process alone would come near the
+    limit."""
+    per_key: dict[tuple[str, str], list[tuple[int, GroupConfig]]] = {}
     for index, group in groups:
-        if group.provider == "cls":
-            per_key.setdefault(group.credential_label, []).append((index, group))
+        if service(group.provider).rate_limit is not None:
+            per_key.setdefault((group.provider, group.credential_label), []).append((index, group))
     warnings: list[Problem] = []
-    for label, members in per_key.items():
-        shared = f"credential source {label}" if members[0][1].credential_source is not None else "SecretId"
+    for (provider, label), members in per_key.items():
+        described = service(provider)
+        limit = described.rate_limit
+        assert limit is not None
+        key_id = described.credential_keys.key_id.title().replace("_", "")  # secret_id -> SecretId
+        shared = f"credential source {label}" if members[0][1].credential_source is not None else key_id
         rate = sum(g.request_rate for _, g in members)  # heartbeats, and commits with checkpoints
-        if rate > CLS_RATE_LIMIT / 2:
+        if rate > limit / 2:
             paths = ", ".join(f"groups[{i}]" for i, _ in members)
-            verdict = "exceeds" if rate > CLS_RATE_LIMIT else "uses over half of"
+            verdict = "exceeds" if rate > limit else "uses over half of"
             warnings.append(
                 Problem(
                     f"groups[{members[0][0]}]",
-                    f"{len(members)} CLS group(s) on one {shared} ({paths}) send {rate:.1f} requests/s, "
-                    f"which {verdict} the service's {CLS_RATE_LIMIT:g}/s limit per account "
+                    f"{len(members)} {described.title} group(s) on one {shared} ({paths}) send {rate:.1f} "
+                    f"requests/s, which {verdict} the service's {limit:g}/s limit per account "
                     "(RequestLimitExceeded); raise heartbeat_interval (or commit_interval) "
                     "or split across accounts",
                 )
@@ -402,7 +389,7 @@ def config_from_dict(
         if p.path not in skip
     )
     if check_credentials:  # the rate budget is per key: unknown without the keys
-        warnings.extend(_cls_rate_warnings(built))
+        warnings.extend(_rate_warnings(built))
     if problems:
         raise ConfigError(sorted_problems(problems))
     output = document.get("output", {})

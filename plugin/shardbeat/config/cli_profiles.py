@@ -17,6 +17,7 @@ from __future__ import annotations
 import configparser
 import os
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from shardbeat.config.credential_sources import (
@@ -32,6 +33,7 @@ from shardbeat.config.credentials import credential_flaw
 from shardbeat.config.files import parse_json, read_text
 from shardbeat.config.model import ConfigError, Problem
 from shardbeat.providers.base import Credentials
+from shardbeat.providers.services import service
 
 MAX_PROFILE_BYTES = 1024 * 1024
 
@@ -62,9 +64,7 @@ def read_profile(spec: CliProfile) -> Credentials | SourceSpec:
         text = read_text(spec.path, "credentials profile file", MAX_PROFILE_BYTES)
     except ConfigError as exc:
         raise ProfileError("; ".join(str(p) for p in exc.problems), "profile_file") from None
-    if spec.provider == "sls":
-        return _alibaba(spec, text)
-    return _tencent(spec, text)
+    return _FORMATS[service(spec.provider).credential_chain](spec, text)
 
 
 def _alibaba(spec: CliProfile, text: str) -> Credentials | SourceSpec:
@@ -150,6 +150,12 @@ def _tencent(spec: CliProfile, text: str) -> Credentials:
     if token is not None:
         _check(token, f"{spec.path}: [{name}] token")
     return Credentials(field("secret_id"), field("secret_key"), token)
+
+
+_FORMATS: dict[str, Callable[[CliProfile, str], Credentials | SourceSpec]] = {
+    "alibaba": _alibaba,
+    "tencent": _tencent,
+}
 
 
 def _check(value: str, where: str) -> None:

@@ -6,28 +6,26 @@
     oidc_role     SLS: ACK RRSA (STS AssumeRoleWithOIDC); CLS: TKE OIDC (STS AssumeRoleWithWebIdentity)
     profile       the vendor CLI's file: ~/.aliyun/config.json or ~/.tencentcloud/credentials
 
-Each source's settings default from the environment variables the official credential chains read
-(named in SOURCE_ENV), so a pod with RRSA / TKE OIDC injected needs nothing but the source name.
-Problems name the key and the rule, never a value.
+Each source's settings default from the environment variables the official credential chains read,
+so a pod with RRSA / TKE OIDC injected needs nothing but the source name. Which sources a provider
+takes is its descriptor's (providers/*_service.py: credential_chain, credential_sources); how each
+vendor's sources are read is its chain's here (CHAINS). Problems name the key and the rule, never a
+value.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from shardbeat.config.model import Problem, ProviderName
+from shardbeat.providers.services import service
 
 SourceName = Literal["static", "ecs_ram_role", "cvm_role", "oidc_role", "profile"]
-
-SOURCES: dict[ProviderName, tuple[str, ...]] = {
-    "sls": ("static", "ecs_ram_role", "oidc_role", "profile"),
-    "cls": ("static", "cvm_role", "oidc_role", "profile"),
-}
 
 ECS_METADATA = "http://100.100.100.200"
 CVM_METADATA = "http://metadata.tencentyun.com"
@@ -37,33 +35,6 @@ ALIBABA_DURATION = 3600  # seconds; STS accepts 900 up to the role's maximum
 TENCENT_DURATION = 7200  # seconds; STS accepts up to 43200
 MIN_DURATION = 900
 MAX_DURATION = 43200
-
-# The keys each (provider, source) accepts besides `source`.
-SOURCE_KEYS: dict[tuple[ProviderName, str], tuple[str, ...]] = {
-    ("sls", "static"): ("access_key_id", "access_key_secret", "security_token"),
-    ("cls", "static"): ("secret_id", "secret_key", "token"),
-    ("sls", "ecs_ram_role"): ("role_name", "metadata_endpoint", "imds_v1_fallback"),
-    ("cls", "cvm_role"): ("role_name", "metadata_endpoint"),
-    ("sls", "oidc_role"): (
-        "role_arn",
-        "oidc_provider_arn",
-        "oidc_token_file",
-        "sts_endpoint",
-        "role_session_name",
-        "duration_seconds",
-    ),
-    ("cls", "oidc_role"): (
-        "role_arn",
-        "provider_id",
-        "token_file",
-        "sts_endpoint",
-        "sts_region",
-        "role_session_name",
-        "duration_seconds",
-    ),
-    ("sls", "profile"): ("profile", "profile_file"),
-    ("cls", "profile"): ("profile", "profile_file"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,17 +154,24 @@ def plain_http_off_host(url: str) -> bool:
 def env_default_source(provider: ProviderName, environ: Mapping[str, str]) -> str | None:
     """The source the official chain would pick from the environment when no key is configured.
 
-    SLS: RRSA variables (all three), else ALIBABA_CLOUD_ECS_METADATA (the role name) unless
-    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true. CLS: the TKE
-    OIDC variables (all three). None: static (a missing key is then reported as missing).
+    None: static (a missing key is then reported as missing).
     """
-    if provider == "sls":
-        if all(environ.get(n) for n in _ALIBABA_OIDC_ENV.values()):
-            return "oidc_role"
-        disabled = environ.get("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "").lower() == "true"
-        if environ.get("ALIBABA_CLOUD_ECS_METADATA") and not disabled:
-            return "ecs_ram_role"
-        return None
+    return CHAINS[service(provider).credential_chain].env_default(environ)
+
+
+def _alibaba_env_default(environ: Mapping[str, str]) -> str | None:
+    """RRSA variables (all three), else ALIBABA_CLOUD_ECS_METADATA (the role name) unless
+    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true."""
+    if all(environ.get(n) for n in _ALIBABA_OIDC_ENV.values()):
+        return "oidc_role"
+    disabled = environ.get("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "").lower() == "true"
+    if environ.get("ALIBABA_CLOUD_ECS_METADATA") and not disabled:
+        return "ecs_ram_role"
+    return None
+
+
+def _tencent_env_default(environ: Mapping[str, str]) -> str | None:
+    """The TKE OIDC variables (all three)."""
     if environ.get("TKE_ROLE_ARN") and environ.get("TKE_PROVIDER_ID") and _tke_token_file(environ):
         return "oidc_role"
     return None
@@ -271,6 +249,161 @@ class _Reader:
         return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """What a source's settings are read against besides the settings themselves."""
+
+    provider: ProviderName
+    base_dir: str
+    default_region: str | None
+
+    @property
+    def session(self) -> str:
+        return f"shardbeat-{os.getpid()}"
+
+
+def _ecs_ram_role(reader: _Reader, where: _Where) -> SourceSpec:
+    disabled = reader.environ.get("ALIBABA_CLOUD_IMDSV1_DISABLED", "").lower() == "true"
+    fallback = reader.given.get("imds_v1_fallback", not disabled)
+    return EcsRamRole(
+        reader.url("metadata_endpoint", None, ECS_METADATA, "http"),
+        reader.text("role_name", "ALIBABA_CLOUD_ECS_METADATA"),
+        fallback is True,
+    )
+
+
+def _cvm_role(reader: _Reader, where: _Where) -> SourceSpec:
+    return CvmRole(reader.url("metadata_endpoint", None, CVM_METADATA, "http"), reader.text("role_name"))
+
+
+def _alibaba_oidc(reader: _Reader, where: _Where) -> SourceSpec:
+    region = reader.environ.get("ALIBABA_CLOUD_STS_REGION")
+    sts = f"sts.{region}.aliyuncs.com" if region else ALIBABA_STS
+    session = where.session
+    return AlibabaOidc(
+        reader.required("role_arn", _ALIBABA_OIDC_ENV["role_arn"]),
+        reader.required("oidc_provider_arn", _ALIBABA_OIDC_ENV["oidc_provider_arn"]),
+        reader.path("oidc_token_file", _ALIBABA_OIDC_ENV["oidc_token_file"], where.base_dir),
+        reader.url("sts_endpoint", None, sts, "https"),
+        reader.text("role_session_name", "ALIBABA_CLOUD_ROLE_SESSION_NAME", session) or session,
+        reader.duration(ALIBABA_DURATION),
+    )
+
+
+def _tke_oidc(reader: _Reader, where: _Where) -> SourceSpec:
+    token_file = reader.text("token_file") or _tke_token_file(reader.environ)
+    if token_file is None and "token_file" not in reader.given:
+        reader.problems.append(
+            Problem(
+                f"{reader.where}.token_file",
+                "missing: required by this source; or set TKE_IDENTITY_TOKEN_FILE",
+            )
+        )
+    sts_region = reader.text("sts_region", "TKE_REGION", where.default_region)
+    session = where.session
+    return TkeOidc(
+        reader.required("role_arn", _TKE_ENV["role_arn"]),
+        reader.required("provider_id", _TKE_ENV["provider_id"]),
+        os.path.abspath(os.path.join(where.base_dir, os.path.expanduser(token_file or ""))),
+        reader.url("sts_endpoint", None, TENCENT_STS, "https"),
+        sts_region or "",
+        reader.text("role_session_name", None, session) or session,
+        reader.duration(TENCENT_DURATION),
+    )
+
+
+def _profile(reader: _Reader, where: _Where, default_path: str, env: str) -> SourceSpec:
+    name = reader.text("profile", env)
+    file = reader.text("profile_file") or default_path
+    path = os.path.abspath(os.path.join(where.base_dir, os.path.expanduser(file)))
+    return CliProfile(where.provider, path, name)
+
+
+def _aliyun_profile(reader: _Reader, where: _Where) -> SourceSpec:
+    default_path = os.path.join(_home(reader.environ), ".aliyun", "config.json")
+    return _profile(reader, where, default_path, "ALIBABA_CLOUD_PROFILE")
+
+
+def _tencent_profile(reader: _Reader, where: _Where) -> SourceSpec:
+    default_path = os.path.join(_home(reader.environ), ".tencentcloud", "credentials")
+    if not os.path.exists(default_path) and os.path.exists("/etc/tencentcloud/credentials"):
+        default_path = "/etc/tencentcloud/credentials"  # where tencentcloud-sdk-python looks next
+    return _profile(reader, where, default_path, "TENCENTCLOUD_PROFILE")
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    keys: tuple[str, ...]  # what `credentials` may hold besides `source`
+    parse: Callable[[_Reader, _Where], SourceSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One vendor's credential chain: the sources it offers besides static, as its official chain
+    reads them, and the source its chain picks from the environment alone."""
+
+    sources: Mapping[str, _Source]
+    env_default: Callable[[Mapping[str, str]], str | None]
+
+
+_PROFILE_KEYS = ("profile", "profile_file")
+CHAINS: dict[str, Chain] = {
+    "alibaba": Chain(
+        {
+            "ecs_ram_role": _Source(("role_name", "metadata_endpoint", "imds_v1_fallback"), _ecs_ram_role),
+            "oidc_role": _Source(
+                (
+                    "role_arn",
+                    "oidc_provider_arn",
+                    "oidc_token_file",
+                    "sts_endpoint",
+                    "role_session_name",
+                    "duration_seconds",
+                ),
+                _alibaba_oidc,
+            ),
+            "profile": _Source(_PROFILE_KEYS, _aliyun_profile),
+        },
+        _alibaba_env_default,
+    ),
+    "tencent": Chain(
+        {
+            "cvm_role": _Source(("role_name", "metadata_endpoint"), _cvm_role),
+            "oidc_role": _Source(
+                (
+                    "role_arn",
+                    "provider_id",
+                    "token_file",
+                    "sts_endpoint",
+                    "sts_region",
+                    "role_session_name",
+                    "duration_seconds",
+                ),
+                _tke_oidc,
+            ),
+            "profile": _Source(_PROFILE_KEYS, _tencent_profile),
+        },
+        _tencent_env_default,
+    ),
+}
+
+
+def _source(provider: ProviderName, source: str) -> _Source | None:
+    """How `provider` reads `source` (None: static, or a source it does not take)."""
+    described = service(provider)
+    if source not in described.credential_sources:
+        return None
+    return CHAINS[described.credential_chain].sources.get(source)
+
+
+def source_keys(provider: ProviderName, source: str) -> tuple[str, ...]:
+    """The keys `credentials` may hold with `source` (besides `source` itself)."""
+    if source == "static":
+        return service(provider).credential_keys.names
+    found = _source(provider, source)
+    return found.keys if found is not None else ()
+
+
 def parse_source(
     provider: ProviderName,
     source: str,
@@ -282,68 +415,19 @@ def parse_source(
 ) -> tuple[SourceSpec | None, list[Problem]]:
     """`credentials` of a non-static source -> its spec, or the problems (at `where`.key)."""
     reader = _Reader(given, where, environ)
+    allowed = service(provider).credential_sources
     for key in given:
-        if key != "source" and key not in SOURCE_KEYS.get((provider, source), ()):
-            owners = [s for (p, s), keys in SOURCE_KEYS.items() if p == provider and key in keys]
+        if key != "source" and key not in source_keys(provider, source):
+            owners = [s for s in allowed if key in source_keys(provider, s)]
             if owners:  # an unknown key is the schema's to report
                 rule = f"applies to source {' or '.join(owners)} only, not {source}"
                 reader.problems.append(Problem(f"{where}.{key}", rule))
     spec: SourceSpec | None = None
-    session = f"shardbeat-{os.getpid()}"
-    if (provider, source) == ("sls", "ecs_ram_role"):
-        disabled = environ.get("ALIBABA_CLOUD_IMDSV1_DISABLED", "").lower() == "true"
-        fallback = given.get("imds_v1_fallback", not disabled)
-        spec = EcsRamRole(
-            reader.url("metadata_endpoint", None, ECS_METADATA, "http"),
-            reader.text("role_name", "ALIBABA_CLOUD_ECS_METADATA"),
-            fallback is True,
-        )
-    elif (provider, source) == ("cls", "cvm_role"):
-        spec = CvmRole(reader.url("metadata_endpoint", None, CVM_METADATA, "http"), reader.text("role_name"))
-    elif (provider, source) == ("sls", "oidc_role"):
-        region = environ.get("ALIBABA_CLOUD_STS_REGION")
-        sts = f"sts.{region}.aliyuncs.com" if region else ALIBABA_STS
-        spec = AlibabaOidc(
-            reader.required("role_arn", _ALIBABA_OIDC_ENV["role_arn"]),
-            reader.required("oidc_provider_arn", _ALIBABA_OIDC_ENV["oidc_provider_arn"]),
-            reader.path("oidc_token_file", _ALIBABA_OIDC_ENV["oidc_token_file"], base_dir),
-            reader.url("sts_endpoint", None, sts, "https"),
-            reader.text("role_session_name", "ALIBABA_CLOUD_ROLE_SESSION_NAME", session) or session,
-            reader.duration(ALIBABA_DURATION),
-        )
-    elif (provider, source) == ("cls", "oidc_role"):
-        token_file = reader.text("token_file") or _tke_token_file(environ)
-        if token_file is None and "token_file" not in given:
-            reader.problems.append(
-                Problem(
-                    f"{where}.token_file", "missing: required by this source; or set TKE_IDENTITY_TOKEN_FILE"
-                )
-            )
-        sts_region = reader.text("sts_region", "TKE_REGION", default_region)
-        spec = TkeOidc(
-            reader.required("role_arn", _TKE_ENV["role_arn"]),
-            reader.required("provider_id", _TKE_ENV["provider_id"]),
-            os.path.abspath(os.path.join(base_dir, os.path.expanduser(token_file or ""))),
-            reader.url("sts_endpoint", None, TENCENT_STS, "https"),
-            sts_region or "",
-            reader.text("role_session_name", None, session) or session,
-            reader.duration(TENCENT_DURATION),
-        )
-    elif source == "profile":
-        if provider == "sls":
-            default_path = os.path.join(_home(environ), ".aliyun", "config.json")
-            name = reader.text("profile", "ALIBABA_CLOUD_PROFILE")
-        else:
-            default_path = os.path.join(_home(environ), ".tencentcloud", "credentials")
-            if not os.path.exists(default_path) and os.path.exists("/etc/tencentcloud/credentials"):
-                default_path = "/etc/tencentcloud/credentials"  # where tencentcloud-sdk-python looks next
-            name = reader.text("profile", "TENCENTCLOUD_PROFILE")
-        file = reader.text("profile_file") or default_path
-        spec = CliProfile(provider, os.path.abspath(os.path.join(base_dir, os.path.expanduser(file))), name)
+    found = _source(provider, source)
+    if found is not None:
+        spec = found.parse(reader, _Where(provider, base_dir, default_region))
     else:
         reader.problems.append(
-            Problem(
-                f"{where}.source", f"must be one of {', '.join(SOURCES[provider])} for provider {provider}"
-            )
+            Problem(f"{where}.source", f"must be one of {', '.join(allowed)} for provider {provider}")
         )
     return (spec if not reader.problems else None), reader.problems

@@ -1,8 +1,9 @@
 """Where a group's credentials come from: the config, a credentials file, or the environment.
 
 Per key, in order: `credentials` in the config (or, instead, `credentials_file`), then the provider's
-usual environment variable. The session token is an exception: one from the config or file is always
-used, but one from the environment only together with a secret from the environment, because a
+usual environment variable (the names: its descriptor's credential_keys, providers/*_service.py).
+The session token is an exception: one from the config or file is always used, but one from the
+environment only together with a secret from the environment, because a
 temporary token belongs to the temporary secret issued with it (pairing a long-term secret from the
 config with a stray token in the environment would make every signature fail).
 
@@ -15,57 +16,14 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shardbeat.config.files import parse_json, read_text
 from shardbeat.config.model import ConfigError, GroupConfig, Problem, ProviderName
 from shardbeat.providers.base import Credentials
+from shardbeat.providers.services import service
 
 MAX_CREDENTIALS_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialKeys:
-    """The config keys and environment variables of one provider's key id, secret and token."""
-
-    key_id: str
-    secret: str
-    token: str
-    key_id_env: str
-    secret_env: str
-    token_env: str
-
-    @property
-    def names(self) -> tuple[str, str, str]:
-        return (self.key_id, self.secret, self.token)
-
-    @property
-    def names_env(self) -> tuple[str, str, str]:
-        return (self.key_id_env, self.secret_env, self.token_env)
-
-    def env_for(self, key: str) -> str:
-        return {self.key_id: self.key_id_env, self.secret: self.secret_env, self.token: self.token_env}[key]
-
-
-CREDENTIAL_KEYS: dict[ProviderName, CredentialKeys] = {
-    "sls": CredentialKeys(
-        "access_key_id",
-        "access_key_secret",
-        "security_token",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-        "ALIBABA_CLOUD_SECURITY_TOKEN",
-    ),
-    "cls": CredentialKeys(
-        "secret_id",
-        "secret_key",
-        "token",
-        "TENCENTCLOUD_SECRET_ID",
-        "TENCENTCLOUD_SECRET_KEY",
-        "TENCENTCLOUD_SESSION_TOKEN",
-    ),
-}
 
 
 def read_credentials_file(
@@ -78,7 +36,7 @@ def read_credentials_file(
     except ConfigError as exc:
         # Report at the config path that names the file; the message keeps the file name.
         raise ConfigError([Problem(where, f"{p.path}: {p.message}") for p in exc.problems]) from None
-    keys = CREDENTIAL_KEYS[provider]
+    keys = service(provider).credential_keys
     if not isinstance(document, dict):
         raise ConfigError([Problem(where, f"{path}: must hold a JSON object with {', '.join(keys.names)}")])
     problems: list[Problem] = []
@@ -112,7 +70,7 @@ def resolve(
     from_file: str | None = None,
 ) -> tuple[Credentials | None, list[Problem]]:
     """Combine `given` (config or file values) with the environment; problems for missing keys."""
-    keys = CREDENTIAL_KEYS[provider]
+    keys = service(provider).credential_keys
 
     def missing(key: str) -> str:
         env = keys.env_for(key)

@@ -10,11 +10,12 @@ from shardbeat.core.checkpoints import DEFAULT_COMMIT_INTERVAL, DEFAULT_START, S
 from shardbeat.core.lease import default_margin
 from shardbeat.core.redaction import redact
 from shardbeat.providers.base import Credentials
+from shardbeat.providers.services import service
 
 if TYPE_CHECKING:
     from shardbeat.config.credential_sources import SourceSpec
 
-ProviderName = Literal["sls", "cls"]
+ProviderName = str  # a key of providers.services.SERVICES
 OutputFormat = Literal["json", "msgpack", "text"]
 ReleaseMode = Literal["immediate", "ack"]
 SignatureVersion = Literal["v1", "v4"]
@@ -69,7 +70,7 @@ class GroupIdentity:
     """
 
     provider: ProviderName
-    scope: tuple[str, ...]  # SLS (project, logstore); CLS (region, logset_id)
+    scope: tuple[str, ...]  # the service's scope_keys: SLS (project, logstore); CLS (region, logset_id)
     consumer_group: str
     consumer: str
 
@@ -119,10 +120,8 @@ class GroupConfig:
         return GroupIdentity(self.provider, self._scope, self.consumer_group, self.consumer)
 
     @property
-    def _scope(self) -> tuple[str, str]:
-        if self.provider == "sls":
-            return (self.project or "", self.logstore or "")
-        return (self.region or "", self.logset_id or "")
+    def _scope(self) -> tuple[str, ...]:
+        return tuple(getattr(self, key) or "" for key in service(self.provider).scope_keys)
 
     @property
     def request_rate(self) -> float:

@@ -2,28 +2,18 @@
 
 Derived from the host name (not random, not the pid) so a restarted plugin rejoins as the same
 consumer and the server hands its shards straight back instead of waiting out the old session.
-- sls (1-128 printable ASCII, no spaces): other characters become '-'; cut to 128.
-- cls (letters, digits, '_', '-', starting with a letter, under 256): other characters (dots
-  included) become '-'; prefixed with 'host-' unless it starts with a letter; cut to 255.
-An empty host name gives 'shardbeat'.
+Each service's descriptor says how a host name becomes an acceptable consumer name
+(providers/sls_service.py, cls_service.py). An empty host name gives 'shardbeat'.
 """
 
 from __future__ import annotations
 
-import re
 import socket
 
 from shardbeat.config.model import ProviderName
-
-_NOT_SLS = re.compile(r"[^!-~]")
-_NOT_CLS = re.compile(r"[^A-Za-z0-9_-]")
+from shardbeat.providers.services import service
 
 
 def default_consumer(provider: ProviderName, hostname: str | None = None) -> str:
     host = (socket.gethostname() if hostname is None else hostname).strip() or "shardbeat"
-    if provider == "sls":
-        return _NOT_SLS.sub("-", host)[:128]
-    name = _NOT_CLS.sub("-", host)
-    if not name[0].isascii() or not name[0].isalpha():
-        name = "host-" + name
-    return name[:255]
+    return service(provider).consumer_name(host)

@@ -26,8 +26,9 @@ def on_demand_at(now: float, last_sent: float | None, interval: float) -> float:
     return max(now, last_sent + spacing(interval))
 
 
-# Process-wide: CLS allows 20 requests a second per account; on-demand beats of every group together
-# take at most half of that, so a config the doctor finds inside half the budget stays inside all of it.
+# Process-wide: CLS allows 20 requests a second per account (providers/cls.py CLS_RATE_LIMIT; core
+# imports none of ours); on-demand beats of every group together take at most half of that, so a
+# config the doctor finds inside half the budget stays inside all of it.
 PROCESS_RATE = 10.0
 
 

@@ -51,9 +51,10 @@ from typing import Any
 from shardbeat.config.files import read_text
 from shardbeat.config.model import ConfigError
 from shardbeat.core.json_kind import json_kind
+from shardbeat.providers.cls import CLS_RATE_LIMIT
 
 MAX_SLS_GROUPS_PER_LOGSTORE = 30
-DEFAULT_CLS_RATE_LIMIT = 20
+DEFAULT_CLS_RATE_LIMIT = int(CLS_RATE_LIMIT)  # the service's, as the plugin assumes it
 _DEFAULT_NAME = "default_fixtures.json"
 
 

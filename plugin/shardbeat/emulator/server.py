@@ -14,7 +14,6 @@ exception never kills the server: it is logged to stderr and answered 500 Intern
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import logging
 import signal
@@ -27,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -39,7 +37,7 @@ from shardbeat.emulator.fixtures import FixtureError, Fixtures, load_fixtures
 from shardbeat.emulator.misbehaviour import PROCESSED, misbehaving_answer
 from shardbeat.emulator.model import EmuRequest, EmuResponse
 from shardbeat.emulator.world import World
-from shardbeat.http_server import PromptServerMixin
+from shardbeat.http_server import ServedHandler, ThreadedHttpServer
 
 __all__ = ["EmulatorServer", "FixtureError", "load_fixtures", "main"]
 
@@ -67,24 +65,20 @@ _SERVICES = {
 }
 
 
-class _HttpServer(PromptServerMixin, ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() closes connections itself; never wait for handler threads
+class _HttpServer(ThreadedHttpServer):
+    """A thread per connection, no limit (http_server.ThreadedHttpServer); https when given a context."""
+
     request_queue_size = 128
+    label = "emulator"
+    logger = LOG
+    idle_timeout = IDLE_TIMEOUT
 
     def __init__(
-        self,
-        address: tuple[str, int],
-        emulator: EmulatorServer,
-        family: socket.AddressFamily,
-        tls: ssl.SSLContext | None = None,
+        self, address: tuple[str, int], emulator: EmulatorServer, tls: ssl.SSLContext | None = None
     ) -> None:
-        self.address_family = family
         self.emulator = emulator
         self.tls = tls
-        self.connections: set[socket.socket] = set()
         self.resets: set[socket.socket] = set()  # to be closed with RST instead of FIN
-        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, object]:
@@ -109,11 +103,9 @@ class _HttpServer(PromptServerMixin, ThreadingHTTPServer):
             LOG.exception("emulator: connection from %s failed", client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ServedHandler):
     protocol_version = "HTTP/1.1"
     server_version = "shardbeat-emulator"
-    sys_version = ""
-    timeout = IDLE_TIMEOUT
     server: _HttpServer
 
     def setup(self) -> None:
@@ -121,19 +113,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.settimeout(10)
             self.request.do_handshake()
         super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.connections_lock:
-                self.server.connections.discard(self.connection)
-
-    def log_message(self, format: str, *args: object) -> None:
-        if LOG.isEnabledFor(logging.DEBUG):
-            LOG.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
         self._serve()
@@ -325,9 +304,7 @@ class EmulatorServer:
         """`tls`: a server-side context to serve https (tests of CA trust and CONNECT proxies)."""
         self.world = World(fixtures if fixtures is not None else load_fixtures(None))
         self.stopping = threading.Event()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._httpd = _HttpServer((host, port), self, family, tls)
-        self._thread: threading.Thread | None = None
+        self._httpd = _HttpServer((host, port), self, tls)
         self._stopped = False
 
     @property
@@ -351,14 +328,7 @@ class EmulatorServer:
         return {**copy.deepcopy(dict(demo)), "endpoint": self.url}
 
     def start(self) -> EmulatorServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"shardbeat-emulator:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
+        self._httpd.start_serving(f"shardbeat-emulator:{self.port}", 0.05)
         return self
 
     def stop(self) -> None:
@@ -369,16 +339,8 @@ class EmulatorServer:
         self.stopping.set()
         with self.world.lock:
             self.world.faults.release_hangs()
-        if self._thread is not None:
-            self._httpd.shutdown()
-        self._httpd.server_close()
-        with self._httpd.connections_lock:
-            connections = list(self._httpd.connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)  # wakes the handler thread blocked reading it
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._httpd.stop_serving()
+        self._httpd.cut_connections()  # wakes the handler threads blocked reading them
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

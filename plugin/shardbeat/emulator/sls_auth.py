@@ -13,12 +13,12 @@ import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from shardbeat.emulator.fixtures import SlsCredential
 from shardbeat.emulator.model import EmuRequest
 from shardbeat.emulator.tokens import token_matches
 from shardbeat.providers import sls as wire
+from shardbeat.providers.server_values import http_date
 
 MAX_CLOCK_SKEW = 15 * 60.0  # seconds between the request's Date and the server clock
 API_VERSION = "0.6.0"
@@ -99,11 +99,10 @@ def _verify_v1(
     date = headers.get("date")
     if date is None:
         raise SlsError(400, "MissingDate", "Date does not exist in http header.")
-    try:
-        sent = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        raise SlsError(400, "InvalidDateFormat", f"Date {date} must follow RFC822.") from None
-    _check_time((sent if sent.tzinfo else sent.replace(tzinfo=UTC)).timestamp(), server_now, date)
+    sent = http_date(date, plausible=False)  # an absurd one is refused below, as too far off
+    if sent is None:
+        raise SlsError(400, "InvalidDateFormat", f"Date {date} must follow RFC822.")
+    _check_time(sent, server_now, date)
     md5 = headers.get("content-md5", "")
     _check_md5(req.body, md5)
     credential = _credential(key_id, credentials, headers)

@@ -38,6 +38,13 @@ class ServerGroup:
         # Server-supplied names reach the log: printable and clipped.
         return "topics=" + server_values.text(",".join(self.topics or ()), 400)
 
+    @property
+    def shape(self) -> str:
+        """The same settings in words, for the doctor: "order false" or "topics a, b" ("none")."""
+        if self.order is not None:
+            return f"order {str(self.order).lower()}"
+        return f"topics {', '.join(self.topics or ()) or 'none'}"
+
 
 def find_group(groups: Iterable[ServerGroup], name: str) -> ServerGroup | None:
     return next((g for g in groups if g.name == name), None)

@@ -70,6 +70,9 @@ MAX_RESPONSE_BYTES = 4 << 20  # far above any consumer-group answer; refuse to p
 MAX_PARTITION_ID = 2**63 - 1  # PartitionId is an int64 in the API (and must fit a msgpack integer)
 USER_AGENT = f"shardbeat/{__version__}"
 _CLIP = 200  # longest server-supplied text copied into an error message
+# Consumer-group calls (SendConsumerHeartbeat, the offsets) per second per account (cls.md): the rest
+# are answered RequestLimitExceeded. The one definition: the descriptor (cls_service.py) carries it.
+CLS_RATE_LIMIT = 20.0
 
 HEARTBEAT = "SendConsumerHeartbeat"
 DESCRIBE_GROUPS = "DescribeConsumerGroups"
@@ -231,7 +234,8 @@ class ClsProvider:
     """One consumer group of one CLS logset: request bytes for each action, answers parsed."""
 
     name = "cls"
-    position_spacing = 0.05  # <= 20 DescribeConsumerOffsets/s per group (the official consumer pauses too)
+    # <= CLS_RATE_LIMIT DescribeConsumerOffsets/s per group (the official consumer pauses too)
+    position_spacing = 1 / CLS_RATE_LIMIT
 
     def __init__(
         self,

@@ -8,18 +8,13 @@ thread (no new dependency).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
 from shardbeat.core.histogram import Histogram, HistogramSnapshot
-from shardbeat.http_server import PromptServerMixin
+from shardbeat.http_server import ServedHandler, ThreadedHttpServer
 
 log = logging.getLogger("shardbeat.metrics")
 
@@ -232,78 +227,31 @@ def parse_listen(listen: str) -> tuple[str, int]:
 Snapshotter = Callable[[], tuple[Sequence[SessionFigures], int]]
 
 
-class _Server(PromptServerMixin, ThreadingHTTPServer):
-    """One thread per connection, so an idle or slow scraper holds only its own; at most
-    MAX_CONNECTIONS at once, so a flood of them cannot grow threads without bound."""
+class _Server(ThreadedHttpServer):
+    """One thread per connection, at most MAX_CONNECTIONS at once (http_server.ThreadedHttpServer)."""
 
-    daemon_threads = True
-    block_on_close = False
     request_queue_size = 64
+    label = "metrics"
+    logger = log
 
     def __init__(
         self,
         address: tuple[str, int],
-        family: socket.AddressFamily,
         snapshot: Snapshotter,
         client_timeout: float,
         connection_deadline: float,
     ) -> None:
-        self.address_family = family
         self.snapshot = snapshot
-        self.client_timeout = client_timeout
+        self.idle_timeout = client_timeout
         self.connection_deadline = connection_deadline
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        if not self.slots.acquire(blocking=False):
-            log.debug(
-                "metrics: %d connections already open; turning %s away", MAX_CONNECTIONS, client_address
-            )
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+        super().__init__(address, _Handler, MAX_CONNECTIONS)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ServedHandler):
     # HTTP/1.0: one request per connection, so one idle scraper never holds the only serving thread.
     protocol_version = "HTTP/1.0"
     server_version = "shardbeat-metrics"
-    sys_version = ""
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.client_timeout)
-        # The timeout above is per read: a client trickling a byte at a time would never trip it.
-        self._cutoff = threading.Timer(self.server.connection_deadline, self._cut)
-        self._cutoff.daemon = True
-        self._cutoff.start()
-
-    def _cut(self) -> None:
-        log.debug(
-            "metrics: %s took over %gs; closing it", self.client_address, self.server.connection_deadline
-        )
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def finish(self) -> None:
-        self._cutoff.cancel()
-        super().finish()
-
-    def log_message(self, format: str, *args: object) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
         self._answer(head=False)
@@ -348,13 +296,11 @@ class MetricsServer:
         connection_deadline: float = CONNECTION_DEADLINE,
     ) -> None:
         host, port = parse_listen(listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self._httpd = _Server((host, port), family, snapshot, client_timeout, connection_deadline)
+            self._httpd = _Server((host, port), snapshot, client_timeout, connection_deadline)
         except (OSError, OverflowError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise MetricsError(f"metrics.listen {listen!r}: cannot listen there ({reason})") from None
-        self._thread: threading.Thread | None = None
         self._stopped = False
 
     @property
@@ -366,16 +312,10 @@ class MetricsServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> MetricsServer:
-        if self._thread is None and not self._stopped:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                # No periodic wake-ups while idle (a sidecar's idle CPU is paid on every node): stop()
-                # wakes the loop with a connection of its own instead.
-                kwargs={"poll_interval": IDLE_POLL},
-                name="shardbeat-metrics",
-                daemon=True,
-            )
-            self._thread.start()
+        if not self._stopped:
+            # No periodic wake-ups while idle (a sidecar's idle CPU is paid on every node): stop()
+            # wakes the loop with a connection of its own instead.
+            self._httpd.start_serving("shardbeat-metrics", IDLE_POLL)
         return self
 
     def stop(self) -> None:
@@ -383,19 +323,4 @@ class MetricsServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._thread is not None:
-            # shutdown() waits for serve_forever's next poll: throwaway connections wake it until it
-            # has seen the request (the first may land before shutdown() has set its flag).
-            waiter = threading.Thread(target=self._httpd.shutdown, daemon=True)
-            waiter.start()
-            deadline = time.monotonic() + 5
-            while waiter.is_alive() and time.monotonic() < deadline:
-                with contextlib.suppress(OSError):
-                    socket.create_connection((self._wake_host(), self.port), timeout=0.5).close()
-                waiter.join(timeout=0.05)
-            self._thread.join(timeout=1)
-        self._httpd.server_close()
-
-    def _wake_host(self) -> str:
-        unspecified = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-        return unspecified.get(self.host, self.host)
+        self._httpd.stop_serving()

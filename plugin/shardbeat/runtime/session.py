@@ -11,22 +11,6 @@ if TYPE_CHECKING:
 
 
 def make_provider(group: GroupConfig) -> Provider:
-    if group.provider == "sls":
-        from shardbeat.providers.sls import SlsProvider
+    from shardbeat.providers.services import make_provider as of_service  # the service's own factory
 
-        assert group.project is not None and group.logstore is not None
-        return SlsProvider(
-            group.endpoint,
-            group.project,
-            group.logstore,
-            group.consumer_group,
-            group.consumer,
-            signature_version=group.signature_version,
-            region=group.region,
-        )
-    from shardbeat.providers.cls import ClsProvider
-
-    assert group.region is not None and group.logset_id is not None and group.topics is not None
-    return ClsProvider(
-        group.endpoint, group.region, group.logset_id, group.topics, group.consumer_group, group.consumer
-    )
+    return of_service(group)

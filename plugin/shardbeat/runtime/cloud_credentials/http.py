@@ -18,7 +18,6 @@ refresher's own thread and never anything on the heartbeat path.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import re
@@ -31,6 +30,7 @@ if TYPE_CHECKING:  # imported where a session is made: a static-keys process nev
     import requests
 
 from shardbeat.core.redaction import clip, register_secret
+from shardbeat.providers.server_values import http_date
 
 MAX_BODY = 64 * 1024
 METADATA_TIMEOUT = (2.0, 5.0)  # (connect, read) seconds
@@ -167,16 +167,7 @@ def _call(
         raise FetchError(f"{what}: answer cut short ({type(exc).__name__})") from None
     if len(body) > MAX_BODY:
         raise FetchError(f"{what}: answer larger than {MAX_BODY} bytes")
-    return Answer(status, body, _parse_date(date))
-
-
-def _parse_date(date: str | None) -> float | None:
-    if not date:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(date).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    return Answer(status, body, http_date(date))  # an absurd Date is ignored: expiry by our clock
 
 
 def _reason(exc: requests.RequestException) -> str:

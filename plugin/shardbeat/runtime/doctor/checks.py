@@ -6,7 +6,6 @@ checked") when an earlier one rules them out, e.g. no HTTP answer at all.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TextIO, TypeVar
@@ -17,7 +16,9 @@ from shardbeat.core.records import rfc3339
 from shardbeat.core.redaction import redact
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.skew import ServerClock
+from shardbeat.providers import server_values
 from shardbeat.providers.base import Credentials, HttpRequest, HttpResponse, ProviderError, ServerGroup
+from shardbeat.providers.services import service
 from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.cloud_credentials import DefaultSessions, FetchError
 from shardbeat.runtime.credential_refresher import RefreshingCredentials
@@ -41,11 +42,9 @@ from shardbeat.runtime.instance_lock import (
     acquire_instance_locks,
 )
 from shardbeat.runtime.network import Network, NetworkError
-from shardbeat.runtime.session import make_provider
 from shardbeat.runtime.transport import Transport, TransportError
 
 CALL_TIMEOUT = 5.0
-READ_ACTION = {"sls": "ListConsumerGroup", "cls": "DescribeConsumerGroups"}
 _AFTER_UNREACHABLE = ("credentials", "clock", "group", "heartbeat")
 
 T = TypeVar("T")
@@ -56,13 +55,6 @@ class _Answer(Generic[T]):
     value: T | None
     error: ProviderError | TransportError | None
     seconds: float
-
-
-def _server_date(response: HttpResponse) -> float | None:
-    try:
-        return email.utils.parsedate_to_datetime(response.headers.get("date", "")).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 class _GroupDoctor:
@@ -81,7 +73,8 @@ class _GroupDoctor:
         self.transport = transport
         self.clock = clock
         self.timeout = timeout
-        self.provider = make_provider(group)
+        self.service = service(group.provider)
+        self.provider = self.service.make_provider(group)
         self.credentials: Credentials | None = group.credentials  # a credential source fills it in
         self.server_clock = ServerClock()
         self.clock_seen = False
@@ -223,7 +216,7 @@ class _GroupDoctor:
         return self.provider.heartbeat_request({}, now, credentials)
 
     def observe_clock(self, response: HttpResponse, sent_wall: float) -> None:
-        server = _server_date(response)
+        server = server_values.http_date(response.headers.get("date"))  # an absurd Date is ignored
         if server is not None:
             self.server_clock.observe(server, sent_wall, self.clock.wall())
             self.clock_seen = True
@@ -261,7 +254,7 @@ class _GroupDoctor:
 
     def check_credentials(self, read: _Answer[ServerGroup | None]) -> None:
         key = shown_key(self.credentials.key_id if self.credentials is not None else "?")
-        action = READ_ACTION[self.group.provider]
+        action = self.service.doctor.read_action
         error = read.error
         if error is None:
             self.add("PASS", "credentials", f"key {key} accepted ({action} answered in {ms(read.seconds)})")
@@ -269,7 +262,7 @@ class _GroupDoctor:
             self.add("FAIL", "credentials", f"{action}: {self.failure(error, 'list')}")
         elif (kind := classify(self.group.provider, error)) == "auth":
             self.add("FAIL", "credentials", f"key {key} refused: {self.failure(error, 'list')}")
-        elif kind in ("denied", "missing") and error.code != "ProjectNotExist":
+        elif kind in ("denied", "missing") and error.code not in self.service.doctor.answered_before_auth:
             self.add(
                 "PASS", "credentials", f"key {key} accepted (checked before {action} answered {error.code})"
             )
@@ -293,12 +286,7 @@ class _GroupDoctor:
             self.add("WARN", "group", f"not checked: {why.get(kind, f'the read answered {error.code}')}")
             return None
         found = read.value
-        where = (
-            f"logstore {g.logstore} of project {g.project}"
-            if g.provider == "sls"
-            else f"logset {g.logset_id}"
-        )
-        status, detail = group_verdict(g, found, where)
+        status, detail = group_verdict(g, found, self.service.group_home(g))
         self.add(status, "group", detail)
         return status != "FAIL" and found is not None
 

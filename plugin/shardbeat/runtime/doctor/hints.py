@@ -1,64 +1,16 @@
 """What a failed call means for an operator: error codes sorted into kinds, each with the fix to try.
 
-Used by `shardbeat doctor`. The codes are the services' own (reference/sls.md, reference/cls.md) plus
-the transport's; anything unknown falls through to the server's own message.
+Used by `shardbeat doctor`. The codes are the services' own (reference/sls.md, reference/cls.md), sorted
+by each service's descriptor (providers/*_service.py: doctor), plus our parsers' and the transport's;
+anything unknown falls through to the server's own message.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from shardbeat.providers.base import ProviderError
+from shardbeat.providers.service import CREATE_GROUP_HINT, Kind
+from shardbeat.providers.services import service
 from shardbeat.runtime.transport import TransportError
-
-Kind = Literal["auth", "clock", "denied", "missing", "throttled", "other"]
-
-# Actions an operator grants: RAM (SLS) and CAM (CLS) names of what shardbeat and doctor call.
-SLS_ACTIONS = {
-    "list": "log:ListConsumerGroup",
-    "heartbeat": "log:ConsumerGroupHeartBeat",
-    "create": "log:CreateConsumerGroup",
-    "update": "log:UpdateConsumerGroup",
-}
-CLS_ACTIONS = {
-    "list": "cls:DescribeConsumerGroups",
-    "heartbeat": "cls:SendConsumerHeartbeat",
-    "create": "cls:CreateConsumerGroup",
-    "update": "cls:ModifyConsumerGroup",
-}
-
-_SLS_AUTH = {
-    "SignatureNotMatch": "the access key secret does not match the access key id: check access_key_secret",
-    "InvalidAccessKeyId": "the access key id is unknown or disabled: check access_key_id",
-    "Unauthorized": "the access key id is unknown or disabled, or the STS token is wrong: "
-    "check access_key_id (and security_token)",
-    "SecurityTokenExpired": "the STS token has expired: refresh it (a credentials_file is re-read on change)",
-    "InvalidSecurityToken": "the STS token is invalid or not for this key: check security_token",
-}
-_SLS_MISSING = {
-    "ProjectNotExist": "check project, and that the endpoint is in the project's region",
-    "LogStoreNotExist": "check logstore",
-    "ConsumerGroupNotExist": "create the consumer group, or set create_group: true",
-}
-_CLS_AUTH = {
-    "AuthFailure.SignatureFailure": "secret_key does not belong to this secret_id: check secret_key",
-    "AuthFailure.SecretIdNotFound": "secret_id is unknown (deleted, disabled, or of the other site: "
-    "China vs international): check secret_id",
-    "AuthFailure.TokenFailure": "the session token is invalid or expired: refresh token",
-    "AuthFailure.InvalidAuthorization": "the service could not read our Authorization header "
-    "(check secret_id for odd characters)",
-    "AuthFailure.InvalidSecretId": "secret_id is malformed: check secret_id",
-    "AuthFailure.MFAFailure": "the key requires MFA, which API calls cannot give: use another key",
-}
-_CLS_ACCOUNT = (
-    "OperationDenied.AccountIsolate",
-    "OperationDenied.AccountDestroy",
-    "OperationDenied.AccountNotExists",
-)
-_CLS_MISSING = {
-    "ResourceNotFound.LogsetNotExist": "check logset_id, and that region is the logset's",
-    "ResourceNotFound.TopicNotExist": "check topics (TopicIDs of this logset, in this region)",
-}
 
 # Codes our own parsers give (providers/*.py), not the services'.
 _PARSER = {
@@ -82,71 +34,29 @@ def _has_prefix(code: str, prefix: str) -> bool:
     return code == prefix or code.startswith(prefix + ".")
 
 
-def _is_group_missing(error: ProviderError) -> bool:
-    # CLS has no documented code for an unknown group: it answers FailedOperation with a message.
-    text = error.message.lower()
-    return error.code == "FailedOperation" and "not exist" in text and "group" in text
-
-
 def classify(provider: str, error: ProviderError) -> Kind:
-    code = error.code
-    if provider == "sls":
-        if code == "RequestTimeExpired":
-            return "clock"
-        if error.status == 403 or (
-            code == "Unauthorized" and "denied by sts or ram" in error.message.lower()
-        ):
-            return "denied"
-        if code in _SLS_AUTH:
-            return "auth"
-        if code in _SLS_MISSING:
-            return "missing"
-        if code in ("ExceedQuota", "QuotaExceed", "Throttling", "ServerBusy"):
-            return "throttled"
-        return "other"
-    if code == "AuthFailure.SignatureExpire":
-        return "clock"
-    if code in _CLS_AUTH:
-        return "auth"
-    if any(_has_prefix(code, p) for p in ("AuthFailure.UnauthorizedOperation", "UnauthorizedOperation")):
-        return "denied"
-    if _has_prefix(code, "OperationDenied"):
-        return "denied"
-    if _has_prefix(code, "AuthFailure"):
-        return "auth"
-    if _has_prefix(code, "ResourceNotFound") or _is_group_missing(error):
-        return "missing"
-    if code == "RequestLimitExceeded":
-        return "throttled"
-    return "other"
+    return service(provider).doctor.classify(error)
 
 
 def hint(provider: str, error: ProviderError, action: str) -> str:
     """The fix to try for `error` answered to `action` ("list", "heartbeat", ...)."""
-    kind = classify(provider, error)
+    hints = service(provider).doctor
+    kind = hints.classify(error)
     code = error.code
-    actions = SLS_ACTIONS if provider == "sls" else CLS_ACTIONS
     if kind == "clock":
         return "this host's clock is off: fix its time sync (NTP, chrony)"
     if kind == "denied":
-        if code in _CLS_ACCOUNT:
-            return "the account is isolated (overdue payment?) or closed"
-        if provider == "sls" and code == "ProjectForbidden":
-            return "the project is disabled (overdue payment?)"
-        policy = "RAM policy" if provider == "sls" else "CAM policy"
-        return f"the key is valid but not allowed: its {policy} must grant {actions[action]}"
+        if code in hints.denied:
+            return hints.denied[code]
+        return f"the key is valid but not allowed: its {hints.policy} must grant {hints.actions[action]}"
     if kind == "auth":
-        table = _SLS_AUTH if provider == "sls" else _CLS_AUTH
-        return table.get(code, "the service refused the credentials: check the key pair")
+        return hints.auth.get(code, "the service refused the credentials: check the key pair")
     if kind == "missing":
-        if _is_group_missing(error):
-            return _SLS_MISSING["ConsumerGroupNotExist"]
-        table = _SLS_MISSING if provider == "sls" else _CLS_MISSING
-        return table.get(code, "check the names in the config (project/logstore or logset/topics)")
+        if hints.group_missing(error):
+            return CREATE_GROUP_HINT
+        return hints.missing.get(code, "check the names in the config (project/logstore or logset/topics)")
     if kind == "throttled":
-        if provider == "cls":
-            return "over CLS's 20 requests/s for this account: fewer groups per account or a longer interval"
-        return "the service is throttling this project: retry later"
+        return hints.throttled
     if code in _PARSER:
         return _PARSER[code]
     if _has_prefix(code, "InvalidParameter") or code in ("ParameterInvalid", "JsonInfoInvalid"):

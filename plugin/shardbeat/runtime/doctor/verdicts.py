@@ -1,4 +1,4 @@
-"""The doctor's judgments, pure: config, clock offset, server-side group vs config, CLS rate budget.
+"""The doctor's judgments, pure: config, clock offset, server-side group vs config, rate budget (CLS).
 
 Each takes plain values (what the network part measured) and returns a status and a detail line.
 """
@@ -12,12 +12,11 @@ from typing import Literal
 from shardbeat.config import GroupConfig, Problem
 from shardbeat.core.skew import WARN_ABOVE
 from shardbeat.providers.base import ServerGroup
+from shardbeat.providers.services import service
 
 Status = Literal["PASS", "WARN", "FAIL"]
 Verdict = tuple[Status, str]
 
-CLS_RATE_LIMIT = 20.0  # SendConsumerHeartbeat requests per second per account
-CLOCK_WINDOW = {"sls": 15 * 60.0, "cls": 5 * 60.0}  # how far off a signature's time may be
 _NTP = "fix this host's time sync (NTP, chrony)"
 
 
@@ -59,11 +58,12 @@ def clock_verdict(provider: str, offset: float | None) -> Verdict:
     is 0 when within its noise; None when no answer carried a Date header."""
     if offset is None:
         return "WARN", "offset unknown: no answer carried a Date header"
-    window = CLOCK_WINDOW[provider]
+    described = service(provider)
+    window = described.clock_window  # how far off a signature's time may be
     how_far = (
         f"this host's clock is {abs(offset):.0f} s {'behind' if offset > 0 else 'ahead of'} the server's"
     )
-    limit = f"{provider.upper()} refuses signatures more than {window / 60:.0f} min off"
+    limit = f"{described.title} refuses signatures more than {window / 60:.0f} min off"
     if abs(offset) > window:
         return "FAIL", f"{how_far}: {limit} (shardbeat corrects after the first answer); {_NTP}"
     if abs(offset) > WARN_ABOVE:
@@ -83,12 +83,7 @@ def group_verdict(group: GroupConfig, found: ServerGroup | None, where: str) -> 
                 f"shardbeat will create it with timeout {group.timeout:g} s"
             )
         return "FAIL", f"{name} does not exist in {where}: create it, or set create_group: true"
-    shape = (
-        f"order {str(found.order).lower()}"
-        if found.order is not None
-        else f"topics {', '.join(found.topics or ()) or 'none'}"
-    )
-    notes = [f"{name} exists: timeout {found.timeout} s, {shape}"]
+    notes = [f"{name} exists: timeout {found.timeout} s, {found.shape}"]
     status: Status = "PASS"
     timeout_differs = found.timeout != group.timeout
     if timeout_differs:
@@ -134,21 +129,24 @@ def _shown_source(label: str) -> str:
 
 
 def rate_budget(groups: Sequence[GroupConfig]) -> dict[int, Check]:
-    """CLS requests per second on each key (heartbeats, and checkpoint commits) vs the per-account
-    limit, as a check for each CLS group."""
-    per_key: dict[str, list[int]] = {}
+    """Requests per second on each key (heartbeats, and checkpoint commits) vs the per-account limit
+    of a service that has one (CLS), as a check for each of its groups."""
+    per_key: dict[tuple[str, str], list[int]] = {}
     for index, group in enumerate(groups):
-        if group.provider == "cls":
-            per_key.setdefault(group.credential_label, []).append(index)
+        if service(group.provider).rate_limit is not None:
+            per_key.setdefault((group.provider, group.credential_label), []).append(index)
     checks: dict[int, Check] = {}
-    for key_id, indexes in per_key.items():
+    for (provider, key_id), indexes in per_key.items():
+        described = service(provider)
+        limit = described.rate_limit
+        assert limit is not None
         rate = sum(groups[i].request_rate for i in indexes)
-        share = rate / CLS_RATE_LIMIT
+        share = rate / limit
         status: Status = "FAIL" if share > 1 else "WARN" if share > 0.5 else "PASS"
         what = "heartbeats and commits" if any(groups[i].checkpoints for i in indexes) else "heartbeats"
         detail = (
             f"{rate:.2f} {what}/s from {len(indexes)} group(s) on {_shown_source(key_id)} in this "
-            f"config: {share:.0%} of CLS's {CLS_RATE_LIMIT:g}/s per account (other processes count too)"
+            f"config: {share:.0%} of {described.title}'s {limit:g}/s per account (other processes count too)"
         )
         if status != "PASS":
             detail += "; raise heartbeat_interval (or commit_interval) or spread the groups over accounts"

@@ -30,34 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
-from shardbeat.runtime.connect import HandshakeStalled, ProxyRefused, open_socket
+from shardbeat.runtime.connect import open_socket
 from shardbeat.runtime.network import Network, NetworkError, Route, url_of
-from shardbeat.runtime.resolver import Resolver, ResolveTimeout, shared_resolver
-
-MAX_RESPONSE_BYTES = 1 << 20
-
-
-class TransportError(Exception):
-    """A request that got no usable HTTP answer (timeout, refused, reset, oversize). `step` is where
-    it failed (net_errors.Step: resolve, connect, tls, answer) when known."""
-
-    def __init__(self, code: str, message: str, step: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.step = step
-
-    def describe(self, endpoint: Endpoint, budget: float | None = None) -> str:
-        """The failure as an operator reads it: the endpoint, the step and the fix (net_errors);
-        `budget`, the call's time allowance in seconds, is named in a timeout."""
-        from shardbeat.runtime.net_errors import describe
-
-        detail = self.message
-        if self.code == "Timeout" and budget is not None:
-            detail = f"{detail} ({budget:.1f}s)"
-        return describe(self.code, detail, self.step, f"{endpoint.host}:{endpoint.port}")
+from shardbeat.runtime.resolver import Resolver, shared_resolver
+from shardbeat.runtime.transport_errors import MAX_RESPONSE_BYTES as MAX_RESPONSE_BYTES
+from shardbeat.runtime.transport_errors import TransportError as TransportError
+from shardbeat.runtime.transport_errors import as_transport_error, setup_step
 
 
 class Transport(Protocol):
@@ -115,18 +94,18 @@ class HttpTransport:
         except _STALE as exc:
             conn.close()
             if not reused:
-                raise _as_transport_error(exc, "answer") from None
+                raise as_transport_error(exc, "answer") from None
             conn = self._new(endpoint)  # the pooled connection died while idle: one fresh try
             try:
                 response = self._exchange(conn, request, deadline)
             except BaseException as exc2:
                 step = _step(conn, exc2)
                 conn.close()
-                raise _as_transport_error(exc2, step) from None
+                raise as_transport_error(exc2, step) from None
         except BaseException as exc:
             step = _step(conn, exc)
             conn.close()
-            raise _as_transport_error(exc, step) from None
+            raise as_transport_error(exc, step) from None
         self._checkin(key, conn, response)
         return response
 
@@ -264,50 +243,11 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
 
 def _step(conn: http.client.HTTPConnection, exc: BaseException) -> str:
     """Where a call failed, read off the connection's state when it did (before it is closed)."""
-    tagged = getattr(exc, "step", None)  # connect.open_socket marks a failed TLS handshake
-    if isinstance(tagged, str):
-        return tagged
-    if isinstance(exc, socket.gaierror | ResolveTimeout):
-        return "resolve"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError | HandshakeStalled):
-        return "tls"
+    named = setup_step(exc)
+    if named is not None:
+        return named
     if conn.sock is None:  # http.client sets it once the TCP connection is up
         return "connect"
     if isinstance(conn, http.client.HTTPSConnection) and not isinstance(conn.sock, ssl.SSLSocket):
         return "tls"  # the TCP connection is up but not yet wrapped: the handshake failed
     return "answer"
-
-
-def _as_transport_error(exc: BaseException, step: str | None = None) -> TransportError:
-    error = _classify(exc)
-    if error.step is None:
-        error.step = step
-    return error
-
-
-def _classify(exc: BaseException) -> TransportError:
-    if isinstance(exc, TransportError):
-        return exc
-    if isinstance(exc, ProxyRefused):
-        return TransportError(exc.code, exc.message)
-    if isinstance(exc, ResolveTimeout):
-        return TransportError("Timeout", str(exc))
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return TransportError("Timeout", "no answer before the call's deadline")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransportError("ConnectionRefused", "connection refused")
-    if isinstance(exc, socket.gaierror):
-        return TransportError("NameResolution", f"cannot resolve host: {exc.strerror or exc}")
-    if isinstance(exc, ssl.SSLError):
-        return TransportError("TLSError", describe_exception(exc))
-    if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
-        return TransportError("ConnectionReset", "connection closed by the server without an answer")
-    if isinstance(exc, http.client.HTTPException):
-        return TransportError("InvalidHTTP", describe_exception(exc)[:200])
-    if isinstance(exc, OSError):
-        reason = f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else describe_exception(exc)
-        return TransportError("NetworkError", reason[:200])
-    if isinstance(exc, Exception):
-        # e.g. http.client's ValueError("Invalid header value b'...'"): it quotes the header (a token)
-        return TransportError("TransportFailure", describe_exception(exc)[:200])
-    raise exc

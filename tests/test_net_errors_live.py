@@ -6,14 +6,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import Plugin, write_config
 from shardbeat.providers.base import Endpoint, HttpRequest
-from shardbeat.runtime.transport import HttpTransport, TransportError
+from shardbeat.runtime.http_loop import HttpLoop
+from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
 
 
 @pytest.fixture
@@ -52,8 +53,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def send(scheme: str, port: int) -> TransportError:
-    transport = HttpTransport()  # the system trust store, as the process uses by default
+@pytest.fixture(params=[HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def kind(request: pytest.FixtureRequest) -> Callable[[], Transport]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def send(scheme: str, port: int, kind: Callable[[], Transport]) -> TransportError:
+    transport = kind()  # the system trust store, as the process uses by default
     endpoint = Endpoint(scheme, "127.0.0.1", port, f"127.0.0.1:{port}")
     try:
         transport.send(endpoint, HttpRequest("POST", "/", [("Host", "x")], b"{}"), time.monotonic() + 0.5)
@@ -64,22 +70,26 @@ def send(scheme: str, port: int) -> TransportError:
     raise AssertionError("the call succeeded")
 
 
-def test_refused_is_a_connect_failure() -> None:
+def test_refused_is_a_connect_failure(kind: Callable[[], Transport]) -> None:
     port = free_port()
-    error = send("http", port)
+    error = send("http", port, kind)
     assert (error.code, error.step) == ("ConnectionRefused", "connect")
     assert error.describe(Endpoint("http", "127.0.0.1", port, "h")).startswith(
         f"connect to 127.0.0.1:{port}:"
     )
 
 
-def test_a_server_that_never_answers_is_an_answer_failure(silent_server: int) -> None:
-    error = send("http", silent_server)
+def test_a_server_that_never_answers_is_an_answer_failure(
+    silent_server: int, kind: Callable[[], Transport]
+) -> None:
+    error = send("http", silent_server, kind)
     assert (error.code, error.step) == ("Timeout", "answer")
 
 
-def test_https_to_a_server_that_never_handshakes_is_a_tls_failure(silent_server: int) -> None:
-    error = send("https", silent_server)
+def test_https_to_a_server_that_never_handshakes_is_a_tls_failure(
+    silent_server: int, kind: Callable[[], Transport]
+) -> None:
+    error = send("https", silent_server, kind)
     assert error.step == "tls", (error.code, error.message)
 
 

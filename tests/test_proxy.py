@@ -24,6 +24,7 @@ from shardbeat.config.proxy_url import ProxyUrlError, parse_proxy_url
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.sls import SlsProvider
+from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network, config_problems
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -250,7 +251,12 @@ def heartbeat(transport: Transport, server: EmulatorServer, consumer: str = "via
 
 
 def transports(network: Network) -> list[Transport]:
-    return [HttpTransport(network=network), RequestsTransport(network=network)]
+    return [HttpTransport(network=network), HttpLoop(network=network), RequestsTransport(network=network)]
+
+
+def lean_transports(network: Network) -> list[Transport]:
+    """The heartbeat transports of `run` (requests' own errors are named by http_session)."""
+    return [HttpTransport(network=network), HttpLoop(network=network)]
 
 
 def test_http_through_a_proxy_uses_absolute_form_with_credentials(
@@ -264,7 +270,7 @@ def test_http_through_a_proxy_uses_absolute_form_with_credentials(
                 assert heartbeat(transport, emulator) == 200  # and again, on the kept-alive connection
             finally:
                 transport.close()
-        assert len(proxy.seen) == 4
+        assert len(proxy.seen) == 6
         for seen in proxy.seen:
             assert seen.method == "POST"
             assert seen.target.startswith(f"http://127.0.0.1:{emulator.port}/logstores/")
@@ -284,7 +290,7 @@ def test_https_through_a_proxy_uses_connect(
                 assert heartbeat(transport, tls_emulator) == 200
             finally:
                 transport.close()
-        assert [s.method for s in proxy.seen] == ["CONNECT", "CONNECT"]
+        assert [s.method for s in proxy.seen] == ["CONNECT", "CONNECT", "CONNECT"]
         for seen in proxy.seen:
             assert seen.target == f"127.0.0.1:{tls_emulator.port}"
             assert seen.headers["proxy-authorization"].startswith("Basic ")
@@ -298,14 +304,14 @@ def test_a_proxy_that_wants_credentials_is_reported_without_leaking_any(
         anonymous = parse_proxy_url(proxy.url(with_credentials=False))
         for given in (wrong, anonymous):
             network = Network(NetworkConfig(proxy=given, ca_file=str(ca.ca_file), ca_source="tls.ca_file"))
-            transport = HttpTransport(network=network)
-            try:
-                with pytest.raises(TransportError) as caught:
-                    heartbeat(transport, tls_emulator)
-                assert caught.value.code == "ProxyAuthRequired"
-                assert PASSWORD not in str(caught.value) and "127.0.0.1" in caught.value.message
-            finally:
-                transport.close()
+            for transport in lean_transports(network):
+                try:
+                    with pytest.raises(TransportError) as caught:
+                        heartbeat(transport, tls_emulator)
+                    assert caught.value.code == "ProxyAuthRequired"
+                    assert PASSWORD not in str(caught.value) and "127.0.0.1" in caught.value.message
+                finally:
+                    transport.close()
             control = RequestsTransport(network=network)
             try:
                 with pytest.raises(TransportError) as caught:
@@ -325,10 +331,11 @@ def test_no_proxy_cidr_goes_direct(emulator: EmulatorServer, monkeypatch: pytest
         finally:
             transport.close()
     monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")  # now the dead proxy is in the way
-    transport = HttpTransport(network=Network())
-    with pytest.raises(TransportError) as caught:
-        heartbeat(transport, emulator)
-    assert caught.value.code == "ConnectionRefused"
+    for transport in lean_transports(Network()):
+        with pytest.raises(TransportError) as caught:
+            heartbeat(transport, emulator)
+        assert caught.value.code == "ConnectionRefused"
+        transport.close()
 
 
 def test_session_factory_uses_the_route_and_a_default_timeout(

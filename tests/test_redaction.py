@@ -14,6 +14,7 @@ import pytest
 
 from shardbeat.core.redaction import MASK, describe_exception, redact, register_secret
 from shardbeat.providers.base import Credentials, Endpoint, HttpRequest
+from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.logs import JsonFormatter, TextFormatter
 from shardbeat.runtime.transport import HttpTransport, TransportError
 
@@ -44,11 +45,12 @@ def test_registered_secrets_are_masked_in_any_text() -> None:
     assert redact("tiny words") == "tiny words"
 
 
-def test_the_transport_boundary_never_passes_a_header_value_on() -> None:
+@pytest.mark.parametrize("kind", [HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def test_the_transport_boundary_never_passes_a_header_value_on(kind: type[HttpTransport | HttpLoop]) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     try:
-        transport = HttpTransport()
+        transport = kind()
         request = HttpRequest("POST", "/", (("x-acs-security-token", "tok-unregistered-1\n"),), b"{}")
         with pytest.raises(TransportError) as caught:
             transport.send(Endpoint("http", "127.0.0.1", port, "127.0.0.1"), request, time.monotonic() + 2)

@@ -14,6 +14,7 @@ import pytest
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Endpoint, HttpRequest
+from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.resolver import Resolver, ResolveTimeout
@@ -90,7 +91,11 @@ def test_both_transports_fail_a_hung_lookup_within_the_deadline(dns: FakeDns) ->
     endpoint = Endpoint("http", "hung.test", 80, "hung.test")
     request = HttpRequest("GET", "/", (("Host", "hung.test"),), b"")
     session = make_session(Network(), resolver=resolver)
-    for transport in (HttpTransport(resolver=resolver), RequestsTransport(session)):
+    for transport in (
+        HttpTransport(resolver=resolver),
+        HttpLoop(resolver=resolver),
+        RequestsTransport(session),
+    ):
         started = time.monotonic()
         with pytest.raises(TransportError) as caught:
             transport.send(endpoint, request, started + 0.3)
@@ -98,7 +103,11 @@ def test_both_transports_fail_a_hung_lookup_within_the_deadline(dns: FakeDns) ->
         assert time.monotonic() - started < 3
         transport.close()
     nx = Endpoint("http", "nx.test", 80, "nx.test")
-    for transport in (HttpTransport(resolver=resolver), RequestsTransport(make_session(resolver=resolver))):
+    for transport in (
+        HttpTransport(resolver=resolver),
+        HttpLoop(resolver=resolver),
+        RequestsTransport(make_session(resolver=resolver)),
+    ):
         with pytest.raises(TransportError) as caught:
             transport.send(nx, request, time.monotonic() + 2)
         assert caught.value.code == "NameResolution"

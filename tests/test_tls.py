@@ -22,6 +22,7 @@ from shardbeat.config.model import NetworkConfig
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.sls import SlsProvider
+from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -58,7 +59,7 @@ def heartbeat(transport: Transport, server: EmulatorServer) -> None:
 
 
 def both(network: Network) -> list[Transport]:
-    return [HttpTransport(network=network), RequestsTransport(network=network)]
+    return [HttpTransport(network=network), HttpLoop(network=network), RequestsTransport(network=network)]
 
 
 def test_a_private_ca_is_refused_by_system_trust_and_accepted_with_ca_file(

@@ -41,10 +41,16 @@ def open_socket(
     ssl_context: Callable[[], ssl.SSLContext],
     deadline: float,
     monotonic: Callable[[], float],
+    on_step: Callable[[str], None] | None = None,
 ) -> socket.socket:
+    """`on_step` hears each step as it begins (resolve, connect, tls): a caller that gives up at the
+    deadline from another thread (runtime/http_loop.py) can then name the step that was too slow."""
+    step = on_step or _ignore
     proxy = route.proxy
     host, port = (proxy.host, proxy.port) if proxy is not None else (endpoint.host, endpoint.port)
+    step("resolve")
     addresses = resolver.resolve(host, port, deadline)
+    step("connect")
     sock = connect_first(addresses, deadline, monotonic)
     try:
         with contextlib.suppress(OSError):
@@ -53,6 +59,7 @@ def open_socket(
             return sock
         if proxy is not None:
             _tunnel(sock, endpoint, route, deadline, monotonic)
+        step("tls")
         sock.settimeout(_left(deadline, monotonic))
         try:
             return ssl_context().wrap_socket(sock, server_hostname=endpoint.host)
@@ -64,6 +71,10 @@ def open_socket(
     except BaseException:
         sock.close()
         raise
+
+
+def _ignore(step: str) -> None:
+    pass
 
 
 def _left(deadline: float, monotonic: Callable[[], float]) -> float:

@@ -1,0 +1,467 @@
+"""Heartbeat HTTP on one event loop: many calls in flight, driven by the runner's loop thread.
+
+`start(endpoint, request, deadline, done)` queues a call; `poll(timeout)` waits for I/O (selectors) at
+most `timeout` seconds, and never past the earliest call's deadline, makes progress on every ready
+connection and calls `done` for each finished call, exactly once, from inside `poll`, with the
+HttpResponse or a TransportError named as runtime/transport.py names it (transport_errors). Every
+method but `wakeup()` belongs to one thread, the one that calls `poll`.
+
+Per beat this costs one send, one wait and one recv on a kept-alive connection, and the answer is
+read by the sans-I/O parser (http_answer.py), not http.client. Opening a connection is rare and done
+the blocking way on connector threads (http_connectors.py), which hand the socket back to the loop.
+- Pool: connections are kept per (scheme, host, port); at most `max_in_flight_per_host` calls hold
+  or open one at a time, the rest wait FIFO (their deadlines still run); `max_idle_per_host` are
+  kept between calls, and an idle connection the server closes is noticed and dropped at once.
+- Deadlines are strict: at a call's deadline it fails with Timeout at the step it was in (resolve,
+  connect and tls as the connector thread last said, else answer), and its connection is closed.
+  A connector that finishes after its call timed out gives the socket to the next waiting call of
+  that endpoint, else to the idle pool (the set-up was paid for; a slow network still gets a use).
+- A call on a reused connection that fails before any byte of answer arrived (the server had
+  closed it) is retried once on a fresh connection: heartbeats are idempotent (as transport.py).
+- Proxies: http endpoints get the request in absolute-form with Proxy-Authorization; https go
+  through the CONNECT tunnel runtime/connect.py opens.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import heapq
+import itertools
+import selectors
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
+from shardbeat.runtime.connect import open_socket
+from shardbeat.runtime.http_answer import AnswerParser
+from shardbeat.runtime.http_connectors import Connectors
+from shardbeat.runtime.http_request import encode_request
+from shardbeat.runtime.network import Network, NetworkError, Route, url_of
+from shardbeat.runtime.resolver import Resolver, shared_resolver
+from shardbeat.runtime.transport_errors import TransportError, as_transport_error, setup_step
+
+Done = Callable[[HttpResponse | TransportError], None]
+_Key = tuple[str, str, int]
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_RECV = 65536
+# What a dead kept-alive connection looks like when nothing of the answer came yet: worth one fresh try.
+_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    endpoint: Endpoint
+    request: HttpRequest
+    deadline: float
+    done: Done
+    key: _Key
+    data: bytes = b""
+    phase: str = "queued"  # queued, then resolve/connect/tls (a connector's), then answer
+    finished: bool = False
+    retried: bool = False
+    conn: _Conn | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Conn:
+    sock: socket.socket
+    pool: _Pool
+    call: _Call | None = None
+    parser: AnswerParser | None = None
+    out: memoryview | None = None  # request bytes not yet sent
+    used: bool = False  # has carried an answer: a failure may be its staleness, not the call's
+    events: int = _READ
+    closed: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Pool:
+    endpoint: Endpoint
+    route: Route
+    absolute: str | None  # "http://host:port" when requests go to a proxy in absolute-form
+    idle: list[_Conn] = field(default_factory=list)
+    busy: int = 0  # connections carrying a call, plus connections being opened
+    waiting: collections.deque[_Call] = field(default_factory=collections.deque)
+
+
+class HttpLoop:
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_idle_per_host: int = 4,
+        max_in_flight_per_host: int = 32,
+        network: Network | None = None,
+        resolver: Resolver | None = None,
+        connector_threads: int = 8,
+    ) -> None:
+        self._monotonic = monotonic
+        self._network = network or Network()
+        self._resolver = resolver or shared_resolver()
+        self._max_idle = max_idle_per_host
+        self._max_busy = max(1, max_in_flight_per_host)
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
+        self._selector.register(self._wake_r, _READ, None)
+        self._connectors: Connectors[tuple[_Pool, _Call]] = Connectors(self.wakeup, connector_threads)
+        self._pools: dict[_Key, _Pool] = {}
+        self._new: list[_Call] = []
+        self._timers: list[tuple[float, int, _Call]] = []
+        self._finished: collections.deque[tuple[_Call, HttpResponse | TransportError]] = collections.deque()
+        self._seq = itertools.count()
+        self._live = 0
+        self._closed = False
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    def start(self, endpoint: Endpoint, request: HttpRequest, deadline: float, done: Done) -> None:
+        """Queue a call; `done` gets its answer or TransportError from inside a later `poll`."""
+        if self._closed:
+            raise RuntimeError("HttpLoop is closed")
+        call = _Call(endpoint, request, deadline, done, (endpoint.scheme, endpoint.host, endpoint.port))
+        self._new.append(call)
+        self._live += 1
+        heapq.heappush(self._timers, (deadline, next(self._seq), call))
+
+    def poll(self, timeout: float | None) -> None:
+        """Wait for I/O at most `timeout` seconds (None: until something happens or a deadline
+        comes), make progress, fire `done` for every call that finished. A `done` that raises
+        leaves the others for the next poll."""
+        self._dispatch_new()
+        self._take_connected()
+        wait = timeout
+        if self._finished or self._new:
+            wait = 0.0
+        else:
+            upcoming = self.next_deadline()
+            if upcoming is not None:
+                left = max(0.0, upcoming - self._monotonic())
+                wait = left if wait is None else min(wait, left)
+        for key, mask in self._selector.select(wait if wait is None else max(0.0, wait)):
+            conn = key.data
+            if conn is None:
+                self._drain_wakeups()
+            elif not conn.closed:
+                self._on_ready(conn, mask)
+        self._take_connected()
+        self._expire(self._monotonic())
+        finished = self._finished
+        while finished:
+            call, result = finished.popleft()
+            self._live -= 1
+            call.done(result)
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a call not yet finished, if any."""
+        timers = self._timers
+        while timers and timers[0][2].finished:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def wakeup(self) -> None:
+        """Make a `poll` in progress return soon (any thread)."""
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway; closed: nobody to wake
+            self._wake_w.send(b"\0")
+
+    def send(self, endpoint: Endpoint, request: HttpRequest, deadline: float) -> HttpResponse:
+        """One call, blocking until it is done (the Transport protocol of runtime/transport.py).
+        Only while no other thread drives this loop."""
+        box: list[HttpResponse | TransportError] = []
+        self.start(endpoint, request, deadline, box.append)
+        while not box:
+            self.poll(None)  # bounded: the call's deadline fires
+        result = box[0]
+        if isinstance(result, TransportError):
+            raise result
+        return result
+
+    @property
+    def in_flight(self) -> int:
+        """Calls started and not yet handed to `done`."""
+        return self._live
+
+    def close(self) -> None:
+        """Close every connection; calls still in flight are abandoned (no `done`)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._connectors.close()
+        for pool in self._pools.values():
+            for conn in list(pool.idle):
+                self._drop(conn)
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                self._drop(key.data)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- calls to connections ----------------------------------------------------------------------
+
+    def _dispatch_new(self) -> None:
+        new, self._new = self._new, []
+        now = self._monotonic()
+        for call in new:
+            if call.deadline <= now:  # as transport.py: no time left to even try
+                self._finish(call, TransportError("Timeout", "call deadline passed", "connect"))
+                continue
+            pool = self._pools.get(call.key)
+            if pool is None:
+                try:
+                    pool = self._pools[call.key] = self._make_pool(call.endpoint)
+                except NetworkError as exc:
+                    self._finish(call, TransportError("ProxyError", str(exc)))
+                    continue
+            request = call.request
+            try:
+                target = request.target if pool.absolute is None else pool.absolute + request.target
+                authorization = pool.route.proxy.authorization if pool.absolute and pool.route.proxy else None
+                call.data = encode_request(
+                    request.method, target, request.headers, request.body, authorization
+                )
+            except Exception as exc:  # a header http.client would refuse: the same error
+                self._finish(call, as_transport_error(exc, "answer"))
+                continue
+            self._assign(pool, call)
+
+    def _make_pool(self, endpoint: Endpoint) -> _Pool:
+        route = self._network.route_to(endpoint)
+        absolute = None
+        if route.proxy is not None and endpoint.scheme == "http":
+            absolute = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1]
+        return _Pool(endpoint, route, absolute)
+
+    def _assign(self, pool: _Pool, call: _Call) -> None:
+        if pool.busy >= self._max_busy:
+            call.phase = "queued"
+            pool.waiting.append(call)
+            return
+        pool.busy += 1
+        if pool.idle:
+            self._send_on(pool.idle.pop(), call)
+        else:
+            self._open(pool, call)
+
+    def _next_waiting(self, pool: _Pool) -> _Call | None:
+        while pool.waiting:
+            call = pool.waiting.popleft()
+            if not call.finished:
+                return call
+        return None
+
+    def _slot_freed(self, pool: _Pool) -> None:
+        """A connection of `pool` stopped counting against its limit: let a waiting call go."""
+        pool.busy -= 1
+        call = self._next_waiting(pool)
+        if call is not None:
+            self._assign(pool, call)
+
+    def _open(self, pool: _Pool, call: _Call) -> None:
+        call.phase = "resolve"
+        network, resolver, monotonic, deadline = self._network, self._resolver, self._monotonic, call.deadline
+
+        def on_step(step: str) -> None:
+            call.phase = step  # read by the loop thread at the deadline: names the slow step
+
+        def opener() -> socket.socket:
+            return open_socket(
+                pool.endpoint, pool.route, resolver, network.ssl_context, deadline, monotonic, on_step
+            )
+
+        self._connectors.submit((pool, call), opener)
+
+    def _take_connected(self) -> None:
+        for (pool, call), result in self._connectors.take():
+            if not isinstance(result, socket.socket):
+                if not call.finished:
+                    self._finish(call, as_transport_error(result, setup_step(result) or "connect"))
+                self._slot_freed(pool)
+                continue
+            result.setblocking(False)
+            conn = _Conn(result, pool)
+            self._selector.register(result, _READ, conn)
+            if not call.finished:
+                self._send_on(conn, call)
+                continue
+            late = self._next_waiting(pool)  # the call timed out meanwhile: the next one uses it
+            if late is not None:
+                self._send_on(conn, late)
+            else:
+                pool.busy -= 1
+                self._keep_idle(conn)
+
+    def _send_on(self, conn: _Conn, call: _Call) -> None:
+        call.conn = conn
+        call.phase = "answer"
+        conn.call = call
+        conn.parser = AnswerParser()
+        conn.out = memoryview(call.data)
+        self._write(conn)
+
+    def _keep_idle(self, conn: _Conn) -> None:
+        pool = conn.pool
+        if len(pool.idle) < self._max_idle and not self._closed:
+            pool.idle.append(conn)
+        else:
+            self._drop(conn)
+
+    # -- I/O -----------------------------------------------------------------------------------------
+
+    def _want(self, conn: _Conn, events: int) -> None:
+        if conn.events != events:
+            conn.events = events
+            self._selector.modify(conn.sock, events, conn)
+
+    def _write(self, conn: _Conn) -> None:
+        out = conn.out
+        try:
+            while out:
+                sent = conn.sock.send(out)
+                out = out[sent:]
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            conn.out = out
+            self._want(conn, _READ | _WRITE)
+            return
+        except ssl.SSLWantReadError:  # TLS needs the peer first; the next read event retries
+            conn.out = out
+            return
+        except OSError as exc:
+            self._fail(conn, exc)
+            return
+        conn.out = None
+        self._want(conn, _READ)
+
+    def _on_ready(self, conn: _Conn, mask: int) -> None:
+        if conn.out is not None:
+            self._write(conn)
+            if conn.closed or conn.out is not None:
+                return
+        if not mask & _READ and conn.call is not None:
+            return
+        if conn.call is None:  # idle, and the server spoke: it closed the connection (or sent junk)
+            if conn in conn.pool.idle:
+                conn.pool.idle.remove(conn)
+            self._drop(conn)
+            return
+        parser = conn.parser
+        assert parser is not None
+        sock = conn.sock
+        while True:
+            try:
+                data = sock.recv(_RECV)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except ssl.SSLWantWriteError:
+                self._want(conn, _READ | _WRITE)
+                return
+            except OSError as exc:
+                self._fail(conn, exc)
+                return
+            try:
+                answer = parser.feed(data) if data else parser.eof()
+            except TransportError as exc:
+                self._fail(conn, exc)
+                return
+            if answer is not None:
+                self._complete(conn, answer)
+                return
+            if not data:
+                self._fail(conn, TransportError("ConnectionReset", "connection closed mid-answer"))
+                return
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return  # TLS may hold decrypted bytes select() cannot see: those are read on
+
+    def _complete(self, conn: _Conn, answer: HttpResponse) -> None:
+        call, parser = conn.call, conn.parser
+        assert call is not None and parser is not None
+        conn.call = conn.parser = None
+        call.conn = None
+        conn.used = True
+        self._finish(call, answer)
+        if not parser.reusable:
+            self._drop(conn)
+            self._slot_freed(conn.pool)
+            return
+        late = self._next_waiting(conn.pool)
+        if late is not None:
+            self._send_on(conn, late)
+        else:
+            conn.pool.busy -= 1
+            self._keep_idle(conn)
+
+    def _fail(self, conn: _Conn, exc: BaseException) -> None:
+        call, parser = conn.call, conn.parser
+        self._drop(conn)
+        if call is None:
+            return
+        call.conn = None
+        pool = conn.pool
+        quiet = parser is None or parser.received == 0
+        stale = isinstance(exc, _STALE) or (isinstance(exc, TransportError) and exc.code == "ConnectionReset")
+        if conn.used and quiet and stale and not call.retried and not call.finished:
+            call.retried = True  # the kept-alive connection had died: one fresh try, same deadline
+            self._open(pool, call)  # keeps the connection's slot
+            return
+        if not call.finished:
+            self._finish(call, as_transport_error(exc, setup_step(exc) or "answer"))
+        self._slot_freed(pool)
+
+    def _drop(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.call = conn.parser = None
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:  # BlockingIOError: drained
+            pass
+
+    # -- deadlines -----------------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, call = heapq.heappop(timers)
+            if call.finished:
+                continue
+            self._finish(call, self._timeout(call))
+            conn = call.conn
+            if conn is not None:  # mid-exchange: never reused, and its slot goes to the next call
+                call.conn = None
+                self._drop(conn)
+                self._slot_freed(conn.pool)
+            # queued: skipped when its turn comes; connecting: the connector's socket goes on
+
+    def _timeout(self, call: _Call) -> TransportError:
+        phase = call.phase
+        if phase == "answer":
+            conn = call.conn
+            if conn is not None and conn.parser is not None and conn.parser.in_body:
+                return TransportError(
+                    "Timeout", "answer body did not arrive before the call's deadline", "answer"
+                )
+            return TransportError("Timeout", "no answer before the call's deadline", "answer")
+        if phase == "resolve":
+            proxy = self._pools[call.key].route.proxy
+            host = proxy.host if proxy is not None else call.endpoint.host
+            return TransportError(
+                "Timeout", f"DNS gave no answer for {host} before the call's deadline", "resolve"
+            )
+        if phase == "queued":
+            return TransportError("Timeout", "no connection free before the call's deadline", "connect")
+        return TransportError("Timeout", "no answer before the call's deadline", phase)
+
+    def _finish(self, call: _Call, result: HttpResponse | TransportError) -> None:
+        call.finished = True
+        self._finished.append((call, result))

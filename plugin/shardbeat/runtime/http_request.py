@@ -1,0 +1,54 @@
+"""A request's bytes on the wire, for the event-loop transport (runtime/http_loop.py): the request line,
+the headers as given (the providers set Host and Content-Length), and the body, in one buffer so one
+send carries it all (no Nagle/delayed-ACK stall).
+
+The checks are http.client's own (putrequest/putheader), raising the same exceptions, so a request
+that runtime/transport.py refuses is refused here with the same TransportError (transport_errors):
+a header value holding a line break is a ValueError whose quoted value the classification masks.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+
+# As http.client: a header name is a token without ':' or whitespace; a value may not hold a bare
+# CR or LF (a folded line, CRLF + SP/HT, is what the regex lets through, as http.client does).
+_legal_name = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
+_illegal_value = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
+_bad_target = re.compile("[\x00-\x20\x7f]").search
+_bad_method = re.compile("[\x00-\x1f]").search
+
+
+def encode_request(
+    method: str,
+    target: str,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+    proxy_authorization: str | None = None,
+) -> bytes:
+    """The bytes of one HTTP/1.1 request. `target` is origin-form, or absolute-form through a proxy,
+    which also gets `proxy_authorization` as Proxy-Authorization."""
+    found = _bad_method(method)
+    if found:
+        raise ValueError(
+            f"method can't contain control characters. {method!r} (found at least {found.group()!r})"
+        )
+    found = _bad_target(target)
+    if found:
+        raise http.client.InvalidURL(
+            f"URL can't contain control characters. {target!r} (found at least {found.group()!r})"
+        )
+    lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
+    pairs = (
+        headers if proxy_authorization is None else (*headers, ("Proxy-Authorization", proxy_authorization))
+    )
+    for name, value in pairs:
+        raw_name = name.encode("ascii")
+        if not _legal_name(raw_name):
+            raise ValueError(f"Invalid header name {raw_name!r}")
+        raw_value = value.encode("latin-1")
+        if _illegal_value(raw_value):
+            raise ValueError(f"Invalid header value {raw_value!r}")
+        lines.append(raw_name + b": " + raw_value)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

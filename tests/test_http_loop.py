@@ -1,0 +1,349 @@
+"""The event-loop transport (HttpLoop): the emulator's faults give the same outcome through it as through
+HttpTransport, many calls share one thread without one holding up another, the pool limits and queues
+calls per endpoint, late connections are put to use, and `done` fires once, inside poll()."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fault_kit import admin
+from proxy_kit import PrivateCa, private_ca
+from shardbeat.config.model import NetworkConfig
+from shardbeat.emulator.server import EmulatorServer
+from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse
+from shardbeat.providers.sls import SlsProvider
+from shardbeat.runtime import http_loop
+from shardbeat.runtime.http_loop import HttpLoop
+from shardbeat.runtime.network import Network
+from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
+
+Outcome = tuple[str, Any]  # ("status", 200) or ("error", (code, step))
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+class Beats:
+    """Signed SLS heartbeats for one consumer of the emulator's demo group."""
+
+    def __init__(self, server: EmulatorServer, consumer: str) -> None:
+        demo = server.demo_config("sls")
+        self.provider = SlsProvider(
+            server.url, demo["project"], demo["logstore"], demo["consumer_group"], consumer
+        )
+        self.creds = Credentials(
+            demo["credentials"]["access_key_id"], demo["credentials"]["access_key_secret"]
+        )
+
+    def request(self) -> HttpRequest:
+        return self.provider.heartbeat_request({}, time.time(), self.creds)
+
+    def outcome(self, transport: Transport, budget: float = 2.0) -> Outcome:
+        try:
+            answer = transport.send(self.provider.endpoint, self.request(), time.monotonic() + budget)
+        except TransportError as exc:
+            return ("error", (exc.code, exc.step))
+        return ("status", answer.status)
+
+
+# effect rule -> what a call meets on a fresh connection, whichever transport makes it
+FAULTS: dict[str, tuple[dict[str, Any], float, Outcome]] = {
+    "trickle": ({"effect": "trickle", "seconds": 0.05}, 0.5, ("error", ("Timeout", "answer"))),
+    "oversized": ({"effect": "oversized"}, 5.0, ("error", ("ResponseTooLarge", "answer"))),
+    "malformed": ({"effect": "malformed"}, 2.0, ("status", 200)),
+    "http10": ({"effect": "http10"}, 2.0, ("status", 200)),
+    "html200": ({"effect": "html200"}, 2.0, ("status", 200)),
+    "redirect": ({"effect": "redirect"}, 2.0, ("status", 302)),
+    "delay": ({"effect": "delay", "seconds": 1.0}, 0.3, ("error", ("Timeout", "answer"))),
+    "hang": ({"effect": "hang", "seconds": 2.0}, 0.3, ("error", ("Timeout", "answer"))),
+    "reset": ({"effect": "reset"}, 2.0, ("error", ("ConnectionReset", "answer"))),
+    "drop": ({"effect": "drop"}, 2.0, ("error", ("ConnectionReset", "answer"))),
+    "status": ({"effect": "status", "status": 503}, 2.0, ("status", 503)),
+}
+
+
+@pytest.mark.parametrize("effect", list(FAULTS))
+@pytest.mark.parametrize("kind", [HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def test_emulator_faults_give_both_transports_the_same_outcome(
+    emulator: EmulatorServer, effect: str, kind: Callable[[], Transport]
+) -> None:
+    rule, budget, expected = FAULTS[effect]
+    consumer = f"fault-{effect}-{kind.__name__}"
+    beats = Beats(emulator, consumer)
+    transport = kind()
+    try:
+        admin(emulator, "POST", "/_admin/faults", {**rule, "consumer": consumer, "count": 1})
+        started = time.monotonic()
+        assert beats.outcome(transport, budget) == expected
+        assert time.monotonic() - started < budget + 1.5  # the deadline held
+        assert beats.outcome(transport) == ("status", 200)  # and the transport carries on
+    finally:
+        admin(emulator, "DELETE", "/_admin/faults")
+        transport.close()
+
+
+@pytest.mark.parametrize("effect", ["reset", "drop"])
+@pytest.mark.parametrize("kind", [HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def test_a_reused_connection_closed_without_an_answer_is_retried_once(
+    emulator: EmulatorServer, effect: str, kind: Callable[[], Transport]
+) -> None:
+    consumer = f"retry-{effect}-{kind.__name__}"
+    beats = Beats(emulator, consumer)
+    transport = kind()
+    try:
+        assert beats.outcome(transport) == ("status", 200)  # the connection is now kept alive
+        admin(emulator, "POST", "/_admin/faults", {"effect": effect, "consumer": consumer, "count": 1})
+        assert beats.outcome(transport) == ("status", 200)  # one fresh try, which the fault spared
+        admin(emulator, "POST", "/_admin/faults", {"effect": effect, "consumer": consumer, "count": 2})
+        outcome = beats.outcome(transport)  # only once
+        assert outcome[0] == "error" and outcome[1][0] == "ConnectionReset"
+        if kind is HttpLoop:  # (HttpTransport names the step "connect": http.client dropped the socket)
+            assert outcome[1][1] == "answer"
+    finally:
+        admin(emulator, "DELETE", "/_admin/faults")
+        transport.close()
+
+
+def collect(loop: HttpLoop, calls: list[tuple[Endpoint, HttpRequest, float]]) -> list[Any]:
+    results: list[Any] = [None] * len(calls)
+    left = [len(calls)]
+
+    def done_for(i: int) -> Callable[[HttpResponse | TransportError], None]:
+        def done(result: HttpResponse | TransportError) -> None:
+            assert results[i] is None, "done fired twice"
+            results[i] = result
+            left[0] -= 1
+
+        return done
+
+    for i, (endpoint, request, deadline) in enumerate(calls):
+        loop.start(endpoint, request, deadline, done_for(i))
+    for _ in range(10_000):
+        if not left[0]:
+            break
+        loop.poll(1.0)
+    assert left[0] == 0
+    return results
+
+
+def test_a_silent_server_holds_up_no_other_call(emulator: EmulatorServer) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog) and never answers
+    try:
+        port = silent.getsockname()[1]
+        loop = HttpLoop()
+        beats = Beats(emulator, "concurrent")
+        now = time.monotonic()
+        stuck = Endpoint("http", "127.0.0.1", port, "x")
+        calls = [(stuck, beats.request(), now + 1.0)] + [
+            (beats.provider.endpoint, beats.request(), now + 5)
+        ] * 20
+        finished: list[float] = []
+        results = collect_timed(loop, calls, finished)
+        assert isinstance(results[0], TransportError) and (results[0].code, results[0].step) == (
+            "Timeout",
+            "answer",
+        )
+        assert all(isinstance(r, HttpResponse) and r.status == 200 for r in results[1:])
+        assert max(finished[1:]) < finished[0]  # every answer came while the silent call still waited
+        loop.close()
+    finally:
+        silent.close()
+
+
+def collect_timed(
+    loop: HttpLoop, calls: list[tuple[Endpoint, HttpRequest, float]], at: list[float]
+) -> list[Any]:
+    at.extend([0.0] * len(calls))
+    results: list[Any] = [None] * len(calls)
+    for i, (endpoint, request, deadline) in enumerate(calls):
+
+        def done(result: Any, i: int = i) -> None:
+            results[i], at[i] = result, time.monotonic()
+
+        loop.start(endpoint, request, deadline, done)
+    for _ in range(10_000):
+        if all(r is not None for r in results):
+            break
+        loop.poll(1.0)
+    return results
+
+
+class CountingServer:
+    """HTTP/1.1 keep-alive on loopback, one thread per connection, answering after `delay` seconds;
+    counts connections and the most requests in progress at once."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.accepted = 0
+        self.busy = 0
+        self.most_busy = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                with self._lock:
+                    self.busy += 1
+                    self.most_busy = max(self.most_busy, self.busy)
+                time.sleep(self.delay)
+                with self._lock:
+                    self.busy -= 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # a FIN now, though a thread still waits in recv
+                conn.close()
+
+
+REQ = HttpRequest("POST", "/", (("Host", "h"), ("Content-Length", "2")), b"[]")
+
+
+def test_calls_beyond_the_per_endpoint_limit_wait_their_turn() -> None:
+    server = CountingServer(delay=0.05)
+    loop = HttpLoop(max_in_flight_per_host=2, max_idle_per_host=2)
+    try:
+        endpoint = Endpoint("http", "127.0.0.1", server.port, "h")
+        results = collect(loop, [(endpoint, REQ, time.monotonic() + 10)] * 8)
+        assert all(isinstance(r, HttpResponse) and r.body == b"[]" for r in results)
+        assert server.accepted == 2 and server.most_busy == 2
+        # a queued call whose deadline comes before its turn fails at its deadline, not later
+        now = time.monotonic()
+        results = collect(
+            loop, [(endpoint, REQ, now + 5), (endpoint, REQ, now + 5), (endpoint, REQ, now + 0.02)]
+        )
+        assert isinstance(results[2], TransportError) and results[2].code == "Timeout"
+        assert all(isinstance(r, HttpResponse) for r in results[:2])
+    finally:
+        loop.close()
+        server.close()
+
+
+def test_a_connection_opened_after_its_call_timed_out_serves_the_next_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = CountingServer()
+    real_open = http_loop.open_socket
+    slow = threading.Event()
+
+    def late_open(*args: Any, **kwargs: Any) -> socket.socket:
+        if not slow.is_set():
+            slow.set()
+            args[6]("connect")  # on_step: the step the loop names at the deadline
+            time.sleep(0.4)  # past the first call's deadline
+            args = (*args[:4], time.monotonic() + 5, *args[5:])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(http_loop, "open_socket", late_open)
+    loop = HttpLoop()
+    try:
+        endpoint = Endpoint("http", "127.0.0.1", server.port, "h")
+        with pytest.raises(TransportError) as caught:
+            loop.send(endpoint, REQ, time.monotonic() + 0.1)
+        assert (caught.value.code, caught.value.step) == ("Timeout", "connect")
+        deadline = time.monotonic() + 5
+        while server.accepted == 0 and time.monotonic() < deadline:
+            loop.poll(0.05)  # the late connection arrives and is kept
+        assert loop.send(endpoint, REQ, time.monotonic() + 2).status == 200
+        assert server.accepted == 1
+    finally:
+        loop.close()
+        server.close()
+
+
+def test_done_fires_once_and_only_inside_poll() -> None:
+    loop = HttpLoop()
+    seen: list[Any] = []
+    loop.start(Endpoint("http", "127.0.0.1", 9, "h"), REQ, time.monotonic() - 1, seen.append)
+    assert seen == [] and loop.in_flight == 1 and loop.next_deadline() is not None
+    loop.poll(0)
+    assert len(seen) == 1 and isinstance(seen[0], TransportError) and seen[0].code == "Timeout"
+    loop.poll(0)
+    assert len(seen) == 1 and loop.in_flight == 0 and loop.next_deadline() is None
+    loop.close()
+
+
+def test_wakeup_from_another_thread_ends_a_poll_early() -> None:
+    loop = HttpLoop()
+    try:
+        threading.Timer(0.05, loop.wakeup).start()
+        started = time.monotonic()
+        loop.poll(10)
+        assert time.monotonic() - started < 5
+    finally:
+        loop.close()
+
+
+def test_an_idle_connection_the_server_closed_is_dropped_without_a_failed_call() -> None:
+    server = CountingServer()
+    loop = HttpLoop()
+    try:
+        endpoint = Endpoint("http", "127.0.0.1", server.port, "h")
+        assert loop.send(endpoint, REQ, time.monotonic() + 2).status == 200
+        server.close()  # closes the kept-alive connection too
+        server2_deadline = time.monotonic() + 2
+        while loop._pools[("http", "127.0.0.1", server.port)].idle and time.monotonic() < server2_deadline:
+            loop.poll(0.05)
+        assert not loop._pools[("http", "127.0.0.1", server.port)].idle
+    finally:
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
+    return private_ca(tmp_path_factory.mktemp("ca"))
+
+
+def test_tls_keep_alive_and_many_calls_in_flight(ca: PrivateCa) -> None:
+    with EmulatorServer(tls=ca.server_context()) as server:
+        loop = HttpLoop(network=Network(NetworkConfig(ca_file=str(ca.ca_file), ca_source="tls.ca_file")))
+        try:
+            beats = [Beats(server, f"tls-{i}") for i in range(10)]
+            for _ in range(3):
+                now = time.monotonic()
+                calls = [(b.provider.endpoint, b.request(), now + 5) for b in beats]
+                results = collect(loop, calls)
+                for b, r in zip(beats, results, strict=True):
+                    assert isinstance(r, HttpResponse) and r.status == 200, r
+                    assert isinstance(b.provider.parse_heartbeat(r), dict)  # 4 shards, 10 consumers
+        finally:
+            loop.close()

@@ -347,3 +347,66 @@ def test_tls_keep_alive_and_many_calls_in_flight(ca: PrivateCa) -> None:
                     assert isinstance(b.provider.parse_heartbeat(r), dict)  # 4 shards, 10 consumers
         finally:
             loop.close()
+
+
+def test_a_request_larger_than_the_socket_buffers_goes_out_in_pieces() -> None:
+    body = b"x" * (8 << 20)
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: list[int] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            rest = data.partition(b"\r\n\r\n")[2]
+            received = len(rest)
+            while received < len(body):
+                time.sleep(0.001)  # a slow reader: the client's sends fill the buffers
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+            got.append(received)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    loop = HttpLoop()
+    try:
+        request = HttpRequest("POST", "/", (("Host", "h"), ("Content-Length", str(len(body)))), body)
+        endpoint = Endpoint("http", "127.0.0.1", listener.getsockname()[1], "h")
+        assert loop.send(endpoint, request, time.monotonic() + 20).body == b"ok"
+        assert got == [len(body)]
+    finally:
+        loop.close()
+        listener.close()
+
+
+def test_a_large_answer_over_tls_is_read_whole(ca: PrivateCa) -> None:
+    """TLS records decrypted ahead of select() (SSLSocket.pending) are read, not left waiting."""
+    with EmulatorServer(tls=ca.server_context()) as server:
+        loop = HttpLoop(network=Network(NetworkConfig(ca_file=str(ca.ca_file), ca_source="tls.ca_file")))
+        try:
+            beats = Beats(server, "tls-large")
+            admin_tls(
+                server, ca, {"effect": "oversized", "bytes": 900_000, "consumer": "tls-large", "count": 3}
+            )
+            for _ in range(3):
+                answer = loop.send(beats.provider.endpoint, beats.request(), time.monotonic() + 10)
+                assert answer.status == 200 and len(answer.body) == 900_000
+        finally:
+            loop.close()
+
+
+def admin_tls(server: EmulatorServer, ca: PrivateCa, rule: dict[str, Any]) -> None:
+    import json
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(ca.ca_file))
+    request = urllib.request.Request(
+        server.url + "/_admin/faults", json.dumps(rule).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+        assert answer.status == 200

@@ -30,62 +30,20 @@ import heapq
 import itertools
 import selectors
 import socket
-import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
 from shardbeat.runtime.connect import open_socket
-from shardbeat.runtime.http_answer import AnswerParser
 from shardbeat.runtime.http_connectors import Connectors
+from shardbeat.runtime.http_exchange import READ, WRITE, Call, Conn, Done, Key, Pool
 from shardbeat.runtime.http_request import encode_request
-from shardbeat.runtime.network import Network, NetworkError, Route, url_of
+from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, shared_resolver
 from shardbeat.runtime.transport_errors import TransportError, as_transport_error, setup_step
 
-Done = Callable[[HttpResponse | TransportError], None]
-_Key = tuple[str, str, int]
-_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
-_RECV = 65536
 # What a dead kept-alive connection looks like when nothing of the answer came yet: worth one fresh try.
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-
-
-@dataclass(eq=False, slots=True)
-class _Call:
-    endpoint: Endpoint
-    request: HttpRequest
-    deadline: float
-    done: Done
-    key: _Key
-    data: bytes = b""
-    phase: str = "queued"  # queued, then resolve/connect/tls (a connector's), then answer
-    finished: bool = False
-    retried: bool = False
-    conn: _Conn | None = None
-
-
-@dataclass(eq=False, slots=True)
-class _Conn:
-    sock: socket.socket
-    pool: _Pool
-    call: _Call | None = None
-    parser: AnswerParser | None = None
-    out: memoryview | None = None  # request bytes not yet sent
-    used: bool = False  # has carried an answer: a failure may be its staleness, not the call's
-    events: int = _READ
-    closed: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class _Pool:
-    endpoint: Endpoint
-    route: Route
-    absolute: str | None  # "http://host:port" when requests go to a proxy in absolute-form
-    idle: list[_Conn] = field(default_factory=list)
-    busy: int = 0  # connections carrying a call, plus connections being opened
-    waiting: collections.deque[_Call] = field(default_factory=collections.deque)
 
 
 class HttpLoop:
@@ -107,12 +65,12 @@ class HttpLoop:
         self._wake_r, self._wake_w = socket.socketpair()
         for end in (self._wake_r, self._wake_w):
             end.setblocking(False)
-        self._selector.register(self._wake_r, _READ, None)
-        self._connectors: Connectors[tuple[_Pool, _Call]] = Connectors(self.wakeup, connector_threads)
-        self._pools: dict[_Key, _Pool] = {}
-        self._new: list[_Call] = []
-        self._timers: list[tuple[float, int, _Call]] = []
-        self._finished: collections.deque[tuple[_Call, HttpResponse | TransportError]] = collections.deque()
+        self._selector.register(self._wake_r, READ, None)
+        self._connectors: Connectors[tuple[Pool, Call]] = Connectors(self.wakeup, connector_threads)
+        self._pools: dict[Key, Pool] = {}
+        self._new: list[Call] = []
+        self._timers: list[tuple[float, int, Call]] = []
+        self._finished: collections.deque[tuple[Call, HttpResponse | TransportError]] = collections.deque()
         self._seq = itertools.count()
         self._live = 0
         self._closed = False
@@ -123,7 +81,7 @@ class HttpLoop:
         """Queue a call; `done` gets its answer or TransportError from inside a later `poll`."""
         if self._closed:
             raise RuntimeError("HttpLoop is closed")
-        call = _Call(endpoint, request, deadline, done, (endpoint.scheme, endpoint.host, endpoint.port))
+        call = Call(endpoint, request, deadline, done, (endpoint.scheme, endpoint.host, endpoint.port))
         self._new.append(call)
         self._live += 1
         heapq.heappush(self._timers, (deadline, next(self._seq), call))
@@ -132,6 +90,8 @@ class HttpLoop:
         """Wait for I/O at most `timeout` seconds (None: until something happens or a deadline
         comes), make progress, fire `done` for every call that finished. A `done` that raises
         leaves the others for the next poll."""
+        if self._closed:
+            raise RuntimeError("HttpLoop is closed")
         self._dispatch_new()
         self._take_connected()
         wait = timeout
@@ -150,6 +110,10 @@ class HttpLoop:
                 self._on_ready(conn, mask)
         self._take_connected()
         self._expire(self._monotonic())
+        timers = self._timers
+        if len(timers) > 2 * self._live + 64:  # answered calls wait in the heap for their deadline: prune
+            self._timers = [entry for entry in timers if not entry[2].finished]
+            heapq.heapify(self._timers)
         finished = self._finished
         while finished:
             call, result = finished.popleft()
@@ -229,14 +193,14 @@ class HttpLoop:
                 continue
             self._assign(pool, call)
 
-    def _make_pool(self, endpoint: Endpoint) -> _Pool:
+    def _make_pool(self, endpoint: Endpoint) -> Pool:
         route = self._network.route_to(endpoint)
         absolute = None
         if route.proxy is not None and endpoint.scheme == "http":
             absolute = url_of(endpoint.scheme, endpoint.host, endpoint.port)[:-1]
-        return _Pool(endpoint, route, absolute)
+        return Pool(endpoint, route, absolute)
 
-    def _assign(self, pool: _Pool, call: _Call) -> None:
+    def _assign(self, pool: Pool, call: Call) -> None:
         if pool.busy >= self._max_busy:
             call.phase = "queued"
             pool.waiting.append(call)
@@ -247,21 +211,21 @@ class HttpLoop:
         else:
             self._open(pool, call)
 
-    def _next_waiting(self, pool: _Pool) -> _Call | None:
+    def _next_waiting(self, pool: Pool) -> Call | None:
         while pool.waiting:
             call = pool.waiting.popleft()
             if not call.finished:
                 return call
         return None
 
-    def _slot_freed(self, pool: _Pool) -> None:
+    def _slot_freed(self, pool: Pool) -> None:
         """A connection of `pool` stopped counting against its limit: let a waiting call go."""
         pool.busy -= 1
         call = self._next_waiting(pool)
         if call is not None:
             self._assign(pool, call)
 
-    def _open(self, pool: _Pool, call: _Call) -> None:
+    def _open(self, pool: Pool, call: Call) -> None:
         call.phase = "resolve"
         network, resolver, monotonic, deadline = self._network, self._resolver, self._monotonic, call.deadline
 
@@ -283,8 +247,8 @@ class HttpLoop:
                 self._slot_freed(pool)
                 continue
             result.setblocking(False)
-            conn = _Conn(result, pool)
-            self._selector.register(result, _READ, conn)
+            conn = Conn(result, pool)
+            self._selector.register(result, READ, conn)
             if not call.finished:
                 self._send_on(conn, call)
                 continue
@@ -295,15 +259,11 @@ class HttpLoop:
                 pool.busy -= 1
                 self._keep_idle(conn)
 
-    def _send_on(self, conn: _Conn, call: _Call) -> None:
-        call.conn = conn
-        call.phase = "answer"
-        conn.call = call
-        conn.parser = AnswerParser()
-        conn.out = memoryview(call.data)
+    def _send_on(self, conn: Conn, call: Call) -> None:
+        conn.begin(call)
         self._write(conn)
 
-    def _keep_idle(self, conn: _Conn) -> None:
+    def _keep_idle(self, conn: Conn) -> None:
         pool = conn.pool
         if len(pool.idle) < self._max_idle and not self._closed:
             pool.idle.append(conn)
@@ -312,71 +272,42 @@ class HttpLoop:
 
     # -- I/O -----------------------------------------------------------------------------------------
 
-    def _want(self, conn: _Conn, events: int) -> None:
+    def _want(self, conn: Conn, events: int) -> None:
         if conn.events != events:
             conn.events = events
             self._selector.modify(conn.sock, events, conn)
 
-    def _write(self, conn: _Conn) -> None:
-        out = conn.out
+    def _write(self, conn: Conn) -> None:
         try:
-            while out:
-                sent = conn.sock.send(out)
-                out = out[sent:]
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            conn.out = out
-            self._want(conn, _READ | _WRITE)
-            return
-        except ssl.SSLWantReadError:  # TLS needs the peer first; the next read event retries
-            conn.out = out
-            return
+            events = conn.write()
         except OSError as exc:
             self._fail(conn, exc)
             return
-        conn.out = None
-        self._want(conn, _READ)
+        self._want(conn, events)
 
-    def _on_ready(self, conn: _Conn, mask: int) -> None:
-        if conn.out is not None:
-            self._write(conn)
-            if conn.closed or conn.out is not None:
-                return
-        if not mask & _READ and conn.call is not None:
-            return
+    def _on_ready(self, conn: Conn, mask: int) -> None:
         if conn.call is None:  # idle, and the server spoke: it closed the connection (or sent junk)
             if conn in conn.pool.idle:
                 conn.pool.idle.remove(conn)
             self._drop(conn)
             return
-        parser = conn.parser
-        assert parser is not None
-        sock = conn.sock
-        while True:
-            try:
-                data = sock.recv(_RECV)
-            except (BlockingIOError, ssl.SSLWantReadError):
+        if conn.out is not None:
+            self._write(conn)
+            if conn.closed or conn.out is not None:
                 return
-            except ssl.SSLWantWriteError:
-                self._want(conn, _READ | _WRITE)
-                return
-            except OSError as exc:
-                self._fail(conn, exc)
-                return
-            try:
-                answer = parser.feed(data) if data else parser.eof()
-            except TransportError as exc:
-                self._fail(conn, exc)
-                return
-            if answer is not None:
-                self._complete(conn, answer)
-                return
-            if not data:
-                self._fail(conn, TransportError("ConnectionReset", "connection closed mid-answer"))
-                return
-            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                return  # TLS may hold decrypted bytes select() cannot see: those are read on
+        elif not mask & READ and not conn.read_wants_write:
+            return
+        try:
+            answer = conn.read()
+        except (OSError, TransportError) as exc:
+            self._fail(conn, exc)
+            return
+        if answer is not None:
+            self._complete(conn, answer)
+        else:
+            self._want(conn, READ | WRITE if conn.read_wants_write else READ)
 
-    def _complete(self, conn: _Conn, answer: HttpResponse) -> None:
+    def _complete(self, conn: Conn, answer: HttpResponse) -> None:
         call, parser = conn.call, conn.parser
         assert call is not None and parser is not None
         conn.call = conn.parser = None
@@ -394,7 +325,7 @@ class HttpLoop:
             conn.pool.busy -= 1
             self._keep_idle(conn)
 
-    def _fail(self, conn: _Conn, exc: BaseException) -> None:
+    def _fail(self, conn: Conn, exc: BaseException) -> None:
         call, parser = conn.call, conn.parser
         self._drop(conn)
         if call is None:
@@ -411,7 +342,7 @@ class HttpLoop:
             self._finish(call, as_transport_error(exc, setup_step(exc) or "answer"))
         self._slot_freed(pool)
 
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: Conn) -> None:
         if conn.closed:
             return
         conn.closed = True
@@ -435,7 +366,8 @@ class HttpLoop:
             _, _, call = heapq.heappop(timers)
             if call.finished:
                 continue
-            self._finish(call, self._timeout(call))
+            pool = self._pools.get(call.key)
+            self._finish(call, call.timeout(pool.route if pool is not None else None))
             conn = call.conn
             if conn is not None:  # mid-exchange: never reused, and its slot goes to the next call
                 call.conn = None
@@ -443,25 +375,7 @@ class HttpLoop:
                 self._slot_freed(conn.pool)
             # queued: skipped when its turn comes; connecting: the connector's socket goes on
 
-    def _timeout(self, call: _Call) -> TransportError:
-        phase = call.phase
-        if phase == "answer":
-            conn = call.conn
-            if conn is not None and conn.parser is not None and conn.parser.in_body:
-                return TransportError(
-                    "Timeout", "answer body did not arrive before the call's deadline", "answer"
-                )
-            return TransportError("Timeout", "no answer before the call's deadline", "answer")
-        if phase == "resolve":
-            proxy = self._pools[call.key].route.proxy
-            host = proxy.host if proxy is not None else call.endpoint.host
-            return TransportError(
-                "Timeout", f"DNS gave no answer for {host} before the call's deadline", "resolve"
-            )
-        if phase == "queued":
-            return TransportError("Timeout", "no connection free before the call's deadline", "connect")
-        return TransportError("Timeout", "no answer before the call's deadline", phase)
-
-    def _finish(self, call: _Call, result: HttpResponse | TransportError) -> None:
+    def _finish(self, call: Call, result: HttpResponse | TransportError) -> None:
         call.finished = True
+        call.data = b""
         self._finished.append((call, result))

@@ -410,3 +410,31 @@ def admin_tls(server: EmulatorServer, ca: PrivateCa, rule: dict[str, Any]) -> No
     )
     with urllib.request.urlopen(request, timeout=5, context=context) as answer:
         assert answer.status == 200
+
+
+def test_an_endpoint_whose_dns_hangs_cannot_take_every_connector_thread() -> None:
+    from shardbeat.runtime.resolver import Resolver
+
+    release = threading.Event()
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        release.wait(10)  # a DNS server that never answers
+        raise socket.gaierror(socket.EAI_AGAIN, "released")
+
+    server = CountingServer()
+    loop = HttpLoop(resolver=Resolver(getaddrinfo), connector_threads=8)
+    try:
+        now = time.monotonic()
+        hung = Endpoint("http", "hung.test", 80, "hung.test")
+        good = Endpoint("http", "127.0.0.1", server.port, "h")
+        at: list[float] = []
+        results = collect_timed(loop, [(hung, REQ, now + 1.0)] * 20 + [(good, REQ, now + 5)], at)
+        assert isinstance(results[-1], HttpResponse) and at[-1] < now + 1.0  # not stuck behind the 20
+        errors = [(r.code, r.step) for r in results[:-1]]
+        assert errors.count(("Timeout", "resolve")) == 4  # the lookups under way (MAX_OPENING)
+        assert errors.count(("Timeout", "connect")) == 16  # waiting for a connection: no DNS blamed
+        assert loop._connectors.threads <= 8
+    finally:
+        release.set()
+        loop.close()
+        server.close()

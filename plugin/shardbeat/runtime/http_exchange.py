@@ -71,6 +71,7 @@ class Pool:
     absolute: str | None  # "http://host:port" when requests go to a proxy in absolute-form
     idle: list[Conn] = field(default_factory=list)
     busy: int = 0  # connections carrying a call, plus connections being opened
+    opening: int = 0  # connections being opened (connector jobs)
     waiting: collections.deque[Call] = field(default_factory=collections.deque)
 
 

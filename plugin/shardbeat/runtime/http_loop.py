@@ -42,6 +42,7 @@ from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, shared_resolver
 from shardbeat.runtime.transport_errors import TransportError, as_transport_error, setup_step
 
+MAX_OPENING = 4  # connections being opened at once per endpoint (connector threads: 8 by default)
 # What a dead kept-alive connection looks like when nothing of the answer came yet: worth one fresh try.
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
@@ -201,32 +202,32 @@ class HttpLoop:
         return Pool(endpoint, route, absolute)
 
     def _assign(self, pool: Pool, call: Call) -> None:
-        if pool.busy >= self._max_busy:
-            call.phase = "queued"
-            pool.waiting.append(call)
-            return
-        pool.busy += 1
-        if pool.idle:
-            self._send_on(pool.idle.pop(), call)
-        else:
-            self._open(pool, call)
+        pool.waiting.append(call)
+        self._pump(pool)
 
-    def _next_waiting(self, pool: Pool) -> Call | None:
-        while pool.waiting:
-            call = pool.waiting.popleft()
-            if not call.finished:
-                return call
-        return None
+    def _pump(self, pool: Pool) -> None:
+        """Let waiting calls go, in order, while the pool's limits allow: a kept-alive connection if
+        one is idle, else a new one (at most MAX_OPENING being opened at once per endpoint, so one
+        unreachable endpoint cannot hold every connector thread)."""
+        waiting = pool.waiting
+        while waiting and pool.busy < self._max_busy and (pool.idle or pool.opening < MAX_OPENING):
+            call = waiting.popleft()
+            if call.finished:
+                continue
+            pool.busy += 1
+            if pool.idle:
+                self._send_on(pool.idle.pop(), call)
+            else:
+                self._open(pool, call)
 
     def _slot_freed(self, pool: Pool) -> None:
         """A connection of `pool` stopped counting against its limit: let a waiting call go."""
         pool.busy -= 1
-        call = self._next_waiting(pool)
-        if call is not None:
-            self._assign(pool, call)
+        self._pump(pool)
 
     def _open(self, pool: Pool, call: Call) -> None:
-        call.phase = "resolve"
+        call.phase = "queued"  # until a connector thread takes the job and names its first step
+        pool.opening += 1
         network, resolver, monotonic, deadline = self._network, self._resolver, self._monotonic, call.deadline
 
         def on_step(step: str) -> None:
@@ -241,6 +242,7 @@ class HttpLoop:
 
     def _take_connected(self) -> None:
         for (pool, call), result in self._connectors.take():
+            pool.opening -= 1
             if not isinstance(result, socket.socket):
                 if not call.finished:
                     self._finish(call, as_transport_error(result, setup_step(result) or "connect"))
@@ -251,24 +253,23 @@ class HttpLoop:
             self._selector.register(result, READ, conn)
             if not call.finished:
                 self._send_on(conn, call)
+                self._pump(pool)  # one fewer being opened: a call waiting on that limit may go
                 continue
-            late = self._next_waiting(pool)  # the call timed out meanwhile: the next one uses it
-            if late is not None:
-                self._send_on(conn, late)
-            else:
-                pool.busy -= 1
-                self._keep_idle(conn)
+            # The call timed out meanwhile: the set-up was paid for, so the next call uses it.
+            pool.busy -= 1
+            self._keep_idle(conn)
 
     def _send_on(self, conn: Conn, call: Call) -> None:
         conn.begin(call)
         self._write(conn)
 
     def _keep_idle(self, conn: Conn) -> None:
+        """`conn` carries no call now: to a waiting call, else to the idle list (the newest kept)."""
         pool = conn.pool
-        if len(pool.idle) < self._max_idle and not self._closed:
-            pool.idle.append(conn)
-        else:
-            self._drop(conn)
+        pool.idle.append(conn)
+        self._pump(pool)
+        while len(pool.idle) > self._max_idle:
+            self._drop(pool.idle.pop(0))
 
     # -- I/O -----------------------------------------------------------------------------------------
 
@@ -314,16 +315,12 @@ class HttpLoop:
         call.conn = None
         conn.used = True
         self._finish(call, answer)
-        if not parser.reusable:
-            self._drop(conn)
-            self._slot_freed(conn.pool)
-            return
-        late = self._next_waiting(conn.pool)
-        if late is not None:
-            self._send_on(conn, late)
-        else:
-            conn.pool.busy -= 1
+        conn.pool.busy -= 1
+        if parser.reusable:
             self._keep_idle(conn)
+        else:
+            self._drop(conn)
+            self._pump(conn.pool)
 
     def _fail(self, conn: Conn, exc: BaseException) -> None:
         call, parser = conn.call, conn.parser
@@ -336,7 +333,7 @@ class HttpLoop:
         stale = isinstance(exc, _STALE) or (isinstance(exc, TransportError) and exc.code == "ConnectionReset")
         if conn.used and quiet and stale and not call.retried and not call.finished:
             call.retried = True  # the kept-alive connection had died: one fresh try, same deadline
-            self._open(pool, call)  # keeps the connection's slot
+            self._open(pool, call)  # keeps the connection's slot, past the MAX_OPENING limit
             return
         if not call.finished:
             self._finish(call, as_transport_error(exc, setup_step(exc) or "answer"))

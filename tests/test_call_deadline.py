@@ -15,8 +15,9 @@ import pytest
 
 from shardbeat.providers.base import Endpoint, HttpRequest
 from shardbeat.runtime.cloud_credentials.http import DefaultSessions, FetchError, call
+from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport
-from shardbeat.runtime.transport import TransportError
+from shardbeat.runtime.transport import HttpTransport, TransportError
 
 BODY = b'{"ok": true, "padding": "' + b"x" * 200 + b'"}'
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY)
@@ -78,6 +79,26 @@ def test_requests_transport_ends_at_its_deadline(trickler: int) -> None:
     took = time.monotonic() - started
     transport.close()
     assert caught.value.code == "Timeout"
+    assert took < 2.5, f"a 1 s call took {took:.1f}s"
+
+
+@pytest.mark.parametrize("kind", [HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def test_heartbeat_transports_end_at_their_deadline_naming_what_was_late(
+    trickler: int, kind: type[HttpTransport | HttpLoop], request: pytest.FixtureRequest
+) -> None:
+    transport = kind()
+    started = time.monotonic()
+    with pytest.raises(TransportError) as caught:
+        transport.send(
+            Endpoint("http", "127.0.0.1", trickler, f"127.0.0.1:{trickler}"),
+            HttpRequest("GET", "/", (), b""),
+            started + 1.0,
+        )
+    took = time.monotonic() - started
+    transport.close()
+    assert (caught.value.code, caught.value.step) == ("Timeout", "answer")
+    late = "answer body did not arrive" if "body" in request.node.callspec.id else "no answer before"
+    assert caught.value.message.startswith(late), caught.value.message
     assert took < 2.5, f"a 1 s call took {took:.1f}s"
 
 

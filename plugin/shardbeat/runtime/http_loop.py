@@ -11,7 +11,9 @@ read by the sans-I/O parser (http_answer.py), not http.client. Opening a connect
 the blocking way on connector threads (http_connectors.py), which hand the socket back to the loop.
 - Pool: connections are kept per (scheme, host, port); at most `max_in_flight_per_host` calls hold
   or open one at a time, the rest wait FIFO (their deadlines still run); `max_idle_per_host` are
-  kept between calls, and an idle connection the server closes is noticed and dropped at once.
+  kept between calls (by default as many as may be in flight: a burst of beats that needed them
+  will come again, and reopening costs far more than an idle socket), and an idle connection the
+  server closes is noticed and dropped at once.
 - Deadlines are strict: at a call's deadline it fails with Timeout at the step it was in (resolve,
   connect and tls as the connector thread last said, else answer), and its connection is closed.
   A connector that finishes after its call timed out gives the socket to the next waiting call of
@@ -51,7 +53,7 @@ class HttpLoop:
     def __init__(
         self,
         monotonic: Callable[[], float] = time.monotonic,
-        max_idle_per_host: int = 4,
+        max_idle_per_host: int = 32,  # as many as a burst needed: reopening is the expensive part
         max_in_flight_per_host: int = 32,
         network: Network | None = None,
         resolver: Resolver | None = None,

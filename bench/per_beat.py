@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import email.utils
 import gc
+import http.client
+import io
 import statistics
 import time
 from collections.abc import Callable
@@ -110,6 +112,13 @@ def stage_costs(url: str, n: int) -> dict[str, float | str]:
             partial(_request, provider, claim, credentials), n
         )
         out[f"{label} parse_heartbeat"] = _cpu_us(partial(provider.parse_heartbeat, response), n)
+        raw = _raw_answer(response)
+        out[f"{label} answer read: http_answer.AnswerParser (HttpLoop)"] = _cpu_us(
+            partial(_read_loop, raw), n
+        )
+        out[f"{label} answer read: http.client.HTTPResponse (HttpTransport)"] = _cpu_us(
+            partial(_read_http_client, raw), n
+        )
         date = response.headers.get("date", "")
     transport.close()
     out["Date header parse (email.utils.parsedate_to_datetime)"] = _cpu_us(
@@ -125,6 +134,33 @@ def stage_costs(url: str, n: int) -> dict[str, float | str]:
         except Exception as exc:
             out[label] = f"n/a: {type(exc).__name__}: {exc}"[:160]
     return out
+
+
+def _raw_answer(response: Any) -> bytes:
+    """The answer's bytes as the emulator sent them (near enough: same headers and body)."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
+    body: bytes = response.body
+    return f"HTTP/1.1 {response.status} OK\r\n{head}\r\n".encode("latin-1") + body
+
+
+def _read_loop(raw: bytes) -> object:
+    from shardbeat.runtime.http_answer import AnswerParser
+
+    return AnswerParser().feed(raw)
+
+
+class _Bytes:
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(self.raw))
+
+
+def _read_http_client(raw: bytes) -> object:
+    answer = http.client.HTTPResponse(_Bytes(raw))  # type: ignore[arg-type]
+    answer.begin()
+    return {name.lower(): value for name, value in answer.getheaders()}, answer.read()
 
 
 def _request(provider: Any, claim: Any, credentials: Any) -> object:

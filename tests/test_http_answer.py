@@ -64,7 +64,7 @@ def witness(data: bytes) -> HttpResponse:
 
     class Sock:
         def makefile(self, mode: str) -> io.BufferedReader:
-            return io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+            return io.BufferedReader(io.BytesIO(data))
 
     raw = http.client.HTTPResponse(Sock())  # type: ignore[arg-type]
     raw.begin()

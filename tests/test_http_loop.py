@@ -19,7 +19,7 @@ from shardbeat.config.model import NetworkConfig
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.sls import SlsProvider
-from shardbeat.runtime import http_loop
+from shardbeat.runtime import connect, http_loop
 from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -262,7 +262,7 @@ def test_a_connection_opened_after_its_call_timed_out_serves_the_next_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = CountingServer()
-    real_open = http_loop.open_socket
+    real_open = connect.open_socket
     slow = threading.Event()
 
     def late_open(*args: Any, **kwargs: Any) -> socket.socket:

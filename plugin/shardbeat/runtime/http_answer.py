@@ -152,11 +152,13 @@ class AnswerParser:
         buf = self._buf
         while True:
             if not self._status:
-                newline = buf.find(b"\n")
+                newline = buf.find(b"\n", self._scan)
                 if newline < 0:
                     self._check_head_size(len(buf))
+                    self._scan = len(buf)  # a trickled line is searched once, not once per byte
                     return False
                 self._status_line(buf[:newline])  # early, so garbage fails at its first line
+                self._scan = newline  # the blank line may start at the status line's own end
             end, blank = _blank_line(buf, self._scan)
             if end < 0:
                 self._check_head_size(len(buf))

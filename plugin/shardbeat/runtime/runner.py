@@ -66,10 +66,10 @@ def _sts_session(network: Network) -> requests.Session:
     return make_session(network)
 
 
-def _default_exchange(clock: Clock, network: Network, groups: int) -> Exchange:
-    from shardbeat.runtime.transport import HttpTransport
+def _default_exchange(clock: Clock, network: Network) -> Exchange:
+    from shardbeat.runtime.http_loop import HttpLoop  # non-blocking: answers handled on the loop thread
 
-    return ThreadedExchange(HttpTransport(clock.monotonic, network=network), min(groups, MAX_WORKERS))
+    return HttpLoop(clock.monotonic, network=network)
 
 
 class Runner:
@@ -92,7 +92,7 @@ class Runner:
         self._exchange: Exchange = (
             ThreadedExchange(transport, workers or min(len(groups), MAX_WORKERS))
             if transport is not None
-            else _default_exchange(self._clock, network, len(groups))
+            else _default_exchange(self._clock, network)
         )
         self._writer = writer
         self._lock = threading.RLock()

@@ -184,7 +184,9 @@ class SlsServer:
         return self.error(500, "InternalServerError", "try again")
 
     def checkpoints(self, values: Mapping[int, str]) -> HttpResponse:
-        return self.ok([{"shard": s, "checkpoint": v, "updateTime": 0, "consumer": "x"} for s, v in values.items()])
+        return self.ok(
+            [{"shard": s, "checkpoint": v, "updateTime": 0, "consumer": "x"} for s, v in values.items()]
+        )
 
     def cursor(self, value: str) -> HttpResponse:
         return self.ok({"cursor": value})

@@ -88,7 +88,9 @@ def test_the_process_budget_spaces_on_demand_beats_across_groups() -> None:
 # -- the server's clock --------------------------------------------------------------------------
 
 
-def test_a_skewed_server_date_corrects_the_signing_time_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_skewed_server_date_corrects_the_signing_time_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     kit = Kit(group("sls"))
     kit.poll()
     server_wall = kit.clock.now().wall + 3600  # this host is an hour behind

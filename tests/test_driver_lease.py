@@ -201,3 +201,13 @@ def test_no_key_at_heartbeat_time_is_a_heartbeat_error() -> None:
     (rec,) = kit.new_records()
     assert rec["source"] == "heartbeat" and rec["error"]["code"] == "CredentialsUnavailable"
     assert kit.driver.next_due() > kit.clock.mono
+
+
+def test_lost_comes_before_the_error_of_a_failure_answered_past_the_lease() -> None:
+    kit, sent = joined()
+    kit.poll(MONO0 + 1)
+    kit.clock.to(sent + 9.2)  # nobody polled at the lease end: the failure is the first to notice
+    kit.answer(kit.server.transient(), after=0)
+    lost, error = kit.new_records()
+    assert lost["event"] == "lost" and lost["reason"] == "lease_expired"
+    assert error["event"] == "error"

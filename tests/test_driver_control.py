@@ -12,7 +12,7 @@ import pytest
 from driver_kit import LOGSTORE, MONO0, WALL0, FakeClock, Kit, claim_of, group, http_date
 from shardbeat.core.on_demand import OnDemandBudget
 from shardbeat.core.schedule import Retry
-from shardbeat.core.wire import ProviderError
+from shardbeat.core.wire import Credentials, ProviderError
 
 A = {LOGSTORE: [0, 1, 2]}
 
@@ -257,3 +257,26 @@ def test_a_failure_answer_reaches_the_record_as_the_shell_gave_it() -> None:
         "request_id": None,
     }
     assert claim_of(kit.driver.wire.heartbeat_request(kit.driver.membership.claim(), 0, kit.keys.key)) == A
+
+
+def test_every_beat_signs_with_the_sources_latest_key() -> None:
+    kit = joined()
+    kit.keys.key = Credentials("akid-rotated", "new-secret")
+    kit.poll_due()
+    assert dict(kit.only().send.request.headers)["Authorization"].startswith("LOG akid-rotated:")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GroupDriver.ask_beat returns early until the group is bootstrapped, so a reload (SIGHUP, "
+    "the `reload` op) after fixing a key the bootstrap read was refused with waits out the slow "
+    "backoff: 2.5-5 s at first, up to 60 s after repeated failures",
+)
+def test_a_reload_after_a_failed_bootstrap_retries_it_promptly() -> None:
+    kit = Kit(group("sls"))
+    kit.poll()
+    kit.answer(kit.server.bad_key())
+    assert kit.events() == ["error"]
+    assert kit.driver.next_due() >= kit.clock.mono + 2.5
+    kit.driver.ask_beat(kit.clock.mono, None)  # what Runner.beat_now does on reload
+    assert kit.driver.next_due() <= kit.clock.mono + 1.0

@@ -14,7 +14,6 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -243,10 +242,6 @@ def server_for(provider: str) -> Server:
     return SlsServer() if provider == "sls" else ClsServer()
 
 
-def http_date(wall: float) -> str:
-    return formatdate(wall, usegmt=True)
-
-
 class Kit:
     """One driver and the shell's side of it, on a fake clock."""
 
@@ -386,10 +381,6 @@ class Kit:
 
 def shards(ids: Mapping[str, list[int]]) -> ShardMap:
     return shard_map({t: frozenset(v) for t, v in ids.items()})
-
-
-def lease_end(record: Record) -> str:
-    return str(record["lease_expires"])
 
 
 def rfc(mono: float) -> str:

@@ -22,7 +22,8 @@ import jsonschema
 
 from shardbeat.config import GroupConfig, config_from_dict
 from shardbeat.core.calls import Answer, Call, Pause, Send, Step
-from shardbeat.core.driver import Emit, GroupDriver
+from shardbeat.core.driver import GroupDriver
+from shardbeat.core.group_settings import Emit
 from shardbeat.core.records import Instant, Record
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap, shard_map

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from driver_kit import KEYS, MONO0, Keys, Kit, group, rfc
-from shardbeat.core.driver import KEY_WAIT_STEP
+from shardbeat.core.group_bootstrap import KEY_WAIT_STEP
 from shardbeat.core.schedule import Retry
 from shardbeat.core.wire import ProviderError
 

@@ -266,12 +266,6 @@ def test_every_beat_signs_with_the_sources_latest_key() -> None:
     assert dict(kit.only().send.request.headers)["Authorization"].startswith("LOG akid-rotated:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupDriver.ask_beat returns early until the group is bootstrapped, so a reload (SIGHUP, "
-    "the `reload` op) after fixing a key the bootstrap read was refused with waits out the slow "
-    "backoff: 2.5-5 s at first, up to 60 s after repeated failures",
-)
 def test_a_reload_after_a_failed_bootstrap_retries_it_promptly() -> None:
     kit = Kit(group("sls"))
     kit.poll()
@@ -282,12 +276,6 @@ def test_a_reload_after_a_failed_bootstrap_retries_it_promptly() -> None:
     assert kit.driver.next_due() <= kit.clock.mono + 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an on-demand beat asked for while a beat is in flight is owed, and _beat_done asks for it "
-    "with ask_beat(received, None): without the OnDemandBudget, so those beats skip the process-wide "
-    "cap (10/s, README 'Limits'): with many groups in flight at a `heartbeat` op they all go at once",
-)
 def test_owed_on_demand_beats_keep_to_the_process_budget() -> None:
     clock = FakeClock()
     config = {"heartbeat_interval": 4, "timeout": 20}

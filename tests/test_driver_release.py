@@ -112,12 +112,6 @@ def test_a_loss_forgets_the_acks_it_was_waiting_for() -> None:
     assert kit.driver.awaiting_ack == {} and kit.driver.membership.claim() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupDriver.abandon drops the membership without going through _emit_event, so "
-    "awaiting_ack is not cleared: next_due() stays at the ack deadline and the driver later logs "
-    "'no `released` ack ... releasing anyway' for shards it let go of long before",
-)
 def test_abandon_forgets_the_acks_it_was_waiting_for() -> None:
     kit = revoked(release="ack", release_grace=5)
     kit.driver.abandon()

@@ -35,6 +35,7 @@ from shardbeat.core.group_release import ReleaseRules
 from shardbeat.core.group_settings import Emit, Keys, Settings
 from shardbeat.core.histogram import Histogram
 from shardbeat.core.lease import Lease
+from shardbeat.core.on_demand import OnDemandBudget
 from shardbeat.core.records import Identity, Instant, Record
 from shardbeat.core.schedule import Pacer, Retry, call_budget
 from shardbeat.core.shard_text import shard_text
@@ -77,6 +78,7 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
         self.in_flight = False  # a beat or bootstrap call is out (never two)
         self.beat_soon = False  # a beat was asked for while one was in flight
         self.on_demand = False  # an on-demand beat is owed once the one in flight is answered
+        self.on_demand_budget: OnDemandBudget | None = None
         self.due_at = first_beat  # the next beat (inf while one is in flight)
         self.last_sent: float | None = None  # monotonic send time of the last heartbeat
         self.last_error: str | None = None  # the failure now in progress; None once a call succeeds
@@ -222,7 +224,7 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
             self.due_at = min(self.due_at, received.mono)
         if self.on_demand:
             self.on_demand = False
-            self.ask_beat(received.mono, None)
+            self.ask_beat(received.mono, self.on_demand_budget)
 
     def _on_success(
         self,
@@ -358,6 +360,7 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
         """Records can no longer be written: drop everything at once, silently (no one to tell)."""
         self.stopping = True
         self.membership.drop(ms.STOPPED)
+        self.awaiting_ack.clear()
         self._out.clear()
 
     def credential_failure(self, at: Instant, message: str, retry_in: float) -> None:

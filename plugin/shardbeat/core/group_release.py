@@ -35,6 +35,7 @@ class ReleaseRules:
     stopping: bool
     due_at: float
     last_sent: float | None
+    on_demand_budget: OnDemandBudget | None  # the process's, once an on-demand beat was asked for
     interval: float
     timeout: float
 
@@ -105,14 +106,17 @@ class ReleaseRules:
     # -- on-demand beats ------------------------------------------------------------------------------
 
     def ask_beat(self, now: float, budget: OnDemandBudget | None) -> None:
-        """An on-demand beat (control `heartbeat`, reload): coalesced and spaced (core/on_demand.py)."""
-        if not self.bootstrapped:
-            return
+        """An on-demand beat (control `heartbeat`, reload): coalesced and spaced (core/on_demand.py),
+        within the process's budget. Before the group is bootstrapped it hurries the bootstrap's
+        retry (a reload after a key was fixed must not wait out a slow backoff)."""
         if self.in_flight:
-            self.on_demand = True  # one owed beat, however many were asked for
+            if self.bootstrapped:  # (a bootstrap in flight is followed by a heartbeat at once anyway)
+                self.on_demand = True  # one owed beat, however many were asked for
+                self.on_demand_budget = budget or self.on_demand_budget
             return
         at = on_demand_at(now, self.last_sent, self.interval)
         if at < self.due_at:  # else a beat is due by then anyway
+            budget = budget or self.on_demand_budget
             if budget is not None:
                 at = budget.slot(at)
             self.due_at = min(self.due_at, at)

@@ -28,7 +28,7 @@ from shardbeat.core.records import Instant, Record
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.core.wire import Credentials, HttpRequest, HttpResponse, ProviderError
-from shardbeat.runtime.session import make_provider
+from shardbeat.providers.services import make_provider
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.schema.json").read_text()))

@@ -23,10 +23,10 @@ from shardbeat.core.credential_refresh import RefreshPolicy
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials, ProviderError
+from shardbeat.providers.services import make_provider
 from shardbeat.runtime.cloud_credentials import DefaultSessions
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.runner import Runner
-from shardbeat.runtime.session import make_provider
 from shardbeat.runtime.transport import HttpTransport
 
 ROOT = Path(__file__).parent.parent

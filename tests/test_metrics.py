@@ -84,7 +84,7 @@ def by_labels(family: Family, name: str) -> dict[Labels, float]:
     return {labels: v for (n, labels), v in family.samples.items() if n == name}
 
 
-# -- stand-ins for runtime/session.py SessionSnapshot -------------------------------------------------
+# -- stand-ins for core/group_figures.py GroupSnapshot --------------------------------------------------
 
 
 @dataclass(frozen=True)

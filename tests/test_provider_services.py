@@ -206,7 +206,7 @@ def test_the_doctor_reads_a_registered_services_hints(fake: Service) -> None:
 
 
 def test_make_provider_is_the_services_factory() -> None:
-    from shardbeat.runtime.session import make_provider
+    from shardbeat.providers.services import make_provider
 
     loaded = config_from_dict(
         {"groups": [{"provider": "cls", "region": "ap-guangzhou", "logset_id": "ls", "topics": ["t"],

@@ -153,7 +153,7 @@ def _context(ca_file: str | None) -> ssl.SSLContext:
 
 def endpoints_of(config: Config) -> list[tuple[str, Endpoint]]:
     """(config path, endpoint) of every group, as its provider connects to it."""
-    from shardbeat.runtime.session import make_provider  # providers are the ones to say where
+    from shardbeat.providers.services import make_provider  # providers are the ones to say where
 
     return [(f"groups[{i}].endpoint", make_provider(g).endpoint) for i, g in enumerate(config.groups)]
 

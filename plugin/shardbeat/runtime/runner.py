@@ -33,6 +33,7 @@ from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.wire import HttpResponse, ProviderError
 from shardbeat.providers import server_values
+from shardbeat.providers.services import make_provider
 from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.cloud_credentials import DefaultSessions, SessionsFactory
 from shardbeat.runtime.credential_refresher import CredentialPool, RefreshingCredentials
@@ -40,7 +41,6 @@ from shardbeat.runtime.credentials import CredentialSource
 from shardbeat.runtime.exchange import Exchange, ThreadedExchange
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
-from shardbeat.runtime.session import make_provider
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import Transport, TransportError
 

@@ -14,7 +14,6 @@ Errors name the file, the profile and the key, never a value.
 
 from __future__ import annotations
 
-import configparser
 import os
 import stat
 from collections.abc import Callable
@@ -124,6 +123,8 @@ def _alibaba(spec: CliProfile, text: str) -> Credentials | SourceSpec:
 
 
 def _tencent(spec: CliProfile, text: str) -> Credentials:
+    import configparser  # lazy: only a Tencent CLI profile is INI
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, spec.path)

@@ -1,6 +1,11 @@
 """`shardbeat run` with static keys never imports requests: bootstrap and heartbeats go over the lean
 transport (runtime/transport.py), and requests is loaded only by a credential source or doctor.
-Importing it cost ~6 MB of idle RSS and ~100 ms before the first record (bench/startup.py)."""
+Importing it cost ~6 MB of idle RSS and ~100 ms before the first record (bench/startup.py).
+
+Nor does it import what only other paths need (NOT_ON_THE_RUN_PATH): the operator verbs, doctor, the
+emulator, the metrics server, msgpack when the output is JSON, a Tencent CLI profile's INI parser, the
+did-you-mean of an unknown key. Each was measured before the first record; a test below fails when
+someone imports one of them eagerly again."""
 
 from __future__ import annotations
 
@@ -16,18 +21,37 @@ from harness import Plugin
 from shardbeat.emulator.server import EmulatorServer
 
 HEAVY = ("requests", "urllib3")
+# Dotted names: a module is listed when it is one of these or inside one of these packages.
+NOT_ON_THE_RUN_PATH = (
+    "msgpack",  # output.format msgpack only
+    "http.server",  # the metrics endpoint and the emulator
+    "shardbeat.http_server",
+    "shardbeat.runtime.metrics",
+    "shardbeat.emulator",
+    "shardbeat.runtime.doctor",
+    "shardbeat.runtime.status_client",  # status / stop
+    "shardbeat.views.status_table",
+    "configparser",  # credentials.source profile, Tencent's INI file
+    "difflib",  # "did you mean" for an unknown config key
+    "hypothesis",
+)
 
 
-def heavy_imports(importtime_lines: list[str]) -> list[str]:
-    """Modules of HEAVY named in `-X importtime` output ("import time: self | cumulative | name")."""
+def imported(importtime_lines: list[str], names: tuple[str, ...]) -> list[str]:
+    """Modules named in `-X importtime` output ("import time: self | cumulative | name") that are one
+    of `names` or inside one of those packages."""
     found = []
     for line in importtime_lines:
         if not line.startswith("import time:"):
             continue
-        name = line.rsplit("|", 1)[-1].strip()
-        if name.split(".", 1)[0] in HEAVY:
-            found.append(name)
+        module = line.rsplit("|", 1)[-1].strip()
+        if any(module == name or module.startswith(name + ".") for name in names):
+            found.append(module)
     return found
+
+
+def heavy_imports(importtime_lines: list[str]) -> list[str]:
+    return imported(importtime_lines, HEAVY)
 
 
 @pytest.fixture
@@ -64,6 +88,7 @@ def test_a_static_keys_run_never_imports_requests(emulator: EmulatorServer, tmp_
         plugin.finish()
     assert any(line.startswith("import time:") for line in plugin.stderr), "no -X importtime output"
     assert heavy_imports(plugin.stderr) == []
+    assert imported(plugin.stderr, NOT_ON_THE_RUN_PATH) == []
 
 
 def test_heavy_imports_reads_importtime_lines() -> None:
@@ -75,3 +100,25 @@ def test_heavy_imports_reads_importtime_lines() -> None:
         "2026-11-30 INFO requests are fine in a log line",
     ]
     assert heavy_imports(lines) == ["urllib3.util", "requests"]
+    more = ["import time:        40 |         40 |   http.server", "import time:   1 |   1 |   http.client"]
+    assert imported(more, ("http.server", "shardbeat.emulator")) == ["http.server"]
+
+
+def test_the_run_path_does_not_check_the_shipped_schemas_against_the_metaschema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """~25 ms of CPU before the first record; tests/test_config_schemas.py checks each schema once."""
+    from jsonschema import Draft202012Validator
+
+    from shardbeat.config import schema_errors
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check_schema at run time")
+
+    monkeypatch.setattr(Draft202012Validator, "check_schema", refuse)
+    schema_errors.validator_for.cache_clear()
+    try:
+        found = schema_errors.schema_problems("config", {"groups": [], "bogus": 1})
+    finally:
+        schema_errors.validator_for.cache_clear()  # no validator built under the patch outlives the test
+    assert [p.path for p in found] == ["bogus", "groups"]

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from shardbeat.config.model import Config, NetworkConfig, Problem
+from shardbeat.config.network import checked_context
 from shardbeat.config.proxy_url import ProxyUrl, ProxyUrlError, parse_proxy_url
 from shardbeat.providers.base import Endpoint
 from shardbeat.providers.endpoint import DEFAULT_PORTS
@@ -148,7 +149,8 @@ def _context(ca_file: str | None) -> ssl.SSLContext:
         return ssl.create_default_context()
     if os.path.isdir(ca_file):
         return ssl.create_default_context(capath=ca_file)
-    return ssl.create_default_context(cafile=ca_file)
+    # The config check loaded this very file with the same call: take its context over.
+    return checked_context(ca_file) or ssl.create_default_context(cafile=ca_file)
 
 
 def endpoints_of(config: Config) -> list[tuple[str, Endpoint]]:

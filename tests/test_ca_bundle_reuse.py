@@ -1,0 +1,60 @@
+"""A CA bundle is parsed once per start: the config check's context is the one the transport uses.
+
+OpenSSL parses every certificate of a bundle (~20 ms of CPU and ~2 MB for a system bundle), and the
+check (config/network.py) and the heartbeat transport (runtime/network.py) used to load the same
+file each, both before the first record of an https group.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy_kit import private_ca
+from shardbeat.config.network import check_ca_bundle, checked_context
+from shardbeat.runtime import network
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every file load_verify_locations parses, in order."""
+    seen: list[Any] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, cafile: Any = None, capath: Any = None, cadata: Any = None) -> None:
+        seen.append(cafile)
+        original(self, cafile, capath, cadata)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    checked_context("")  # nothing left over from another test
+    yield seen
+
+
+def test_the_transport_takes_over_the_context_the_check_built(tmp_path: Path, loads: list[Any]) -> None:
+    bundle = str(private_ca(tmp_path).ca_file)
+    assert check_ca_bundle(bundle) is None
+    context = network._context.__wrapped__(bundle)
+    assert loads == [bundle]  # parsed once
+    assert len(context.get_ca_certs()) == 1
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    # Handed over once: the next context of its own parses the file again.
+    assert network._context.__wrapped__(bundle) is not context
+    assert loads == [bundle, bundle]
+
+
+def test_only_a_good_check_hands_a_context_over(tmp_path: Path, loads: list[Any]) -> None:
+    good = str(private_ca(tmp_path).ca_file)
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    assert check_ca_bundle(good) is None
+    assert check_ca_bundle(str(empty)) is not None
+    assert checked_context(str(empty)) is None
+    (tmp_path / "other").mkdir()
+    other = private_ca(tmp_path / "other")
+    assert check_ca_bundle(str(other.ca_file)) is None  # the last good check replaces the previous one
+    assert checked_context(good) is None
+    assert checked_context(str(other.ca_file)) is not None

@@ -28,6 +28,8 @@ NOT_ON_THE_RUN_PATH = (
     "shardbeat.http_server",
     "shardbeat.runtime.metrics",
     "shardbeat.emulator",
+    "shardbeat.runtime.credential_refresher",  # a credentials.source other than static only
+    "shardbeat.runtime.cloud_credentials",
     "shardbeat.runtime.doctor",
     "shardbeat.runtime.status_client",  # status / stop
     "shardbeat.views.status_table",

@@ -35,8 +35,6 @@ from shardbeat.core.wire import HttpResponse, ProviderError
 from shardbeat.providers import server_values
 from shardbeat.providers.services import make_provider
 from shardbeat.runtime.clock import Clock
-from shardbeat.runtime.cloud_credentials import DefaultSessions, SessionsFactory
-from shardbeat.runtime.credential_refresher import CredentialPool, RefreshingCredentials
 from shardbeat.runtime.credentials import CredentialSource
 from shardbeat.runtime.exchange import Exchange, ThreadedExchange
 from shardbeat.runtime.network import Network
@@ -48,6 +46,8 @@ if TYPE_CHECKING:
     import requests
 
     from shardbeat.config import GroupConfig
+    from shardbeat.runtime.cloud_credentials import SessionsFactory
+    from shardbeat.runtime.credential_refresher import CredentialPool, RefreshingCredentials
 
 log = logging.getLogger("shardbeat.runner")
 
@@ -117,12 +117,17 @@ class Runner:
         self._last_date: tuple[str, float | None] = ("", None)  # Date changes once a second: parse once
         # Temporary keys refresh on threads of their own (never on the loop). STS goes by the
         # process's proxy/CA rules; metadata stays direct (DefaultSessions).
-        sessions = credential_sessions or (
-            lambda: DefaultSessions(control_plane=lambda: _sts_session(network))
-        )
-        self._credentials = CredentialPool(
-            groups, self._clock, sessions, self._credential_failure, credential_policy
-        )
+        self._credentials: CredentialPool | None = None  # static keys only: nothing is imported for it
+        if any(g.credential_source is not None for g in groups):
+            from shardbeat.runtime.cloud_credentials import DefaultSessions
+            from shardbeat.runtime.credential_refresher import CredentialPool
+
+            sessions = credential_sessions or (
+                lambda: DefaultSessions(control_plane=lambda: _sts_session(network))
+            )
+            self._credentials = CredentialPool(
+                groups, self._clock, sessions, self._credential_failure, credential_policy
+            )
         now = self._clock.monotonic()
         # First beats come promptly (spread a little so a big config does not fire in one burst); after
         # that each group keeps its own random phase on the grid, so many groups never beat in lockstep
@@ -135,7 +140,8 @@ class Runner:
                 phase = rng.uniform(0, g.heartbeat_interval)
                 grid = now + (_slotted(phase, g.heartbeat_interval) if i else 0.0)
                 first = now + (rng.uniform(0, spread) if i else 0.0)
-                keys = self._credentials.for_group(g) or CredentialSource(g)
+                pool = self._credentials
+                keys = (pool.for_group(g) if pool is not None else None) or CredentialSource(g)
                 scope = "/".join(g.identity.scope)
                 driver = GroupDriver(i, g, make_provider(g), keys, grid, first, rng, scope)
                 self.drivers.append(driver)
@@ -151,7 +157,8 @@ class Runner:
 
     def run(self) -> int:
         self._loop_thread = threading.current_thread()
-        self._credentials.start()
+        if self._credentials is not None:
+            self._credentials.start()
         while not self._stopping:
             with self._lock:
                 now = self._clock.monotonic()
@@ -312,7 +319,8 @@ class Runner:
                 )
                 self._exit_status = 1
         self._writer.close(0.2)
-        self._credentials.close()
+        if self._credentials is not None:
+            self._credentials.close()
         self._exchange.close()
         log.info("stopped")
         return self._exit_status
@@ -400,7 +408,8 @@ class Runner:
         """A credential source failed to refresh (its own thread): an `error` record per group using it."""
         with self._lock:
             at = self._clock.instant()
-            for index in self._credentials.users.get(source.spec, []):
+            users = self._credentials.users if self._credentials is not None else {}
+            for index in users.get(source.spec, []):
                 if index < len(self.drivers):
                     self.drivers[index].credential_failure(at, message, retry_in)
                     self._settle(self.drivers[index])

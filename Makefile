@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 PROVIDER ?= sls
 STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
+# The suite mostly waits (heartbeat intervals, leases, child processes), so it runs on more pytest-xdist
+# workers than there are cores; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 6
 
 .PHONY: run test lint bench emulator clean
 
@@ -29,7 +32,7 @@ run: $(RUN_STAMP)
 	@$(BIN)/shardbeat run --emulator --provider $(PROVIDER)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugin tests bench

@@ -11,9 +11,40 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Record = dict[str, Any]
+T = TypeVar("T")
+
+# Poll steps of wait_for without a condition: fast at first (most waits end within milliseconds),
+# then coarser so a long wait does not spin.
+_FIRST_STEP, _MAX_STEP = 0.001, 0.02
+
+
+def wait_for(pred: Callable[[], T], timeout: float, *, cond: threading.Condition | None = None) -> T:
+    """Until `pred()` is truthy or `timeout` seconds pass; returns its last value (truthy on success).
+
+    With `cond` (held while `pred` runs), wakes on its notifications instead of polling; without one,
+    polls with a step growing from 1 ms to 20 ms. The one waiting helper of the suite: a deadline,
+    never a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    if cond is not None:
+        with cond:
+            while True:
+                value = pred()
+                left = deadline - time.monotonic()
+                if value or left <= 0:
+                    return value
+                cond.wait(left)
+    step = _FIRST_STEP
+    while True:
+        value = pred()
+        left = deadline - time.monotonic()
+        if value or left <= 0:
+            return value
+        time.sleep(min(step, left))
+        step = min(step * 2, _MAX_STEP)
 
 
 class Plugin:

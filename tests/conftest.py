@@ -1,0 +1,116 @@
+"""Fixtures shared by the whole suite.
+
+- `emulator`: the emulator with its default fixtures (in-process, port 0), stopped after the test.
+- `fast_emulator`: the fault suites' fixtures (6 shards / 2x3 partitions, group timeout 3 s).
+- `start_emulator(doc_or_fixtures)`: any other fixtures; every one started is stopped after the test.
+- `plugins(args, ...)`: `shardbeat run` children (harness.Plugin: records read live from stdout);
+  every one still running after the test is killed and reaped.
+- The polling helper is `harness.wait_for` (a deadline, optionally woken by a condition).
+
+Isolation for pytest-xdist (`make test` runs the suite on several workers): every worker gets its
+own XDG_RUNTIME_DIR, so the instance locks and default control sockets of `shardbeat run` children
+(and of in-process runs) never meet another worker's - or another checkout's - on /tmp/shardbeat-UID.
+Servers bind port 0 and files live under tmp_path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Every xdist worker imports every test module, and pytest's assertion rewrite of them costs seconds
+# of CPU per worker. With PYTHONDONTWRITEBYTECODE set (as on the build machines) nothing is cached
+# and each worker pays it again on every run: keep the rewritten modules in a private cache outside
+# the tree instead (keyed by full path and validated by mtime, so checkouts never share one).
+# The directory must be ours and private: bytecode planted there would run.
+
+
+def _private_dir(path: str) -> bool:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+_PYC = os.path.join(tempfile.gettempdir(), f"shardbeat-test-pyc-{os.getuid()}")
+if sys.dont_write_bytecode and sys.pycache_prefix is None and _private_dir(_PYC):
+    sys.pycache_prefix = _PYC
+    sys.dont_write_bytecode = False
+
+from fault_kit import fast_fixtures  # noqa: E402 (after the cache is set up, so it is cached too)
+from harness import Plugin  # noqa: E402
+from shardbeat.emulator.fixtures import Fixtures, parse_fixtures  # noqa: E402
+from shardbeat.emulator.server import EmulatorServer  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One XDG_RUNTIME_DIR per worker (mode 0700, as tmp_path_factory makes them)."""
+    path = tmp_path_factory.mktemp("xdg-runtime")
+    path.chmod(0o700)
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = old
+
+
+StartEmulator = Callable[..., EmulatorServer]
+
+
+@pytest.fixture
+def start_emulator() -> Iterator[StartEmulator]:
+    """`start_emulator(fixtures=None, **server_kwargs)`: a started EmulatorServer; `fixtures` may be a
+    fixtures document (parsed here) or parsed Fixtures. All are stopped at teardown."""
+    started: list[EmulatorServer] = []
+
+    def start(fixtures: Mapping[str, Any] | Fixtures | None = None, **kwargs: Any) -> EmulatorServer:
+        parsed = parse_fixtures(dict(fixtures)) if isinstance(fixtures, Mapping) else fixtures
+        server = EmulatorServer(parsed, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def emulator(start_emulator: StartEmulator) -> EmulatorServer:
+    """The emulator with its default fixtures (demo groups time out after 6 s)."""
+    return start_emulator()
+
+
+@pytest.fixture
+def fast_emulator(start_emulator: StartEmulator) -> EmulatorServer:
+    """6 SLS shards, 2 CLS topics x 3 partitions, group timeout 3 s (fault_kit.fast_fixtures)."""
+    return start_emulator(fast_fixtures())
+
+
+StartPlugin = Callable[..., Plugin]
+
+
+@pytest.fixture
+def plugins() -> Iterator[StartPlugin]:
+    """`plugins(args, env=None, cwd=None)`: a `shardbeat` child (harness.Plugin); killed at teardown."""
+    started: list[Plugin] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Plugin:
+        plugin = Plugin(args, env=env, cwd=cwd)
+        started.append(plugin)
+        return plugin
+
+    yield start
+    for plugin in started:
+        plugin.kill()
+        plugin.finish()

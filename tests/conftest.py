@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite.
 
 - `emulator`: the emulator with its default fixtures (in-process, port 0), stopped after the test.
-- `fast_emulator`: the fault suites' fixtures (6 shards / 2x3 partitions, group timeout 3 s).
+  A module picks other fixtures with `pytestmark = pytest.mark.emulator_fixtures(doc)`, e.g. the fault
+  suites' `fault_kit.fast_fixtures()` (6 shards / 2x3 partitions, group timeout 3 s).
 - `start_emulator(doc_or_fixtures)`: any other fixtures; every one started is stopped after the test.
 - `plugins(args, ...)`: `shardbeat run` children (harness.Plugin: records read live from stdout);
   every one still running after the test is killed and reaped.
@@ -16,6 +17,7 @@ Servers bind port 0 and files live under tmp_path.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import stat
 import sys
@@ -45,8 +47,7 @@ if sys.dont_write_bytecode and sys.pycache_prefix is None and _private_dir(_PYC)
     sys.pycache_prefix = _PYC
     sys.dont_write_bytecode = False
 
-from fault_kit import fast_fixtures  # noqa: E402 (after the cache is set up, so it is cached too)
-from harness import Plugin  # noqa: E402
+from harness import Plugin  # noqa: E402 (after the cache is set up, so it is cached too)
 from shardbeat.emulator.fixtures import Fixtures, parse_fixtures  # noqa: E402
 from shardbeat.emulator.server import EmulatorServer  # noqa: E402
 
@@ -86,15 +87,11 @@ def start_emulator() -> Iterator[StartEmulator]:
 
 
 @pytest.fixture
-def emulator(start_emulator: StartEmulator) -> EmulatorServer:
-    """The emulator with its default fixtures (demo groups time out after 6 s)."""
-    return start_emulator()
-
-
-@pytest.fixture
-def fast_emulator(start_emulator: StartEmulator) -> EmulatorServer:
-    """6 SLS shards, 2 CLS topics x 3 partitions, group timeout 3 s (fault_kit.fast_fixtures)."""
-    return start_emulator(fast_fixtures())
+def emulator(request: pytest.FixtureRequest, start_emulator: StartEmulator) -> EmulatorServer:
+    """The emulator, one per test: its default fixtures (demo groups time out after 6 s), or those of
+    the closest `emulator_fixtures(doc)` mark (e.g. `pytestmark = pytest.mark.emulator_fixtures(FAST)`)."""
+    mark = request.node.get_closest_marker("emulator_fixtures")
+    return start_emulator(copy.deepcopy(mark.args[0]) if mark is not None else None)
 
 
 StartPlugin = Callable[..., Plugin]

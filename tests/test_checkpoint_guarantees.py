@@ -8,25 +8,18 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import ownership
-from fault_kit import EARLY, TIMEOUT, control_socket, fast_emulator, records, start_plugin
+from fault_kit import EARLY, TIMEOUT, control_socket, fast_fixtures, records, start_plugin
 from shardbeat.emulator.server import EmulatorServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 TOPIC = {"sls": "demo-logstore", "cls": "demo-topic-a"}
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with fast_emulator() as server:
-        yield server
 
 
 def value(provider: str, n: int) -> Any:

@@ -33,13 +33,6 @@ TKE_ROLE = "qcs::cam::uin/100000000001:roleName/shardbeat"
 
 
 @pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def sessions() -> Iterator[DefaultSessions]:
     made = DefaultSessions(metadata_timeout=(1.0, 1.0), sts_timeout=(1.0, 2.0))
     yield made

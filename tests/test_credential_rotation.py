@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import requests
 
 from shardbeat.config import config_from_dict
 from shardbeat.core.credential_refresh import RefreshPolicy
-from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials, ProviderError
 from shardbeat.providers.services import make_provider
@@ -46,11 +45,7 @@ def fixtures(timeout: int = 3) -> dict[str, Any]:
     return doc
 
 
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(parse_fixtures(fixtures())).start()
-    yield server
-    server.stop()
+pytestmark = pytest.mark.emulator_fixtures(fixtures())
 
 
 def sls_group(emu: EmulatorServer, credentials: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ from shardbeat.runtime.transport import HttpTransport
 
 WRONG_SECRET = "WRONG-Secret-Value-31337"
 ORDER = ["config", "instance", "endpoint", "credentials", "clock", "group", "heartbeat"]
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer().start()
-    yield server
-    server.stop()
 
 
 def admin(emulator: EmulatorServer, path: str, doc: dict[str, Any]) -> None:

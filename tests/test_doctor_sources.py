@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,6 @@ import requests
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.runtime.doctor import run_doctor
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer().start()
-    yield server
-    server.stop()
 
 
 def checks(text: str) -> dict[str, tuple[str, str]]:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -31,15 +30,6 @@ from shardbeat.providers.sls import SlsProvider
 KEY = Credentials("emulator-akid", "emulator-secret")
 CLS_KEY = Credentials("emulator-secret-id", "emulator-secret-key")
 ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(None).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def sls_beat(emulator: EmulatorServer, consumer: str = "c1", held: tuple[int, ...] = ()) -> HttpRequest:

@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from fault_kit import (
     TIMEOUT,
     WATCHDOG_LATE,
     admin,
-    fast_emulator,
+    fast_fixtures,
     live_cover,
     records,
     start_plugin,
@@ -49,13 +48,7 @@ from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.runner import Runner
 from shardbeat.runtime.transport import HttpTransport, TransportError
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with fast_emulator() as server:
-        yield server
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 
 # -- the frozen process, on its own ------------------------------------------------------------------

@@ -35,7 +35,6 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,7 @@ from fault_kit import (
     Committer,
     admin,
     all_shards,
-    fast_emulator,
+    fast_fixtures,
     live_cover,
     records,
     start_plugin,
@@ -66,7 +65,7 @@ from harness import Plugin
 from shardbeat.emulator.faults import MISBEHAVIOURS
 from shardbeat.emulator.server import EmulatorServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 RECORD = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.schema.json").read_text()))
 NODES = ("node-0", "node-1", "node-2")
@@ -81,12 +80,6 @@ STATUS_FAULTS: dict[str, list[dict[str, Any]]] = {
 SEEDS = [int(os.environ["SHARDBEAT_FAULT_SEED"])] if "SHARDBEAT_FAULT_SEED" in os.environ else [20261]
 CHAOS_SECONDS = 9.0
 REPORT = Path(os.environ.get("SHARDBEAT_FAULT_REPORT", "/tmp/shardbeat-fault-report.json"))
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with fast_emulator() as server:
-        yield server
 
 
 # -- the schedule --------------------------------------------------------------------------------------

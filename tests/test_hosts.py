@@ -30,7 +30,7 @@ import textwrap
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,10 +39,7 @@ import msgpack
 import pytest
 
 from shardbeat.core.records import rfc3339
-from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "record.schema.json").read_text()))
@@ -65,11 +62,7 @@ def fixtures_doc() -> dict[str, Any]:
     return doc
 
 
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(parse_fixtures(fixtures_doc())).start()
-    yield server
-    server.stop()
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fixtures_doc())]
 
 
 def group(emulator: EmulatorServer, provider: str, consumer: str, **over: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -334,13 +333,6 @@ def test_none_means_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 # -- the process contract: `shardbeat run` twice -----------------------------------------------------
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

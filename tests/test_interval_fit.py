@@ -3,7 +3,6 @@ WARNING), never left to flap `assignment` / `lost` every interval."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,6 @@ def test_fitted_interval_always_leaves_room_for_a_retry() -> None:
         margin = default_margin(timeout)
         fitted = fitted_interval(timeout * 2.0, timeout, margin)
         assert fitted is not None and 2 * fitted <= timeout - margin + 1e-9, timeout
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:  # the default fixtures: group timeout 6 s
-        yield server
 
 
 @pytest.mark.slow

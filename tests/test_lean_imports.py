@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,12 +53,6 @@ def imported(importtime_lines: list[str], names: tuple[str, ...]) -> list[str]:
 
 def heavy_imports(importtime_lines: list[str]) -> list[str]:
     return imported(importtime_lines, HEAVY)
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
 
 
 def test_the_run_path_imports_without_requests() -> None:

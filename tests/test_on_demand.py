@@ -9,7 +9,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +26,6 @@ def test_on_demand_beats_are_spaced_from_the_last_send() -> None:
     assert on_demand_at(10.0, 9.8, 20.0) == 9.8 + MAX_SPACING  # an ask is answered within a second
     assert on_demand_at(30.0, 9.8, 20.0) == 30.0
     assert spacing(0.5) == MIN_SPACING
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
 
 
 @pytest.mark.parametrize("provider", ["sls", "cls"])

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,10 @@ import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
 from harness import Plugin, write_config
-from shardbeat.emulator.fixtures import load_fixtures, parse_fixtures
+from shardbeat.emulator.fixtures import load_fixtures
 from shardbeat.emulator.server import EmulatorServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "record.schema.json").read_text())
 RECORD = jsonschema.Draft202012Validator(SCHEMA)
@@ -30,13 +29,6 @@ def default_doc() -> dict[str, Any]:
     path = Path(__file__).parent.parent / "plugin" / "shardbeat" / "emulator" / "default_fixtures.json"
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(parse_fixtures(fast_fixtures())).start()
-    yield server
-    server.stop()
 
 
 def group(emulator: EmulatorServer, provider: str, consumer: str, **over: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,14 @@ import jsonschema
 import msgpack
 import pytest
 
-from fault_kit import INTERVAL, TIMEOUT, admin, fast_emulator
+from fault_kit import INTERVAL, TIMEOUT, admin, fast_fixtures
 from harness import write_config
 from shardbeat.emulator.server import EmulatorServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "record.schema.json").read_text())
 RECORD = jsonschema.Draft202012Validator(SCHEMA)
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with fast_emulator() as server:
-        yield server
 
 
 class Stream:

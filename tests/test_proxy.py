@@ -223,12 +223,6 @@ def test_an_unusable_proxy_variable_is_a_config_problem_naming_it(monkeypatch: p
 # -- through a proxy, on loopback ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
     return private_ca(tmp_path_factory.mktemp("ca"))

@@ -27,17 +27,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shardbeat.emulator.fixtures import parse_fixtures
+from conftest import StartEmulator
 from shardbeat.emulator.server import EmulatorServer
 from test_hosts import RECORD, admin, config, fixtures_doc, group, receipts, until
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "fluent-bit"
@@ -56,17 +53,13 @@ def fluent_bit() -> str:
     return binary
 
 
-def emulator_with(shards: int) -> EmulatorServer:
+def fixtures_with(shards: int) -> dict[str, Any]:
     doc = copy.deepcopy(fixtures_doc())
     doc["sls"]["projects"]["demo-project"]["logstores"]["demo-logstore"]["shards"] = shards
-    return EmulatorServer(parse_fixtures(doc)).start()
+    return doc
 
 
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = emulator_with(6)
-    yield server
-    server.stop()
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fixtures_with(6))]
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -237,8 +230,10 @@ def test_every_example_delivers_the_first_assignment_and_stops_on_sigterm(
             receiver.shutdown()
 
 
-def test_a_1000_shard_assignment_survives_buf_size(fluent_bit: str, tmp_path: Path) -> None:
-    big = emulator_with(1000)
+def test_a_1000_shard_assignment_survives_buf_size(
+    fluent_bit: str, start_emulator: StartEmulator, tmp_path: Path
+) -> None:
+    big = start_emulator(fixtures_with(1000))
     host: FluentBit | None = None
     try:
         cfg = config(tmp_path, "c", [group(big, "sls", "fb-big")])
@@ -250,7 +245,6 @@ def test_a_1000_shard_assignment_survives_buf_size(fluent_bit: str, tmp_path: Pa
     finally:
         if host is not None:
             host.kill()
-        big.stop()
 
 
 def test_sigterm_to_the_unit_puts_lost_and_stopped_into_the_output_before_fluent_bit_exits(

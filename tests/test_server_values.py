@@ -9,7 +9,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -248,12 +247,6 @@ class Rewriting:
 
     def close(self) -> None:
         self.inner.close()
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
 
 
 def run_with(emulator: EmulatorServer, provider: str, rewrite: Any, seconds: float) -> list[dict[str, Any]]:

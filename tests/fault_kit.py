@@ -149,12 +149,3 @@ def live_cover(plugins: dict[str, Plugin], provider: str) -> bool:
     intervals = [i for name, p in plugins.items() for i in ownership.ownership_intervals(name, records(p))]
     owned = ownership.owners_at(intervals, now)
     return ownership.is_disjoint_balanced_cover(owned, list(plugins), all_shards(provider))
-
-
-def wait_until(pred: Any, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())

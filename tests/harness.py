@@ -21,12 +21,14 @@ T = TypeVar("T")
 _FIRST_STEP, _MAX_STEP = 0.001, 0.02
 
 
-def wait_for(pred: Callable[[], T], timeout: float, *, cond: threading.Condition | None = None) -> T:
+def wait_for(
+    pred: Callable[[], T], timeout: float, *, cond: threading.Condition | None = None, step: float = _MAX_STEP
+) -> T:
     """Until `pred()` is truthy or `timeout` seconds pass; returns its last value (truthy on success).
 
     With `cond` (held while `pred` runs), wakes on its notifications instead of polling; without one,
-    polls with a step growing from 1 ms to 20 ms. The one waiting helper of the suite: a deadline,
-    never a fixed sleep.
+    polls with a step growing from 1 ms to `step` (20 ms; more when `pred` is costly, e.g. starts a
+    process). The one waiting helper of the suite: a deadline, never a fixed sleep.
     """
     deadline = time.monotonic() + timeout
     if cond is not None:
@@ -37,14 +39,14 @@ def wait_for(pred: Callable[[], T], timeout: float, *, cond: threading.Condition
                 if value or left <= 0:
                     return value
                 cond.wait(left)
-    step = _FIRST_STEP
+    wait = min(_FIRST_STEP, step)
     while True:
         value = pred()
         left = deadline - time.monotonic()
         if value or left <= 0:
             return value
-        time.sleep(min(step, left))
-        step = min(step * 2, _MAX_STEP)
+        time.sleep(min(wait, left))
+        wait = min(wait * 2, step)
 
 
 class Plugin:

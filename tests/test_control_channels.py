@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from harness import wait_for
 from shardbeat.config import ControlConfig
 from shardbeat.runtime import control_channels, control_outbox, control_socket
 from shardbeat.runtime.control import ControlMessage, Reply
@@ -62,15 +63,6 @@ class Sink:
     def ops(self) -> list[str]:
         with self._cond:
             return [m.op for m in self.messages]
-
-
-def until(pred: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def line(doc: Any) -> bytes:
@@ -330,11 +322,11 @@ def test_several_clients_at_once_each_with_its_own_stream(sock_path: Path) -> No
             assert sink.messages[1] == ControlMessage("heartbeat", "g")
             c.sendall(line({"op": "reload"}))  # the garbage client carries on too
             assert sink.wait(lambda s: s.ops()[-1:] == ["reload"])
-            assert until(lambda: server.clients == 3)
+            assert wait_for(lambda: server.clients == 3, WAIT)
         finally:
             for s in (a, b, c):
                 s.close()
-        assert until(lambda: server.clients == 0)
+        assert wait_for(lambda: server.clients == 0, WAIT)
     assert sink.errors == [("socket", "InvalidJson", sink.errors[0][2])]
     assert sink.eofs == 0  # a socket client going away is not the end of stdin
 
@@ -384,7 +376,7 @@ def test_a_client_that_half_closes_still_gets_its_replies(sock_path: Path) -> No
         replies = read_json_lines(c, 2)
         assert [r["op"] for r in replies] == ["status", "status"]
         assert c.recv(1) == b""  # then the server closes
-        assert until(lambda: server.clients == 0)
+        assert wait_for(lambda: server.clients == 0, WAIT)
 
 
 def test_a_client_that_never_reads_its_replies_is_disconnected(
@@ -394,9 +386,9 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(
     sink = Sink()
     sink.pad = 100_000
     with serving(sock_path, sink) as server, client(sock_path) as hog, client(sock_path) as other:
-        assert until(lambda: server.clients == 2)  # both accepted before the hog misbehaves
+        assert wait_for(lambda: server.clients == 2, WAIT)  # both accepted before the hog misbehaves
         hog.sendall(line({"op": "status"}) * 40)  # ~4 MB of replies it never reads
-        assert until(lambda: server.clients == 1)
+        assert wait_for(lambda: server.clients == 1, WAIT)
         assert "does not read its replies" in caplog.text
         other.sendall(line({"op": "reload"}))  # the server still serves everyone else
         assert read_json_lines(other, 1)[0]["op"] == "reload"
@@ -409,7 +401,7 @@ def test_idle_clients_never_lock_a_newcomer_out(sock_path: Path) -> None:
     with serving(sock_path, sink) as server:
         idle = [client(sock_path) for _ in range(control_socket.MAX_CLIENTS)]
         try:
-            assert until(lambda: server.clients == control_socket.MAX_CLIENTS)
+            assert wait_for(lambda: server.clients == control_socket.MAX_CLIENTS, WAIT)
             for _ in range(3):
                 with client(sock_path) as newcomer:
                     newcomer.sendall(line({"op": "status"}))
@@ -428,7 +420,7 @@ def test_the_most_silent_client_is_evicted_not_the_active_one(sock_path: Path) -
     with serving(sock_path, sink, max_clients=2) as server:
         a, b = client(sock_path), client(sock_path)
         try:
-            assert until(lambda: server.clients == 2)
+            assert wait_for(lambda: server.clients == 2, WAIT)
             a.sendall(b'{"op": "sta')  # a is active (mid-message); b has said nothing yet
             time.sleep(0.1)
             with client(sock_path) as extra:
@@ -447,7 +439,7 @@ def test_silent_clients_are_closed_after_the_idle_timeout(sock_path: Path) -> No
     sink = Sink()
     with serving(sock_path, sink, idle_timeout=0.3) as server:
         with client(sock_path) as quiet, client(sock_path) as chatty:
-            assert until(lambda: server.clients == 2)
+            assert wait_for(lambda: server.clients == 2, WAIT)
             quiet.sendall(b'{"op": "status"}')  # no newline: delivered when the server gives up on it
             for _ in range(5):
                 chatty.sendall(b" ")
@@ -459,7 +451,7 @@ def test_silent_clients_are_closed_after_the_idle_timeout(sock_path: Path) -> No
             assert server.clients == 1  # the chatty one stays
             chatty.settimeout(WAIT)
             assert chatty.recv(1) == b""  # and goes once it falls silent too
-        assert until(lambda: server.clients == 0)
+        assert wait_for(lambda: server.clients == 0, WAIT)
 
 
 def test_a_stale_socket_file_is_replaced(sock_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -502,7 +494,7 @@ def test_close_removes_the_file_disconnects_clients_and_is_idempotent(sock_path:
     sink = Sink()
     server = ControlSocketServer(str(sock_path), lambda: Feed(sink, "socket")).start()
     c = client(sock_path)
-    assert until(lambda: server.clients == 1)
+    assert wait_for(lambda: server.clients == 1, WAIT)
     server.close()
     server.close()
     assert not sock_path.exists()

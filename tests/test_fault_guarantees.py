@@ -37,9 +37,8 @@ from fault_kit import (
     live_cover,
     records,
     start_plugin,
-    wait_until,
 )
-from harness import Plugin
+from harness import Plugin, wait_for
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
@@ -81,7 +80,7 @@ def test_sigstop_past_the_timeout_resumes_with_lost_first_whatever_was_in_flight
             if fault is not None:
                 admin(emulator, "POST", "/_admin/faults", fault)
                 # the next beat picks it up within an interval; stop while it is in flight
-                assert wait_until(lambda: admin(emulator, "GET", "/_admin/faults")["rules"] == [], 2, 0.01)
+                assert wait_for(lambda: admin(emulator, "GET", "/_admin/faults")["rules"] == [], 2)
                 time.sleep(0.05)
             else:
                 time.sleep(0.05)  # just after the last beat's answer: nothing in flight
@@ -169,13 +168,13 @@ def test_failure_answered_after_a_lapse_still_writes_lost_first(
     main = threading.Thread(target=runner.run, daemon=True)
     main.start()
     try:
-        assert wait_until(lambda: any(r["event"] == "lease" for r in got), 10)
+        assert wait_for(lambda: any(r["event"] == "lease" for r in got), 10)
         transport.armed = True
         assert transport.entered.wait(5)
         jump.seconds += TIMEOUT + 1.0  # the process "was frozen" past its lease while the call hung
         mark = len(got)
         transport.released.set()
-        assert wait_until(lambda: any(r["event"] == "lost" for r in got[mark:]), 5), got[mark:]
+        assert wait_for(lambda: any(r["event"] == "lost" for r in got[mark:]), 5), got[mark:]
         events = [r["event"] for r in got[mark:]]
         assert events[0] == "lost", f"first records after the lapse: {events[:3]}"
     finally:
@@ -317,7 +316,7 @@ def test_rebalance_revokes_without_a_loss(emulator: EmulatorServer, tmp_path: Pa
         assert first.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), first.log()
         second = start_plugin(emulator, tmp_path, "sls", "second")
         plugins = {"first": first, "second": second}
-        assert wait_until(lambda: live_cover(plugins, "sls"), 10)
+        assert wait_for(lambda: live_cover(plugins, "sls"), 10)
         revokes = [r for r in first.events("assignment") if r["revoked"]]
         assert revokes and sum(len(ids) for ids in revokes[0]["revoked"].values()) == 3
         assert not first.events("lost") and not first.events("error")

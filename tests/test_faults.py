@@ -59,9 +59,8 @@ from fault_kit import (
     live_cover,
     records,
     start_plugin,
-    wait_until,
 )
-from harness import Plugin
+from harness import Plugin, wait_for
 from shardbeat.emulator.faults import MISBEHAVIOURS
 from shardbeat.emulator.server import EmulatorServer
 
@@ -228,14 +227,14 @@ def fault_run(emulator: EmulatorServer, tmp_path: Path, provider: str, seed: int
     plugins = {name: start_plugin(emulator, tmp_path, provider, name, checkpoints) for name in NODES}
     committer = Committer(plugins, tmp_path, provider)
     try:
-        assert wait_until(lambda: live_cover(plugins, provider), 20), {n: p.log() for n, p in plugins.items()}
+        assert wait_for(lambda: live_cover(plugins, provider), 20), {n: p.log() for n, p in plugins.items()}
         committer.start()
         play(emulator, plugins, schedule(seed, provider), run)
         run.cleared = time.time()
         admin(emulator, "DELETE", "/_admin/faults")
         admin(emulator, "POST", "/_admin/clock", {"skew": 0})
         # Converged and then some: long enough to see a cover (asserted on record times below).
-        wait_until(lambda: live_cover(plugins, provider), 4 * INTERVAL + TIMEOUT)
+        wait_for(lambda: live_cover(plugins, provider), 4 * INTERVAL + TIMEOUT)
         time.sleep(2 * INTERVAL)
         committer.done.set()
         committer.join(2)

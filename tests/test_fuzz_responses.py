@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import ownership
-from fault_kit import admin, fast_emulator, fast_fixtures, start_plugin
+from fault_kit import admin, fast_fixtures, start_plugin
 from harness import Plugin, write_config
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
@@ -436,36 +436,34 @@ MISBEHAVING: dict[str, dict[str, str | None]] = {
 
 
 @pytest.mark.parametrize("provider", ["sls", "cls"])
+@pytest.mark.emulator_fixtures(fast_fixtures())
 def test_emulator_misbehaviours_are_named_errors_and_the_process_recovers(
-    tmp_path: Path, provider: str
+    emulator: EmulatorServer, tmp_path: Path, provider: str
 ) -> None:
-    with fast_emulator() as emulator:
-        p = start_plugin(emulator, tmp_path, provider, "misled")
-        try:
-            assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
-            for effect, expected in MISBEHAVING.items():
-                n = len(p.records)
-                rule = {"consumer": "misled", "action": "heartbeat", "effect": effect, "count": 2}
-                admin(emulator, "POST", "/_admin/faults", rule)
-                code = expected[provider]
-                if code is None:  # a valid answer in another HTTP version: business as usual
-                    assert p.wait_for(
-                        lambda rs, n=n: len([r for r in rs[n:] if r["event"] == "lease"]) >= 4, 5
-                    )
-                    assert not [r for r in records_since(p, n) if r["event"] in ("error", "lost")], effect
-                    continue
-                error = wait_error(p, n, what=effect)
-                assert error["error"]["code"] == code, (effect, error)
-                assert error["source"] == "heartbeat" and len(json.dumps(error)) < 2048, (effect, error)
-                if effect == "redirect":
-                    assert "127.0.0.1:1/" in error["error"]["message"], error
-                assert p.proc.poll() is None, f"{effect}: the process died"
-                admin(emulator, "DELETE", "/_admin/faults")
-                recovered(p, None, timeout=error["retry_in_ms"] / 1000 + 3)
-            p.terminate()
-            p.finish()
-            log = p.log()
-            assert "Traceback" not in log and "internal error" not in log, log
-            assert not ownership.check({"misled": records_since(p, 0)}).problems()
-        finally:
-            p.kill()
+    p = start_plugin(emulator, tmp_path, provider, "misled")
+    try:
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        for effect, expected in MISBEHAVING.items():
+            n = len(p.records)
+            rule = {"consumer": "misled", "action": "heartbeat", "effect": effect, "count": 2}
+            admin(emulator, "POST", "/_admin/faults", rule)
+            code = expected[provider]
+            if code is None:  # a valid answer in another HTTP version: business as usual
+                assert p.wait_for(lambda rs, n=n: len([r for r in rs[n:] if r["event"] == "lease"]) >= 4, 5)
+                assert not [r for r in records_since(p, n) if r["event"] in ("error", "lost")], effect
+                continue
+            error = wait_error(p, n, what=effect)
+            assert error["error"]["code"] == code, (effect, error)
+            assert error["source"] == "heartbeat" and len(json.dumps(error)) < 2048, (effect, error)
+            if effect == "redirect":
+                assert "127.0.0.1:1/" in error["error"]["message"], error
+            assert p.proc.poll() is None, f"{effect}: the process died"
+            admin(emulator, "DELETE", "/_admin/faults")
+            recovered(p, None, timeout=error["retry_in_ms"] / 1000 + 3)
+        p.terminate()
+        p.finish()
+        log = p.log()
+        assert "Traceback" not in log and "internal error" not in log, log
+        assert not ownership.check({"misled": records_since(p, 0)}).problems()
+    finally:
+        p.kill()

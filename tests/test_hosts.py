@@ -38,6 +38,7 @@ import jsonschema
 import msgpack
 import pytest
 
+from harness import wait_for
 from shardbeat.core.records import rfc3339
 from shardbeat.emulator.server import EmulatorServer
 
@@ -96,15 +97,6 @@ def admin(emulator: EmulatorServer, method: str, path: str, doc: Any = None) -> 
     req = urllib.request.Request(f"{emulator.url}/_admin/{path}", data=data, method=method)
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
-
-
-def until(pred: Callable[[], Any], timeout: float, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def wall(text: str) -> float:
@@ -355,7 +347,7 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
         send_socket(sock, encode({"op": "status"}, "json") * 600)
         # Linux fills a pipe page by page (16 x 4 KiB) and starts a new page for a record that does not fit
         # the current one, so a full pipe of ~600-byte records holds ~59 KiB, not 64.
-        assert until(lambda: pipe_fill(host.stdout_fd()) >= 56_000, 5), pipe_fill(host.stdout_fd())
+        assert wait_for(lambda: pipe_fill(host.stdout_fd()) >= 56_000, 5), pipe_fill(host.stdout_fd())
         t_full = time.monotonic()
         seq_full = len(receipts(emulator, consumer))
         time.sleep(4 * INTERVAL)
@@ -411,10 +403,10 @@ def test_control_over_stdin_takes_effect_under_fluent_bit(
 
         # `heartbeat`: right after a scheduled beat, ask for one; it must come long before the next.
         n = len(receipts(emulator, consumer))
-        assert until(lambda: len(receipts(emulator, consumer)) > n, 3)
+        assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 3)
         n, t0 = len(receipts(emulator, consumer)), time.monotonic()
         os.write(w, encode({"op": "heartbeat", "group": "demo-group"}, encoding))
-        assert until(lambda: len(receipts(emulator, consumer)) > n, 1.0)
+        assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 1.0)
         assert time.monotonic() - t0 < 0.6
 
         t0 = time.monotonic()
@@ -435,7 +427,7 @@ def test_control_over_the_socket_from_several_clients_under_vector(
     host = VectorHost(["--config", str(cfg), "--control-socket", str(sock)])
     try:
         host.wait_event("assignment")
-        assert until(sock.exists, 3)
+        assert wait_for(sock.exists, 3)
         assert oct(sock.stat().st_mode & 0o777) == oct(0o600)
         a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         a.connect(str(sock))
@@ -500,7 +492,7 @@ def test_garbage_control_input_is_survived(emulator: EmulatorServer, tmp_path: P
         os.write(w, b'{"op": "status"}\n')
         host.wait_event("status", 3)
         n = len(receipts(emulator, consumer))
-        assert until(lambda: len(receipts(emulator, consumer)) >= n + 2, 3 * INTERVAL + 1)
+        assert wait_for(lambda: len(receipts(emulator, consumer)) >= n + 2, 3 * INTERVAL + 1)
         assert host.proc.poll() is None
         rc, _ = host.stop()
         assert rc == 0
@@ -556,7 +548,7 @@ def test_release_ack_holds_a_revoked_shard_in_the_heartbeat_until_the_ack(
         )
         t_ack = time.monotonic()
         n = len(receipts(emulator, "ack-a"))
-        assert until(lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "ack-a")[n:]), 2)
+        assert wait_for(lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "ack-a")[n:]), 2)
         assert time.monotonic() - t_ack < 1.0  # released at once (a beat now), not at the next tick
         assert time.monotonic() - t_revoke < 20  # the grace did not do it
         got = b.wait_for(
@@ -598,10 +590,12 @@ def test_release_ack_gives_up_after_the_grace_with_a_warning(
         revoked = set(revoke["revoked"]["demo-logstore"])
         t_revoke = time.monotonic()
         n = len(receipts(emulator, "grace-a"))
-        assert until(lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "grace-a")[n:]), 5)
+        assert wait_for(
+            lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "grace-a")[n:]), 5
+        )
         took = time.monotonic() - t_revoke
         assert grace - 0.2 <= took <= grace + 2 * INTERVAL + 0.3, took
-        assert until(lambda: "releasing anyway" in a.log(), 2), a.log()
+        assert wait_for(lambda: "releasing anyway" in a.log(), 2), a.log()
         assert a.stop()[0] == 0
     finally:
         a.kill()
@@ -630,7 +624,7 @@ def test_stdin_eof_stops_only_when_asked(emulator: EmulatorServer, tmp_path: Pat
             time.sleep(1.0)
             assert host.proc.poll() is None
             n = len(receipts(emulator, consumer))
-            assert until(lambda: len(receipts(emulator, consumer)) > n, 2 * INTERVAL + 0.5)
+            assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 2 * INTERVAL + 0.5)
             assert host.stop()[0] == 0
         host.check_stream()
     finally:
@@ -668,8 +662,8 @@ def test_the_plugin_stops_when_its_host_is_sigkilled(emulator: EmulatorServer, t
 
     threading.Thread(target=drain, daemon=True).start()
     try:
-        assert until(pid_path.exists, 5)
-        assert until(lambda: any(r["status"] == 200 for r in receipts(emulator, consumer)), 10)
+        assert wait_for(pid_path.exists, 5)
+        assert wait_for(lambda: any(r["status"] == 200 for r in receipts(emulator, consumer)), 10)
         host.send_signal(signal.SIGKILL)
         host.wait(5)
         t0 = time.monotonic()

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
-from harness import Plugin, write_config
+from harness import Plugin, wait_for, write_config
 from shardbeat.emulator.fixtures import load_fixtures
 from shardbeat.emulator.server import EmulatorServer
 
@@ -57,15 +57,6 @@ def disjoint_balanced_cover(plugins: list[Plugin], provider: str) -> bool:
         and sum(len(s) for s in sets) == len(everything)
         and max(map(len, sets)) - min(map(len, sets)) <= 1
     )
-
-
-def wait_until(pred: Any, timeout: float) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return None
 
 
 def check_stream(p: Plugin) -> None:
@@ -131,15 +122,18 @@ def test_three_plugins_converge_and_survivors_take_over_a_killed_peer(
 ) -> None:
     plugins = [start(tmp_path, f"p{i}", [group(emulator, provider, f"node-{i}")]) for i in range(3)]
     try:
-        took = wait_until(lambda: disjoint_balanced_cover(plugins, provider), 20)
-        assert took is not None, [owned(p, provider) for p in plugins] + [plugins[0].log()]
+        assert wait_for(lambda: disjoint_balanced_cover(plugins, provider), 20), [
+            owned(p, provider) for p in plugins
+        ] + [plugins[0].log()]
         victim, survivors = plugins[0], plugins[1:]
         victim_shards = owned(victim, provider)
         assert victim_shards
         victim.kill()
         t_kill = time.monotonic()
-        took = wait_until(lambda: disjoint_balanced_cover(survivors, provider), 15)
-        assert took is not None, [owned(p, provider) for p in survivors]
+        assert wait_for(lambda: disjoint_balanced_cover(survivors, provider), 15), [
+            owned(p, provider) for p in survivors
+        ]
+        took = time.monotonic() - t_kill
         assert took <= TIMEOUT + 2 * INTERVAL, f"takeover took {took:.2f}s"
         assert time.monotonic() - t_kill >= TIMEOUT - INTERVAL - 0.5  # not before the server let go
         for p in survivors:

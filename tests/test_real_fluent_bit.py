@@ -33,8 +33,9 @@ from typing import Any
 import pytest
 
 from conftest import StartEmulator
+from harness import wait_for
 from shardbeat.emulator.server import EmulatorServer
-from test_hosts import RECORD, admin, config, fixtures_doc, group, receipts, until
+from test_hosts import RECORD, admin, config, fixtures_doc, group, receipts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "fluent-bit"
@@ -148,7 +149,7 @@ class FluentBit:
                 None,
             )
 
-        found = until(hit, timeout, 0.05)
+        found = wait_for(hit, timeout)
         assert found, f"no {event} {match} in Fluent Bit's output:\n{self.output()[-4000:]}"
         return found  # type: ignore[no-any-return]
 
@@ -157,7 +158,7 @@ class FluentBit:
             return "".join(self.lines)
 
     def shardbeat_pid(self) -> int:
-        assert until(self.pid_file.exists, 10), self.output()[-3000:]
+        assert wait_for(self.pid_file.exists, 10), self.output()[-3000:]
         return int(self.pid_file.read_text())
 
     def stop(self, timeout: float = GRACE + 5) -> int:
@@ -205,7 +206,9 @@ def test_every_example_delivers_the_first_assignment_and_stops_on_sigterm(
     try:
         if receiver is not None:
             # membership records take the HTTP route; the rest stay on stdout
-            assert until(lambda: any(r["event"] == "assignment" for r in receiver.records), 20), host.output()
+            assert wait_for(lambda: any(r["event"] == "assignment" for r in receiver.records), 20), (
+                host.output()
+            )
             first = next(r for r in receiver.records if r["event"] == "assignment")
             host.wait_record("lease")
             assert not [r for r in host.records() if r["event"] in ("assignment", "lost", "stopped")]
@@ -218,7 +221,7 @@ def test_every_example_delivers_the_first_assignment_and_stops_on_sigterm(
         t0 = time.monotonic()
         assert host.stop() == 0, host.output()[-3000:]
         assert time.monotonic() - t0 < GRACE + 3
-        assert until(lambda: not alive(pid), 5), "shardbeat outlived Fluent Bit"
+        assert wait_for(lambda: not alive(pid), 5), "shardbeat outlived Fluent Bit"
         n = len(receipts(emulator, consumer))
         time.sleep(0.7)
         assert len(receipts(emulator, consumer)) == n  # nobody heartbeats for this consumer now
@@ -307,7 +310,7 @@ def test_a_fluent_bit_sigkill_stops_the_claims_within_one_interval(
         host.proc.send_signal(signal.SIGKILL)
         host.proc.wait(5)
         t_kill = time.monotonic()
-        assert until(lambda: not alive(pid), 3), "shardbeat outlived a SIGKILLed Fluent Bit"
+        assert wait_for(lambda: not alive(pid), 3), "shardbeat outlived a SIGKILLed Fluent Bit"
         time.sleep(interval)
         late = [r for r in receipts(emulator, consumer) if r["mono"] > t_kill + interval]
         assert not late, f"heartbeats after the host died: {late}"

@@ -20,19 +20,11 @@ import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
 from harness import Plugin, write_config
-from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.schemas import load_schema
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 REPLY = jsonschema.Draft202012Validator(load_schema("reply"))
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(parse_fixtures(fast_fixtures())).start()
-    yield server
-    server.stop()
 
 
 def group(emulator: EmulatorServer, provider: str, consumer: str) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +66,7 @@ def held(cwd: Path, consumer: str) -> dict[str, int]:
     return {g["provider"]: sum(len(ids) for ids in g["assigned"].values()) for g in groups}
 
 
-def until(pred: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := pred()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
+# Each look of wait_for(..., step=0.2) below runs `shardbeat status`: not too often.
 
 
 def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
@@ -99,10 +96,14 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
                 runs[env["SHARDBEAT_CONSUMER"]] = proc
                 consumer = env["SHARDBEAT_CONSUMER"]
                 if len(runs) == 1:
-                    assert until(lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15)
+                    assert wait_for(
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15, step=0.2
+                    )
                 else:  # the second node: the shards are shared
-                    assert until(lambda: held(tmp_path, "node-1") == {"sls": 2, "cls": 2}, 20)
-                    assert until(lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10)
+                    assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 2, "cls": 2}, 20, step=0.2)
+                    assert wait_for(
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10, step=0.2
+                    )
                 continue
             out = subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, timeout=30)
             assert out.returncode == 0, (command, out.stderr.decode())
@@ -119,7 +120,7 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
                 last = [json.loads(x)["event"] for x in stopped.stdout.read().splitlines()][-4:]
                 assert sorted(last) == ["lost", "lost", "stopped", "stopped"]
         # node 2 is gone: after the group timeout (6 s) node 1 holds everything again
-        assert until(lambda: held(tmp_path, "node-1") == {"sls": 4, "cls": 4}, 15)
+        assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 4, "cls": 4}, 15, step=0.2)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

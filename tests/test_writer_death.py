@@ -13,27 +13,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fault_kit import INTERVAL, TIMEOUT, admin, fast_emulator
+from fault_kit import INTERVAL, TIMEOUT, admin, fast_fixtures
 from harness import write_config
 from shardbeat.emulator.server import EmulatorServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_fixtures(fast_fixtures())]
 
 LAUNCHER = Path(__file__).parent / "writer_fault_launcher.py"
 SAY_WHY = "downstream can no longer be told anything"
 EXIT_WITHIN = 5.0  # seconds after the fault; the stop itself takes well under one
-
-
-@pytest.fixture
-def emulator() -> Iterator[EmulatorServer]:
-    with fast_emulator() as server:
-        yield server
 
 
 def config(emulator: EmulatorServer, tmp_path: Path, provider: str, consumer: str) -> Path:

@@ -30,8 +30,9 @@ import pytest
 
 # Every xdist worker imports every test module, and pytest's assertion rewrite of them costs seconds
 # of CPU per worker. With PYTHONDONTWRITEBYTECODE set (as on the build machines) nothing is cached
-# and each worker pays it again on every run: keep the rewritten modules in a private cache outside
-# the tree instead (keyed by full path and validated by mtime, so checkouts never share one).
+# and each worker (and each child process) pays it again on every run: keep bytecode in a private
+# cache outside the tree instead (keyed by full path and validated by mtime, so checkouts never
+# share one).
 # The directory must be ours and private: bytecode planted there would run.
 
 
@@ -46,6 +47,9 @@ _PYC = os.path.join(tempfile.gettempdir(), f"shardbeat-test-pyc-{os.getuid()}")
 if sys.dont_write_bytecode and sys.pycache_prefix is None and _private_dir(_PYC):
     sys.pycache_prefix = _PYC
     sys.dont_write_bytecode = False
+    # The `shardbeat` children the tests start (hundreds) would otherwise compile the package anew.
+    os.environ["PYTHONPYCACHEPREFIX"] = _PYC
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from harness import Plugin  # noqa: E402 (after the cache is set up, so it is cached too)
 from shardbeat.emulator.fixtures import Fixtures, parse_fixtures  # noqa: E402

@@ -182,7 +182,7 @@ def test_keys_rotate_before_expiry_and_no_heartbeat_fails(emulator: EmulatorServ
     beats = heartbeats(emulator)
     assert len(beats) >= 15
     assert [b for b in beats if b["error"] is not None or b["status"] != 200] == []
-    assert running.errors() == []
+    assert running.errors() == [], [(r["source"], r["error"]) for r in running.errors()]
     assert [r for r in running.records if r["event"] == "lost"] == [
         r for r in running.records if r["event"] == "lost" and r["reason"] == "stopped"
     ]
@@ -274,7 +274,7 @@ def test_oidc_token_file_rotation_keeps_heartbeats_going(emulator: EmulatorServe
     finally:
         running.stop()
     assert identity(emulator)["fetches"]["AssumeRoleWithOIDC"] >= fetched + 2
-    assert running.errors() == []
+    assert running.errors() == [], [(r["source"], r["error"]) for r in running.errors()]
     assert all(b["status"] == 200 and b["error"] is None for b in heartbeats(emulator))
 
 

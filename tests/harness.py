@@ -137,6 +137,12 @@ class Plugin:
         return "".join(self.stderr)
 
 
+def bytecode_env() -> dict[str, str]:
+    """For a child started with a clean environment: the suite's bytecode cache (tests/conftest.py),
+    so it does not compile the package anew. Changes nothing the child's behaviour depends on."""
+    return {k: v for k, v in os.environ.items() if k == "PYTHONPYCACHEPREFIX"}
+
+
 def write_config(path: Path, groups: list[dict[str, Any]], **extra: Any) -> Path:
     path.write_text(json.dumps({"groups": groups, **extra}))
     return path

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness import bytecode_env
 from shardbeat.config import ConfigError, config_from_dict
 from shardbeat.config.files import read_text
 
@@ -70,7 +71,7 @@ def test_validate_prints_no_terminal_escape_and_no_secret_in_a_problem(tmp_path:
     group["credentials"] = {"access_key_id": "akid", "access_key_secret": "${SB_TEST_SECRET}"}
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"groups": [group], "tls": {"ca_file": "${SB_TEST_SECRET}"}}))
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SB_TEST_SECRET": secret}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SB_TEST_SECRET": secret, **bytecode_env()}
     done = subprocess.run(
         [sys.executable, "-m", "shardbeat", "validate", "--config", str(path)],
         capture_output=True,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import write_config
+from harness import bytecode_env, write_config
 from shardbeat import cli
 from shardbeat.config import GroupConfig, config_from_dict
 from shardbeat.config.model import CheckpointConfig
@@ -539,7 +539,7 @@ def test_cli_flags_and_heartbeat_in_a_subprocess(emulator: EmulatorServer, tmp_p
         capture_output=True,
         text=True,
         timeout=60,
-        env={"XDG_RUNTIME_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"XDG_RUNTIME_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", **bytecode_env()},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = Report(proc.returncode, proc.stdout)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from harness import bytecode_env
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.runtime.doctor import run_doctor
@@ -87,7 +88,7 @@ def test_bad_source_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     }
     other = {**group, "consumer": "other", "credentials": {"source": "oidc_role", "role_name": "r"}}
     config.write_text(json.dumps({"groups": [group, other]}))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **bytecode_env()}
     for verb in ("validate", "run", "doctor"):
         done = subprocess.run(
             [sys.executable, "-m", "shardbeat", verb, "--config", str(config)],
@@ -123,7 +124,7 @@ def test_the_source_can_be_given_as_a_flag(tmp_path: Path) -> None:
         "--group",
         "g1",
     ]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **bytecode_env()}
     done = subprocess.run(
         [*base, "--credentials-source", "ecs_ram_role"], capture_output=True, text=True, env=env, timeout=30
     )

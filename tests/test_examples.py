@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import bytecode_env
+
 CONFIGS = Path(__file__).resolve().parent.parent / "examples" / "configs"
 
 
@@ -30,7 +32,7 @@ def documented_env() -> dict[str, list[str]]:
 
 def validate(path: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
     # A fresh machine: none of this machine's environment but what Python needs to start.
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin"), "HOME": str(path.parent), **env}
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin"), "HOME": str(path.parent), **bytecode_env(), **env}
     return subprocess.run(
         [sys.executable, "-m", "shardbeat", "validate", *flags, "--config", str(path)],
         capture_output=True,

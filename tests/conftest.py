@@ -4,7 +4,7 @@
   A module picks other fixtures with `pytestmark = pytest.mark.emulator_fixtures(doc)`, e.g. the fault
   suites' `fault_kit.fast_fixtures()` (6 shards / 2x3 partitions, group timeout 3 s).
 - `start_emulator(doc_or_fixtures)`: any other fixtures; every one started is stopped after the test.
-- `plugins(args, ...)`: `shardbeat run` children (harness.Plugin: records read live from stdout);
+- `run_plugin(args, ...)`: `shardbeat` children (harness.Plugin: records read live from stdout);
   every one still running after the test is killed and reaped.
 - The polling helper is `harness.wait_for` (a deadline, optionally woken by a condition).
 
@@ -102,8 +102,9 @@ StartPlugin = Callable[..., Plugin]
 
 
 @pytest.fixture
-def plugins() -> Iterator[StartPlugin]:
-    """`plugins(args, env=None, cwd=None)`: a `shardbeat` child (harness.Plugin); killed at teardown."""
+def run_plugin() -> Iterator[StartPlugin]:
+    """`run_plugin(args, env=None, cwd=None)`: a `shardbeat` child (harness.Plugin: stdout records
+    read live, stderr kept); any still running at teardown is killed and reaped."""
     started: list[Plugin] = []
 
     def start(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Plugin:

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from conftest import StartPlugin
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
 from harness import Plugin, wait_for, write_config
 from shardbeat.emulator.fixtures import load_fixtures
@@ -65,14 +66,14 @@ def check_stream(p: Plugin) -> None:
     assert all(line.endswith(b"\n") and b"\n" not in line[:-1] for line in p.raw_stdout)
 
 
-def start(tmp_path: Path, name: str, groups: list[dict[str, Any]]) -> Plugin:
-    return Plugin(["run", "--config", str(write_config(tmp_path / f"{name}.json", groups))])
+def start(run: StartPlugin, tmp_path: Path, name: str, groups: list[dict[str, Any]]) -> Plugin:
+    return run(["run", "--config", str(write_config(tmp_path / f"{name}.json", groups))])
 
 
-def test_two_embedded_demos_on_one_machine_both_run() -> None:
+def test_two_embedded_demos_on_one_machine_both_run(run_plugin: StartPlugin) -> None:
     """Each embedded emulator is a private world: the one-instance lock must not make them refuse
     each other (`make run` in two terminals)."""
-    first, second = Plugin(["run", "--emulator"]), Plugin(["run", "--emulator"])
+    first, second = run_plugin(["run", "--emulator"]), run_plugin(["run", "--emulator"])
     try:
         for p in (first, second):
             assert p.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 10), p.log()
@@ -82,9 +83,9 @@ def test_two_embedded_demos_on_one_machine_both_run() -> None:
             p.finish()
 
 
-def test_embedded_emulator_prints_assignment_then_stops_cleanly_on_sigterm() -> None:
+def test_embedded_emulator_prints_assignment_then_stops_cleanly_on_sigterm(run_plugin: StartPlugin) -> None:
     t0 = time.monotonic()
-    p = Plugin(["run", "--emulator", "--interval", "0.5"])
+    p = run_plugin(["run", "--emulator", "--interval", "0.5"])
     try:
         assert p.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 10), p.log()
         first = p.records[0][0] - t0
@@ -104,8 +105,8 @@ def test_embedded_emulator_prints_assignment_then_stops_cleanly_on_sigterm() -> 
         p.kill()
 
 
-def test_sigint_stops_cleanly_too(emulator: EmulatorServer, tmp_path: Path) -> None:
-    p = start(tmp_path, "a", [group(emulator, "sls", "c1")])
+def test_sigint_stops_cleanly_too(run_plugin: StartPlugin, emulator: EmulatorServer, tmp_path: Path) -> None:
+    p = start(run_plugin, tmp_path, "a", [group(emulator, "sls", "c1")])
     try:
         assert p.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 10), p.log()
         p.proc.send_signal(signal.SIGINT)
@@ -118,9 +119,11 @@ def test_sigint_stops_cleanly_too(emulator: EmulatorServer, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("provider", ["sls", "cls"])
 def test_three_plugins_converge_and_survivors_take_over_a_killed_peer(
-    emulator: EmulatorServer, tmp_path: Path, provider: str
+    run_plugin: StartPlugin, emulator: EmulatorServer, tmp_path: Path, provider: str
 ) -> None:
-    plugins = [start(tmp_path, f"p{i}", [group(emulator, provider, f"node-{i}")]) for i in range(3)]
+    plugins = [
+        start(run_plugin, tmp_path, f"p{i}", [group(emulator, provider, f"node-{i}")]) for i in range(3)
+    ]
     try:
         assert wait_for(lambda: disjoint_balanced_cover(plugins, provider), 20), [
             owned(p, provider) for p in plugins
@@ -145,8 +148,10 @@ def test_three_plugins_converge_and_survivors_take_over_a_killed_peer(
             p.kill()
 
 
-def test_mixed_process_holds_an_sls_and_a_cls_group(emulator: EmulatorServer, tmp_path: Path) -> None:
-    p = start(tmp_path, "mixed", [group(emulator, "sls", "m1"), group(emulator, "cls", "m1")])
+def test_mixed_process_holds_an_sls_and_a_cls_group(
+    run_plugin: StartPlugin, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    p = start(run_plugin, tmp_path, "mixed", [group(emulator, "sls", "m1"), group(emulator, "cls", "m1")])
     try:
         both = {"sls", "cls"}
         assert p.wait_for(lambda rs: {r["provider"] for r in rs if r["event"] == "assignment"} == both, 10)
@@ -178,9 +183,14 @@ def test_mixed_process_holds_an_sls_and_a_cls_group(emulator: EmulatorServer, tm
     ],
 )
 def test_wrong_secret_is_an_error_record_not_a_crash(
-    emulator: EmulatorServer, tmp_path: Path, provider: str, creds: dict[str, str], code: str
+    run_plugin: StartPlugin,
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    provider: str,
+    creds: dict[str, str],
+    code: str,
 ) -> None:
-    p = start(tmp_path, "bad", [group(emulator, provider, "c1", credentials=creds)])
+    p = start(run_plugin, tmp_path, "bad", [group(emulator, provider, "c1", credentials=creds)])
     try:
         assert p.wait_for(lambda rs: any(r["event"] == "error" for r in rs), 10), p.log()
         err = p.events("error")[0]

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 # The suite mostly waits (heartbeat intervals, leases, child processes), so it runs on more pytest-xdist
 # workers than there are cores; TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 8
 
 .PHONY: run test lint bench emulator clean
 

@@ -97,12 +97,12 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
                 consumer = env["SHARDBEAT_CONSUMER"]
                 if len(runs) == 1:
                     assert wait_for(
-                        lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15, step=0.2
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15, step=0.5
                     )
                 else:  # the second node: the shards are shared
                     assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 2, "cls": 2}, 20, step=0.5)
                     assert wait_for(
-                        lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10, step=0.2
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10, step=0.5
                     )
                 continue
             out = subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, timeout=30)

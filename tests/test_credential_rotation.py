@@ -93,13 +93,16 @@ class Running:
         groups: list[dict[str, Any]],
         environ: dict[str, str] | None = None,
         policy: RefreshPolicy = POLICY,
+        metadata_timeout: tuple[float, float] = (0.5, 1.0),
     ) -> None:
         config = config_from_dict({"groups": groups}, environ=environ or {}).config
         self._r, self._w = os.pipe()
         self.runner = Runner(
             config.groups,
             RecordWriter(self._w),
-            credential_sessions=lambda: DefaultSessions(metadata_timeout=(0.5, 1.0), sts_timeout=(0.5, 1.0)),
+            credential_sessions=lambda: DefaultSessions(
+                metadata_timeout=metadata_timeout, sts_timeout=(0.5, 1.0)
+            ),
             credential_policy=policy,
         )
         self.records: list[Record] = []
@@ -198,11 +201,19 @@ def test_a_hung_metadata_server_delays_no_heartbeat(emulator: EmulatorServer) ->
         emulator,
         {"source": "ecs_ram_role", "role_name": "shardbeat-ecs-role", "metadata_endpoint": emulator.url},
     )
-    running = Running([group], policy=RefreshPolicy(before=6, safety=0.5, retry_first=0.2, retry_max=1.0))
+    # Beats every 0.6 s, and a gap over 2.5 intervals (1.5 s) fails: a scheduler held up by even one
+    # hung metadata request (2 s read timeout) would show, while a loaded test machine's stalls of a
+    # few hundred ms do not (0.3 s beats and a 0.75 s bound did fail on them).
+    interval = group["heartbeat_interval"] = 0.6
+    running = Running(
+        [group],
+        policy=RefreshPolicy(before=6, safety=0.5, retry_first=0.2, retry_max=1.0),
+        metadata_timeout=(0.5, 2.0),
+    )
     try:
         running.wait_for(lambda r: r["event"] == "assignment")
         started = time.monotonic()
-        # From now on every metadata request hangs (the refresher's read timeout is 1 s; the fetch
+        # From now on every metadata request hangs (the refresher's read timeout is 2 s; the fetch
         # makes two hung requests: the IMDSv2 token, then the role without it).
         rule = {"service": "metadata", "effect": "hang", "seconds": 30}
         requests.post(emulator.url + "/_admin/faults", json=rule, timeout=5).raise_for_status()
@@ -222,10 +233,10 @@ def test_a_hung_metadata_server_delays_no_heartbeat(emulator: EmulatorServer) ->
     ]
     assert not any(s in json.dumps(running.records) for s in secrets)
     assert all(b["status"] == 200 and b["error"] is None for b in beats)
-    # Beats kept their 0.3 s cadence while the refresher sat in hung requests.
+    # Beats kept their cadence while the refresher sat in hung requests.
     times = [b["mono"] for b in beats]
     assert len(times) >= 8
-    assert max(b - a for a, b in itertools.pairwise(times)) < 0.3 * 2.5
+    assert max(b - a for a, b in itertools.pairwise(times)) < interval * 2.5
     assert [r for r in running.records if r["event"] == "lost" and r["reason"] != "stopped"] == []
 
 

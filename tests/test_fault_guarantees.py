@@ -13,6 +13,7 @@ under random faults, in test_faults.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -199,6 +200,18 @@ def claims_nothing(receipt: dict[str, Any]) -> bool:
     return receipt["held"] is not None and all(not ids for ids in receipt["held"].values())
 
 
+def first_answered_after_the_loss(
+    emulator: EmulatorServer, consumer: str, mark: int, lost_at: float
+) -> dict[str, Any] | None:
+    """The first heartbeat since log entry `mark` the server answered at or after `lost_at`, skipping
+    claims that arrived within LATE_ARRIVAL of it (sent just before the `lost`); None: none yet."""
+    log = held_after(emulator, consumer, mark)
+    answered = [r for r in log if r["assigned"] is not None and r["wall"] >= lost_at]
+    while answered and not claims_nothing(answered[0]) and answered[0]["wall"] < lost_at + LATE_ARRIVAL:
+        answered.pop(0)
+    return answered[0] if answered else None
+
+
 def test_server_forgetting_the_consumer_costs_one_error_then_an_empty_claim(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -250,14 +263,7 @@ def test_after_a_lapse_the_next_heartbeat_claims_nothing(
         # (Its answer may be the `assignment` waited for above: wait for the server's log instead.)
         lost_at = ownership.parse_time(next(r for r in records(p) if r["event"] == "lost")["time"])
 
-        def first_answered_after_the_loss() -> dict[str, Any] | None:
-            answered = [r for r in held_after(emulator, "lapsed", mark) if r["assigned"] is not None]
-            late = lost_at + LATE_ARRIVAL
-            while answered and not claims_nothing(answered[0]) and answered[0]["wall"] < late:
-                answered.pop(0)
-            return answered[0] if answered else None
-
-        first = wait_for(first_answered_after_the_loss, 5)
+        first = wait_for(lambda: first_answered_after_the_loss(emulator, "lapsed", mark, lost_at), 5)
         assert first is not None and claims_nothing(first), (lost_at, held_after(emulator, "lapsed", 0))
         after = held_after(emulator, "lapsed", mark)
         assert not [r for r in after if r["error"] is not None]  # registered (again) at once, no error
@@ -300,14 +306,16 @@ def test_sustained_misbehaviour_past_the_lease_loses_on_time_then_claims_nothing
             # The first heartbeat the server handled after the `lost` claims nothing. One sent just
             # before the `lost` may be handled just after it (a trickled one is handled on arrival, and
             # under load the rule may lapse right then): skip those.
+            # (Its answer may be the `assignment` waited for above: wait for the server's log instead.)
             lost_at = ownership.parse_time(lost["time"])
-            log = held_after(emulator, "misled", mark)
-            answered = [r for r in log if r["assigned"] is not None and r["wall"] >= lost_at]
-            while (
-                answered and not claims_nothing(answered[0]) and answered[0]["wall"] < lost_at + LATE_ARRIVAL
-            ):
-                answered.pop(0)
-            assert answered and claims_nothing(answered[0]), (effect, lost_at, answered[:2])
+            first = wait_for(
+                functools.partial(first_answered_after_the_loss, emulator, "misled", mark, lost_at), 5
+            )
+            assert first is not None and claims_nothing(first), (
+                effect,
+                lost_at,
+                held_after(emulator, "misled", mark),
+            )
         p.terminate()
         p.finish()
         everything = records(p)

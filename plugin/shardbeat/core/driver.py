@@ -84,7 +84,8 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
         self.last_error: str | None = None  # the failure now in progress; None once a call succeeds
         self.last_failure: tuple[str, str, float] | None = None  # (code, message, monotonic): `status`
         self.last_latency: float | None = None  # seconds, of the last answered heartbeat
-        self.key_wait_until: float | None = None  # waiting silently for a credential source's first key
+        self.key_wait_until: float | None = None  # waiting silently for a credential source's key
+        self.had_key = False
         # release: ack -> revoked shards waiting for downstream's ack, with the monotonic time we give up
         self.awaiting_ack: dict[tuple[str, int], float] = {}
         self.stopping = False  # the shell is stopping: nothing new starts, late answers change nothing

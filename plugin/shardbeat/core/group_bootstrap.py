@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardbeat.runner")
 
 KEY_WAIT_STEP = 0.05  # no key yet from a credential source: look again this soon, silently
+FIRST_KEY_WAIT = 5.0  # seconds the first key may take before the bootstrap reports it missing
 
 
 class BootstrapRules:
@@ -40,18 +41,23 @@ class BootstrapRules:
     interval: float
     timeout: float
     key_wait_until: float | None
+    had_key: bool  # a key was in hand once (or the first wait is spent)
 
     def _driver(self) -> GroupDriver:
         return self  # type: ignore[return-value]
 
     def _keys(self, at: Instant, budget: float) -> Credentials | None:
-        """The key in hand; None while a credential source's first key is still on its way (then a
-        look again is scheduled, without a record, for up to one call budget)."""
+        """The key in hand; None while a credential source's key is still on its way (then a look
+        again is scheduled, without a record: for the first key up to FIRST_KEY_WAIT, since a metadata
+        or STS answer may take longer than a short interval's call budget and the source reports its
+        own failures; after that, up to one call budget)."""
         try:
             key = self.credentials.current()
         except ProviderError:
             if self.key_wait_until is None:
-                self.key_wait_until = at.mono + budget
+                first = not self.had_key
+                self.key_wait_until = at.mono + (max(budget, FIRST_KEY_WAIT) if first else budget)
+                self.had_key = True  # (the long wait is granted once)
             if at.mono < self.key_wait_until:
                 self.in_flight = False
                 self.due_at = at.mono + KEY_WAIT_STEP
@@ -59,6 +65,7 @@ class BootstrapRules:
             self.key_wait_until = None
             raise
         self.key_wait_until = None
+        self.had_key = True
         return key
 
     def _bootstrap(self, at: Instant) -> Generator[Step, Answer, None]:

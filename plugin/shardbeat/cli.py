@@ -550,6 +550,10 @@ def _main(arguments: list[str]) -> int:
             return _exit_code(exc)
         if args.verb is None:
             return _usage(parser, "give a verb: run, validate, doctor, status, stop, schema or emulator")
+        if args.verb != "run":  # run sets its own level and format
+            # Every verb's log lines (a library's, the internal-error line below with its traceback)
+            # pass the redaction point, one line each: doctor holds keys and talks to servers too.
+            setup_logging("warning")
         handler: Callable[[argparse.Namespace], int] = args.handler
         code = handler(args)
         sys.stdout.flush()

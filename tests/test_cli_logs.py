@@ -211,3 +211,31 @@ def test_an_internal_error_in_any_verb_is_one_redacted_log_line(
     err = lines(capsys)
     assert len(err) == 1 and TEXT_LINE.match(err[0]), err
     assert "internal error" in err[0] and "RuntimeError" in err[0] and token not in err[0]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_exception_python_cannot_raise_is_one_redacted_log_line(
+    fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a __del__ or a finalised generator goes to sys.unraisablehook, whose default
+    prints it raw over many lines, past the redaction point (as the thread hook did)."""
+    import gc
+    import sys
+
+    from shardbeat.core.redaction import register_secret
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    token = "unraisable-secret-token-1"
+    register_secret(token)
+    setup_logging("info", fmt)
+
+    class Holder:
+        def __del__(self) -> None:
+            raise RuntimeError("finaliser quoting " + token)
+
+    Holder()
+    gc.collect()
+    err = capsys.readouterr().err
+    assert token not in err and "[redacted]" in err
+    (line,) = err.splitlines()
+    assert "RuntimeError" in line and "Holder.__del__" in line

@@ -172,6 +172,21 @@ def test_secret_flags_warn_without_showing_the_secret(
     assert SECRET not in captured.err and TOKEN not in captured.err
 
 
+@pytest.mark.parametrize("verb", ["run", "doctor"])
+def test_a_secret_flag_warns_even_when_the_command_line_is_refused(
+    verb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ps (and the shell's history) showed the secret whatever else is wrong with the command line;
+    the usage errors for --config with group flags (or with nothing to run) came first and hid it."""
+    path = write_config(tmp_path, {"groups": [SLS]})
+    for argv in (["--config", str(path), "--access-key-secret", SECRET], ["--access-key-secret", SECRET]):
+        capsys.readouterr()
+        assert cli.main([verb, *argv]) == 2
+        err = capsys.readouterr().err
+        assert "secrets given on the command line (--access-key-secret)" in err, (argv, err)
+        assert SECRET not in err
+
+
 def test_key_id_flag_alone_does_not_warn(
     ran: list[Config], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

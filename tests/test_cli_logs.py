@@ -6,6 +6,8 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -179,3 +181,61 @@ def test_a_library_warning_about_a_peer_has_no_traceback(capsys: pytest.CaptureF
     assert "Failed to parse headers" not in err
     assert "otherlib: peer sent junk (ValueError)" in err
     assert err.count("Traceback") == 1 and "internal error in group g | Traceback" in err
+
+
+@pytest.mark.parametrize("verb", ["doctor", "validate"])
+def test_an_internal_error_in_any_verb_is_one_redacted_log_line(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only `run` set up logging: doctor (which holds the keys and talks to servers) and the other
+    verbs logged through Python's last-resort handler, unredacted, the traceback over many lines."""
+    from shardbeat import cli
+    from shardbeat.runtime import doctor, network
+
+    token = "doctor-sts-token-" + "q" * 20
+    config = tmp_path / "c.json"
+    group = {
+        "provider": "sls", "endpoint": "http://127.0.0.1:1", "project": "demo-project",
+        "logstore": "demo-logstore", "consumer_group": "demo-group", "consumer": "c1",
+        "credentials": {"access_key_id": "akid-1", "access_key_secret": "doctor-secret-1",
+                        "security_token": token},
+    }  # fmt: skip
+    config.write_text(json.dumps({"groups": [group]}))
+
+    def bug(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError(f"a bug quoting {token}")
+
+    monkeypatch.setattr(doctor, "run_doctor", bug)
+    monkeypatch.setattr(network, "config_problems", bug)
+    assert cli.main([verb, "--config", str(config)]) == 1
+    err = lines(capsys)
+    assert len(err) == 1 and TEXT_LINE.match(err[0]), err
+    assert "internal error" in err[0] and "RuntimeError" in err[0] and token not in err[0]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_exception_python_cannot_raise_is_one_redacted_log_line(
+    fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a __del__ or a finalised generator goes to sys.unraisablehook, whose default
+    prints it raw over many lines, past the redaction point (as the thread hook did)."""
+    import gc
+    import sys
+
+    from shardbeat.core.redaction import register_secret
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    token = "unraisable-secret-token-1"
+    register_secret(token)
+    setup_logging("info", fmt)
+
+    class Holder:
+        def __del__(self) -> None:
+            raise RuntimeError("finaliser quoting " + token)
+
+    Holder()
+    gc.collect()
+    err = capsys.readouterr().err
+    assert token not in err and "[redacted]" in err
+    (line,) = err.splitlines()
+    assert "RuntimeError" in line and "Holder.__del__" in line

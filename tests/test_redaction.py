@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import http.client
 import io
 import json
 import logging
 import socket
 import time
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +193,72 @@ def test_secrets_registered_at_start_outlive_any_number_of_rotations(monkeypatch
     assert registry.redact("static-proxy-password-1 static-access-key-secret") == f"{MASK} {MASK}"
     assert registry.redact("rotated-sts-token-000059") == MASK  # the newest
     assert registry.redact("rotated-sts-token-000010") == "rotated-sts-token-000010"  # long rotated out
+
+
+# A token as a hostile server may echo it: every character that some encoding spells differently.
+TELL = "Zq9Zq9Zq9"  # the same in any spelling of ODD_TOKEN, and in no other text of these tests
+ODD_TOKEN = TELL + "'q\"\\b/+=&<i>%2F-" + "x" * 30 + "-END"
+
+
+@pytest.mark.parametrize("pad", [0, 60, 100, 111])
+@pytest.mark.parametrize("shape", ["text", "html", "json"])
+def test_an_sls_answer_that_is_not_an_sls_error_leaks_no_token(pad: int, shape: str) -> None:
+    """The excerpt of a body that is not an SLS error (a proxy's page, a portal's JSON) was cut and
+    quoted with repr() before the mask: a token across the cut left its first characters, and one
+    holding ' or \\ was escaped out of the mask's reach whole."""
+    from shardbeat.providers.base import HttpResponse, ProviderError
+    from shardbeat.providers.sls import SlsProvider
+
+    Credentials("AKID", "secret-KEY-value-6", ODD_TOKEN)
+    echo = "y" * pad + ODD_TOKEN + " tail"
+    body = {
+        "text": echo,
+        "html": f"<html><body><pre>{echo}</pre></body></html>",
+        "json": json.dumps([echo]),
+    }[shape].encode()
+    with pytest.raises(ProviderError) as caught:
+        SlsProvider("127.0.0.1:1", "p", "ls", "g", "c").parse_heartbeat(
+            HttpResponse(403, {"content-type": "text/html"}, body)
+        )
+    message = caught.value.message
+    assert TELL not in message and not _prefix_of(ODD_TOKEN, message), message
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(lambda t: urllib.parse.quote(t, safe=""), id="percent-encoded"),
+        pytest.param(urllib.parse.quote_plus, id="form-encoded"),
+        pytest.param(lambda t: json.dumps(t)[1:-1].replace("/", "\\/"), id="json-escaped-slash"),
+        pytest.param(html.escape, id="html-escaped"),
+        pytest.param(lambda t: repr(t)[1:-1], id="repr"),
+        pytest.param(lambda t: repr(t.encode())[2:-1], id="bytes-repr"),
+    ],
+)
+def test_a_secret_is_masked_in_every_spelling_a_server_or_library_gives_it(spelling: Any) -> None:
+    """A redirect's Location percent-encodes an echoed token, PHP's json_encode writes / as \\/, a 4xx
+    page HTML-escapes, an exception quotes with repr(): each spelling is masked in log lines (text and
+    JSON, where it is escaped once more), in records and replies (checked on their encoded bytes)."""
+    from shardbeat.core.redaction import SECRETS, masked
+    from shardbeat.providers.server_values import redirect_note
+
+    Credentials("AKID", "secret-KEY-value-7", ODD_TOKEN)
+    shown = spelling(ODD_TOKEN)
+    assert shown != ODD_TOKEN  # the spelling differs from the value: that is the point
+    assert TELL not in redact(f"server said: {shown}!")
+    assert TELL not in redirect_note(302, {"location": "http://portal.example/login?orig=" + shown})
+    for formatter in (TextFormatter(), JsonFormatter()):
+        record = logging.LogRecord("t", logging.ERROR, "", 0, "answer: %s", (shown,), None)
+        assert TELL not in formatter.format(record)
+    encoded = json.dumps({"message": f"echo {shown}"}).encode()
+    assert SECRETS.found_in(encoded)  # the writer's cheap check sees it on the JSON bytes...
+    assert TELL not in json.dumps(masked({"message": f"echo {shown}"}))  # ...and the mask takes it
+
+
+def test_a_config_problem_is_masked_before_it_is_cut() -> None:
+    from shardbeat.config.model import MAX_PROBLEM_TEXT, Problem
+
+    Credentials("AKID", "secret-KEY-value-8", LONG_TOKEN)
+    for pad in range(MAX_PROBLEM_TEXT - 40, MAX_PROBLEM_TEXT + 1, 7):
+        text = str(Problem("groups[0].x", "y" * pad + LONG_TOKEN))
+        assert not _prefix_of(LONG_TOKEN, text), text[-60:]

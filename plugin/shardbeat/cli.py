@@ -364,14 +364,14 @@ def _secret_flags_warning(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     parser: argparse.ArgumentParser = args.parser
+    if warning := _secret_flags_warning(args):  # first: ps showed it whatever else is wrong
+        log.warning("%s", warning)
     group_flags = _group_flags_given(args)
     if args.config and (group_flags or args.emulator):
         clash = "--emulator" if args.emulator else ", ".join(group_flags)
         return _usage(parser, f"--config cannot be combined with {clash}")
     if not (args.config or args.emulator or group_flags):
         return _usage(parser, "give --config FILE, or --provider and the group flags, or --emulator")
-    if warning := _secret_flags_warning(args):
-        log.warning("%s", warning)
     if args.output_format is None and not args.config and _stdout_is_terminal():
         args.output_format = "text"  # a person is watching (a config file may still choose)
     try:
@@ -464,13 +464,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if warning := _secret_flags_warning(args):  # first: ps showed it whatever else is wrong
+        print(f"warning: {warning}", file=sys.stderr)  # doctor's stdout is its report
     group_flags = _group_flags_given(args)
     if args.config and group_flags:
         return _usage(parser, f"--config cannot be combined with {', '.join(group_flags)}")
     if not (args.config or group_flags):
         return _usage(parser, "give --config FILE, or --provider and the group flags")
-    if warning := _secret_flags_warning(args):
-        print(f"warning: {warning}", file=sys.stderr)  # doctor's stdout is its report
     if not 0 < args.call_timeout <= MAX_CALL_TIMEOUT:  # NaN and inf fail too
         return _usage(
             parser, f"--call-timeout must be a number of seconds above 0 and at most {MAX_CALL_TIMEOUT:g}"
@@ -550,6 +550,10 @@ def _main(arguments: list[str]) -> int:
             return _exit_code(exc)
         if args.verb is None:
             return _usage(parser, "give a verb: run, validate, doctor, status, stop, schema or emulator")
+        if args.verb != "run":  # run sets its own level and format
+            # Every verb's log lines (a library's, the internal-error line below with its traceback)
+            # pass the redaction point, one line each: doctor holds keys and talks to servers too.
+            setup_logging("warning")
         handler: Callable[[argparse.Namespace], int] = args.handler
         code = handler(args)
         sys.stdout.flush()

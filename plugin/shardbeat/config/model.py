@@ -38,7 +38,8 @@ class Problem:
     def __str__(self) -> str:
         # The one place a problem becomes text: a key from the file may hold terminal escapes or run
         # to kilobytes, and a message may quote a path expanded from a secret variable.
-        return redact(_printable(f"{self.path or '(root)'}: {self.message}"))
+        # Masked first: a cut (or an escape) through a quoted secret would hide it from the mask.
+        return _printable(redact(f"{self.path or '(root)'}: {self.message}"))
 
 
 MAX_PROBLEM_TEXT = 1000

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from shardbeat.core.redaction import clip
+
 REFRESH_FRACTION = 2.0 / 3.0
 REFRESH_BEFORE = 180.0  # seconds before the end at the latest
 RETRY_FIRST = 1.0  # seconds after a first failed attempt
@@ -33,7 +35,7 @@ def parse_expiration(text: object) -> float:
     try:
         moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
-        raise ValueError(f"Expiration {text[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
+        raise ValueError(f"Expiration {clip(text, 40)!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
     return moment.replace(tzinfo=UTC).timestamp()
 
 

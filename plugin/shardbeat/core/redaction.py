@@ -19,11 +19,13 @@ STS token is longer than any limit a message is cut to.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP
 
@@ -65,9 +67,7 @@ class SecretRegistry:
     def _compile(self) -> None:
         forms: set[str] = set()
         for value in self._values:
-            forms.add(value)
-            forms.add(json.dumps(value, ensure_ascii=False)[1:-1])  # as it appears inside a JSON string
-            forms.add(json.dumps(value)[1:-1])  # ...and in ASCII-only JSON (the JSON log lines)
+            forms |= shown_forms(value)
         ordered = sorted(forms, key=len, reverse=True)  # longest first: no partial masks
         self._text = re.compile("|".join(map(re.escape, ordered)))
         encoded = sorted({f.encode("utf-8", "surrogatepass") for f in forms}, key=len, reverse=True)
@@ -81,6 +81,32 @@ class SecretRegistry:
         """Cheap check on encoded output: does it hold any secret?"""
         pattern = self._bytes
         return pattern is not None and pattern.search(data) is not None
+
+
+def shown_forms(value: str) -> set[str]:
+    """Every spelling of `value` that text leaving the process may hold (a secret with ', ", \\, /,
+    +, =, & or < is spelled differently in each): as is; escaped inside a JSON string (also with
+    `\\/`, as PHP and some portals write it); percent-encoded (a redirect's Location, a form); HTML-
+    escaped (a 4xx page echoing our headers); quoted by repr() (an exception message, a traceback);
+    and each of those once more escaped inside a JSON string (a JSON log line or record quoting it)."""
+    ascii_json = json.dumps(value)[1:-1]
+    spellings = {
+        value,
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        ascii_json,
+        ascii_json.replace("/", "\\/"),
+        quote(value, safe="", errors="surrogatepass"),
+        quote_plus(value, safe="", errors="surrogatepass"),
+        html.escape(value),
+        html.escape(value, quote=False),
+        repr(value)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+    }
+    forms = set(spellings)
+    for spelling in spellings:
+        forms.add(json.dumps(spelling, ensure_ascii=False)[1:-1])
+        forms.add(json.dumps(spelling)[1:-1])
+    return forms
 
 
 SECRETS = SecretRegistry()

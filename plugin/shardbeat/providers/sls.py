@@ -18,6 +18,7 @@ from urllib.parse import quote
 from shardbeat import __version__
 from shardbeat.core.checkpoints import Checkpoint, ShardKey, Start
 from shardbeat.core.json_kind import json_kind
+from shardbeat.core.redaction import redact
 from shardbeat.core.shards import ShardMap, shard_map
 from shardbeat.providers import server_values
 from shardbeat.providers import sls_checkpoints as checkpoints
@@ -147,9 +148,10 @@ _clip = server_values.text
 
 
 def _excerpt(body: bytes | str, limit: int = 120) -> str:
-    """The start of a body, quoted, with its full size when cut: never echo a huge body."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return repr(text[:limit]) + (f" ... ({len(body)} in all)" if len(text) > limit else "")
+    """The start of a body, quoted, with its full size when cut: never echo a huge body. Masked
+    before the cut and the quoting: either would hide an echoed token (or a part of it) from the mask."""
+    text = redact(body.decode("utf-8", "replace") if isinstance(body, bytes) else body)
+    return repr(_clip(text[:limit], limit)) + (f" ... ({len(body)} in all)" if len(text) > limit else "")
 
 
 def _request_id(response: HttpResponse) -> str | None:

@@ -210,6 +210,7 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text") -> logging.Handl
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     logging.captureWarnings(True)
     threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable
     return handler
 
 
@@ -224,4 +225,20 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
         "internal error in thread %s (please report it)",
         name,
         exc_info=(args.exc_type, value, args.exc_traceback),
+    )
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (in a __del__, a finalised generator, a GC callback) goes
+    through the logger too: the default hook prints it raw over many lines, past the redaction point."""
+    exc_type = unraisable.exc_type
+    value = unraisable.exc_value if unraisable.exc_value is not None else exc_type()
+    where = unraisable.err_msg or "Exception ignored in"
+    thing = unraisable.object  # named, never repr()'d: a repr may quote values
+    name = getattr(thing, "__qualname__", None) or type(thing).__name__
+    logging.getLogger("shardbeat.threads").error(
+        "%s: %s (please report it)",
+        where,
+        name if isinstance(name, str) else "?",
+        exc_info=(exc_type, value, unraisable.exc_traceback),
     )

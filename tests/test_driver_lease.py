@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from driver_kit import LOGSTORE, MONO0, TOPIC_A, TOPIC_B, Kit, claim_of, group, rfc
+from shardbeat.core.group_bootstrap import KEY_WAIT_STEP
 from shardbeat.core.schedule import Retry
 from shardbeat.core.wire import ProviderError
 
@@ -193,14 +194,35 @@ def test_a_failed_beat_keeps_the_lease_it_had() -> None:
     assert kit.driver.membership.claim() == {LOGSTORE: frozenset({0, 1, 2})}
 
 
-def test_no_key_at_heartbeat_time_is_a_heartbeat_error() -> None:
+def test_no_key_at_heartbeat_time_is_a_heartbeat_error_once_the_call_budget_is_spent() -> None:
     kit, _ = joined()
-    kit.keys.missing = True
+    kit.keys.missing = True  # the last key expired and no refresh arrives
     kit.poll_due()
-    assert kit.pending == []
-    (rec,) = kit.new_records()
+    started = kit.clock.mono
+    for _ in range(100):
+        assert kit.pending == []
+        if kit.records[-1]["event"] == "error":
+            break
+        kit.poll_due()
+    # silent while a refresh could still come within the call's budget (0.9 x interval), then an error
+    assert 0.9 - 1e-6 <= kit.clock.mono - started < 0.9 + KEY_WAIT_STEP
+    rec = kit.records[-1]
     assert rec["source"] == "heartbeat" and rec["error"]["code"] == "CredentialsUnavailable"
     assert kit.driver.next_due() > kit.clock.mono
+
+
+def test_a_beat_waits_silently_for_a_key_being_refreshed() -> None:
+    kit, _ = joined()
+    before = len(kit.records)
+    kit.keys.missing = True  # the last key expired; the refresher's fetch is on its way
+    kit.poll_due()
+    kit.poll_due()
+    assert kit.pending == [] and len(kit.records) == before
+    kit.keys.missing = False
+    kit.poll_due()
+    assert kit.only().action == "HeartBeat"
+    kit.answer(kit.server.assigned(A))
+    assert [r["event"] for r in kit.records[before:]] == ["lease"]
 
 
 def test_lost_comes_before_the_error_of_a_failure_answered_past_the_lease() -> None:

@@ -163,17 +163,20 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
 
     def _heartbeat(self, at: Instant) -> Generator[Step, Answer, None]:
         sent_at = at.mono
-        self.last_sent = sent_at
         lease = self.membership.lease
         budget = call_budget(self.interval, lease.remaining(sent_at) if lease.valid(sent_at) else None)
         claim = self.membership.claim()
         wire = self.wire
         try:
-            # The latest key (token included).
-            credentials = self.credentials.current()
+            # The latest key (token included); while a refresh is on its way after the last key
+            # expired, look again silently within the call's budget (never past the lease).
+            credentials = self._keys(at, budget)
         except ProviderError as exc:
             self._beat_done(sent_at, at, None, exc)
             return
+        if credentials is None:
+            return
+        self.last_sent = sent_at
         request = wire.heartbeat_request(claim, self.server_now(at.wall), credentials)
         answer = yield Send(wire.endpoint, request, sent_at + budget, budget)
         self.observe(answer, at.wall)

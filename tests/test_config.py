@@ -368,6 +368,13 @@ def test_control_characters_are_refused_without_echo() -> None:
         ("https://cn-hangzhou.log.aliyuncs.com/path", "no path"),
         ("host:99999", "invalid endpoint"),
         ("https://", "no host"),
+        # Addresses no connection can ever reach: refused at load, not retried by a run for good.
+        ("http://127.0.0.1:0", "port must be 1-65535"),
+        ("[::1]:0", "port must be 1-65535"),
+        ("cn-hangzhou.log.aliyun cs.com", "must not contain spaces"),
+        ("a" * 64 + ".log.aliyuncs.com", "not a valid DNS name"),
+        ("cn-hangzhou..aliyuncs.com", "not a valid DNS name"),
+        ("xn--\u00e9.example", "not a valid DNS name"),
     ],
 )
 def test_bad_endpoint(endpoint: str, words: str) -> None:
@@ -383,7 +390,15 @@ def test_endpoint_with_credentials_is_refused_without_echo() -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["cn-hangzhou.log.aliyuncs.com", "http://127.0.0.1:8080", "https://[::1]:443", "localhost:1"]
+    "endpoint",
+    [
+        "cn-hangzhou.log.aliyuncs.com",
+        "http://127.0.0.1:8080",
+        "https://[::1]:443",
+        "localhost:1",
+        "\u00e9.example",  # an IDN: encoded as DNS does
+        "cn-hangzhou.log.aliyuncs.com.",  # a fully qualified name
+    ],
 )
 def test_good_endpoints(endpoint: str) -> None:
     assert load(sls_group(endpoint=endpoint)).config.groups[0].endpoint == endpoint

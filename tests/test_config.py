@@ -440,6 +440,13 @@ def test_warning_above_a_third_of_timeout(interval: float, warned: bool) -> None
         assert loaded.warnings == ()
 
 
+def test_the_advice_never_goes_below_the_interval_floor() -> None:
+    # timeout/3 under the schema's 0.1 s floor: no interval can follow "0.0666667 s or less".
+    (warning,) = load(sls_group(heartbeat_interval=0.1, timeout=0.2)).warnings
+    assert "0.0666667" not in warning.message
+    assert "a timeout of at least 0.3 s is recommended" in warning.message
+
+
 def test_default_interval_warns_against_a_short_timeout() -> None:
     (warning,) = load(sls_group(timeout=40)).warnings
     assert warning.path == "groups[0].heartbeat_interval"

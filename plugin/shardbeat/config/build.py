@@ -56,6 +56,7 @@ STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (n
 MAX_SECONDS = 86400.0  # as in the schema
 MAX_START = 253402300799  # checkpoints.start's maximum in the schema (9999-12-31T23:59:59Z)
 MIN_SAFE_MARGIN = 0.1
+MIN_INTERVAL = 0.1  # heartbeat_interval's minimum in the schema
 
 
 class _Group:
@@ -143,11 +144,18 @@ class _Group:
                 )
             )
         if interval > timeout / 3:
+            # Below the interval's floor, the advice can only be a longer timeout.
+            advice = (
+                f"{timeout / 3:g} s or less is recommended"
+                if timeout / 3 >= MIN_INTERVAL
+                else f"heartbeat_interval cannot go below {MIN_INTERVAL:g} s, so a timeout of at least "
+                f"{3 * MIN_INTERVAL:g} s is recommended"
+            )
             self.warnings.append(
                 Problem(
                     self.at("heartbeat_interval"),
                     f"is more than a third of timeout ({timeout:g} s): a single lost heartbeat leaves "
-                    f"little time to retry; {timeout / 3:g} s or less is recommended",
+                    f"little time to retry; {advice}",
                 )
             )
         return interval, timeout, margin

@@ -176,7 +176,7 @@ def test_mixed_providers_in_one_file() -> None:
         ({"groups": [sls_group(timeout="60")]}, "groups[0].timeout", "must be a number, not a string"),
         ({"groups": [sls_group(timeout=True)]}, "groups[0].timeout", "must be a number"),
         ({"groups": [sls_group(heartbeat_interval=[1])]}, "groups[0].heartbeat_interval", "a number"),
-        ({"groups": [sls_group(heartbeat_interval=0)]}, "groups[0].heartbeat_interval", "greater than 0"),
+        ({"groups": [sls_group(heartbeat_interval=0)]}, "groups[0].heartbeat_interval", "at least 0.1"),
         ({"groups": [sls_group(timeout=-5)]}, "groups[0].timeout", "greater than 0"),
         ({"groups": [sls_group(timeout=math.inf)]}, "groups[0].timeout", "at most 86400"),
         ({"groups": [sls_group(timeout=math.nan)]}, "groups[0].timeout", "not NaN"),
@@ -438,6 +438,13 @@ def test_warning_above_a_third_of_timeout(interval: float, warned: bool) -> None
         assert "20 s or less" in warning.message
     else:
         assert loaded.warnings == ()
+
+
+@pytest.mark.parametrize(("interval", "message"), [(-1, "must be at least 0.1"), (0, "must be at least 0.1")])
+def test_one_message_for_a_value_below_two_lower_bounds(interval: float, message: str) -> None:
+    # heartbeat_interval has minimum 0.1 and (from seconds) exclusiveMinimum 0: -1 breaks both.
+    problem = only({"groups": [sls_group(heartbeat_interval=interval)]})
+    assert (problem.path, problem.message) == ("groups[0].heartbeat_interval", message)
 
 
 def test_the_advice_never_goes_below_the_interval_floor() -> None:

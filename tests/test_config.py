@@ -704,3 +704,8 @@ def test_cls_groups_beyond_the_account_rate_limit_are_warned_about() -> None:
     commits = [{**cls_group(i, 1.0), "checkpoints": {"commit_interval": 1}} for i in range(6)]
     [warning] = [w for w in config_from_dict({"groups": commits}).warnings if "limit" in w.message]
     assert "12.0 requests/s" in warning.message and "uses over half" in warning.message
+    # Thousands of groups on one key: one readable line, naming the first ten and how many more.
+    many = config_from_dict({"groups": [cls_group(i, 1.0) for i in range(3000)]})
+    [warning] = [w for w in many.warnings if "limit" in w.message]
+    assert "3000 CLS group(s)" in warning.message and "groups[9] and 2990 more)" in warning.message
+    assert "groups[10]" not in warning.message and len(warning.message) < 600

@@ -320,6 +320,14 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     return problems
 
 
+MAX_LISTED = 10  # paths one message names; a config of thousands of groups would fill a screen per line
+
+
+def _listed(paths: list[str]) -> str:
+    shown = ", ".join(paths[:MAX_LISTED])
+    return shown if len(paths) <= MAX_LISTED else f"{shown} and {len(paths) - MAX_LISTED} more"
+
+
 def _rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     """A service that throttles per account (CLS): warn when this process alone would come near the
     limit."""
@@ -336,7 +344,7 @@ def _rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
         shared = f"credential source {label}" if members[0][1].credential_source is not None else key_id
         rate = sum(g.request_rate for _, g in members)  # heartbeats, and commits with checkpoints
         if rate > limit / 2:
-            paths = ", ".join(f"groups[{i}]" for i, _ in members)
+            paths = _listed([f"groups[{i}]" for i, _ in members])
             verdict = "exceeds" if rate > limit else "uses over half of"
             warnings.append(
                 Problem(

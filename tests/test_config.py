@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -19,8 +20,10 @@ from shardbeat.config import (
     config_from_dict,
     default_consumer,
 )
+from shardbeat.config.build import MAX_GROUPS
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
+from shardbeat.schemas import schema_text
 
 SLS_SECRET = "sls-Secret-VALUE-123"
 SLS_TOKEN = "sls-Token-VALUE-456"
@@ -445,6 +448,18 @@ def test_one_message_for_a_value_below_two_lower_bounds(interval: float, message
     # heartbeat_interval has minimum 0.1 and (from seconds) exclusiveMinimum 0: -1 breaks both.
     problem = only({"groups": [sls_group(heartbeat_interval=interval)]})
     assert (problem.path, problem.message) == ("groups[0].heartbeat_interval", message)
+
+
+def test_too_many_groups_is_one_problem_found_before_the_schema_walks_them() -> None:
+    schema_max = json.loads(schema_text("config"))["properties"]["groups"]["maxItems"]
+    assert schema_max == MAX_GROUPS
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [{}] * (MAX_GROUPS + 1)})
+    [problem] = caught.value.problems
+    assert (problem.path, problem.message) == (
+        "groups",
+        f"must have at most {MAX_GROUPS} items, not {MAX_GROUPS + 1} (run more processes)",
+    )
 
 
 def test_the_advice_never_goes_below_the_interval_floor() -> None:

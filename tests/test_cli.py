@@ -248,6 +248,11 @@ def test_usage_errors_exit_2_on_stderr(
         ([*CLS_FLAGS, "--topic", "topic-a"], ["--topic: must not repeat"]),
         ([*CLS_FLAGS, "--project", "p"], ["--project: applies to provider sls only"]),
         (SLS_FLAGS, ["--access-key-id: missing: set ALIBABA_CLOUD_ACCESS_KEY_ID"]),
+        # A source setting no flag gives: named after the flag that chose the source, not groups[0].
+        (
+            [*CLS_FLAGS, "--credentials-source", "oidc_role"],
+            ["--credentials-source setting role_arn: missing: required by this source; or set TKE_ROLE_ARN"],
+        ),
     ],
 )
 def test_config_errors_from_flags_name_the_flag(
@@ -258,6 +263,7 @@ def test_config_errors_from_flags_name_the_flag(
     assert captured.out == ""
     for words in expected:
         assert words in captured.err
+    assert "groups[0]" not in captured.err
     assert ran == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -19,8 +20,10 @@ from shardbeat.config import (
     config_from_dict,
     default_consumer,
 )
+from shardbeat.config.build import MAX_GROUPS
 from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
+from shardbeat.schemas import schema_text
 
 SLS_SECRET = "sls-Secret-VALUE-123"
 SLS_TOKEN = "sls-Token-VALUE-456"
@@ -176,7 +179,7 @@ def test_mixed_providers_in_one_file() -> None:
         ({"groups": [sls_group(timeout="60")]}, "groups[0].timeout", "must be a number, not a string"),
         ({"groups": [sls_group(timeout=True)]}, "groups[0].timeout", "must be a number"),
         ({"groups": [sls_group(heartbeat_interval=[1])]}, "groups[0].heartbeat_interval", "a number"),
-        ({"groups": [sls_group(heartbeat_interval=0)]}, "groups[0].heartbeat_interval", "greater than 0"),
+        ({"groups": [sls_group(heartbeat_interval=0)]}, "groups[0].heartbeat_interval", "at least 0.1"),
         ({"groups": [sls_group(timeout=-5)]}, "groups[0].timeout", "greater than 0"),
         ({"groups": [sls_group(timeout=math.inf)]}, "groups[0].timeout", "at most 86400"),
         ({"groups": [sls_group(timeout=math.nan)]}, "groups[0].timeout", "not NaN"),
@@ -368,6 +371,13 @@ def test_control_characters_are_refused_without_echo() -> None:
         ("https://cn-hangzhou.log.aliyuncs.com/path", "no path"),
         ("host:99999", "invalid endpoint"),
         ("https://", "no host"),
+        # Addresses no connection can ever reach: refused at load, not retried by a run for good.
+        ("http://127.0.0.1:0", "port must be 1-65535"),
+        ("[::1]:0", "port must be 1-65535"),
+        ("cn-hangzhou.log.aliyun cs.com", "must not contain spaces"),
+        ("a" * 64 + ".log.aliyuncs.com", "not a valid DNS name"),
+        ("cn-hangzhou..aliyuncs.com", "not a valid DNS name"),
+        ("xn--\u00e9.example", "not a valid DNS name"),
     ],
 )
 def test_bad_endpoint(endpoint: str, words: str) -> None:
@@ -383,7 +393,15 @@ def test_endpoint_with_credentials_is_refused_without_echo() -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["cn-hangzhou.log.aliyuncs.com", "http://127.0.0.1:8080", "https://[::1]:443", "localhost:1"]
+    "endpoint",
+    [
+        "cn-hangzhou.log.aliyuncs.com",
+        "http://127.0.0.1:8080",
+        "https://[::1]:443",
+        "localhost:1",
+        "\u00e9.example",  # an IDN: encoded as DNS does
+        "cn-hangzhou.log.aliyuncs.com.",  # a fully qualified name
+    ],
 )
 def test_good_endpoints(endpoint: str) -> None:
     assert load(sls_group(endpoint=endpoint)).config.groups[0].endpoint == endpoint
@@ -423,6 +441,32 @@ def test_warning_above_a_third_of_timeout(interval: float, warned: bool) -> None
         assert "20 s or less" in warning.message
     else:
         assert loaded.warnings == ()
+
+
+@pytest.mark.parametrize(("interval", "message"), [(-1, "must be at least 0.1"), (0, "must be at least 0.1")])
+def test_one_message_for_a_value_below_two_lower_bounds(interval: float, message: str) -> None:
+    # heartbeat_interval has minimum 0.1 and (from seconds) exclusiveMinimum 0: -1 breaks both.
+    problem = only({"groups": [sls_group(heartbeat_interval=interval)]})
+    assert (problem.path, problem.message) == ("groups[0].heartbeat_interval", message)
+
+
+def test_too_many_groups_is_one_problem_found_before_the_schema_walks_them() -> None:
+    schema_max = json.loads(schema_text("config"))["properties"]["groups"]["maxItems"]
+    assert schema_max == MAX_GROUPS
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [{}] * (MAX_GROUPS + 1)})
+    [problem] = caught.value.problems
+    assert (problem.path, problem.message) == (
+        "groups",
+        f"must have at most {MAX_GROUPS} items, not {MAX_GROUPS + 1} (run more processes)",
+    )
+
+
+def test_the_advice_never_goes_below_the_interval_floor() -> None:
+    # timeout/3 under the schema's 0.1 s floor: no interval can follow "0.0666667 s or less".
+    (warning,) = load(sls_group(heartbeat_interval=0.1, timeout=0.2)).warnings
+    assert "0.0666667" not in warning.message
+    assert "a timeout of at least 0.3 s is recommended" in warning.message
 
 
 def test_default_interval_warns_against_a_short_timeout() -> None:
@@ -675,3 +719,8 @@ def test_cls_groups_beyond_the_account_rate_limit_are_warned_about() -> None:
     commits = [{**cls_group(i, 1.0), "checkpoints": {"commit_interval": 1}} for i in range(6)]
     [warning] = [w for w in config_from_dict({"groups": commits}).warnings if "limit" in w.message]
     assert "12.0 requests/s" in warning.message and "uses over half" in warning.message
+    # Thousands of groups on one key: one readable line, naming the first ten and how many more.
+    many = config_from_dict({"groups": [cls_group(i, 1.0) for i in range(3000)]})
+    [warning] = [w for w in many.warnings if "limit" in w.message]
+    assert "3000 CLS group(s)" in warning.message and "groups[9] and 2990 more)" in warning.message
+    assert "groups[10]" not in warning.message and len(warning.message) < 600

@@ -289,3 +289,11 @@ def test_plain_http_sts_off_this_host_is_warned_about() -> None:
         {"groups": [sls(credentials={**creds, "sts_endpoint": "http://127.0.0.1:8099"})]}, environ={}
     ).warnings
     assert local == ()
+
+
+@pytest.mark.parametrize("sts", ["sts..aliyuncs.com", "https://sts.aliyuncs.com:0", "sts aliyuncs.com"])
+def test_an_sts_endpoint_no_connection_can_reach_is_refused(sts: str) -> None:
+    creds = {"source": "oidc_role", "role_arn": "r", "oidc_provider_arn": "p", "oidc_token_file": "/t"}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [sls(credentials={**creds, "sts_endpoint": sts})]}, environ={})
+    assert [p.path for p in caught.value.problems] == ["groups[0].credentials.sts_endpoint"]

@@ -128,7 +128,17 @@ LOGSET = ["cls", "logsets", "demo-logset"]
             "sls.credentials[1].access_key_id: 'emulator-akid' is listed twice",
         ),
         ([*LOGSTORE, "shards"], [1, 1], "demo-logstore.shards: ids must be distinct"),
-        ([*LOGSTORE, "shards"], [-1], "demo-logstore.shards: ids must be non-negative integers, not -1"),
+        (
+            [*LOGSTORE, "shards"],
+            [-1],
+            "demo-logstore.shards: ids must be integers from 0 to 2147483647, not -1",
+        ),
+        ([*LOGSTORE, "shards"], [2**31], "ids must be integers from 0 to 2147483647, not 2147483648"),
+        # Hostile counts: refused before range() overflows or a tuple of a billion ids is built.
+        ([*LOGSTORE, "shards"], 10**20, "demo-logstore.shards: at most 10000, not 100000000000000000000"),
+        ([*LOGSTORE, "shards"], 10**9, "demo-logstore.shards: at most 10000, not 1000000000"),
+        ([*LOGSTORE, "shards"], list(range(10_001)), "demo-logstore.shards: at most 10000 ids, not 10001"),
+        ([*LOGSET, "topics", "demo-topic-a", "partitions"], 10**20, "partitions: at most 10000"),
         ([*LOGSTORE, "shards"], _DELETE, "demo-logstore: missing key 'shards'"),
         (
             [*LOGSTORE, "consumer_groups", "demo-group", "timeout"],
@@ -155,6 +165,17 @@ LOGSET = ["cls", "logsets", "demo-logset"]
             [*LOGSET, "consumer_groups", "demo-group", "topics"],
             ["nope"],
             "'nope' is not a topic of this logset",
+        ),
+        # Unhashable TopicIDs: a specific error, not a TypeError from the lookup.
+        (
+            [*LOGSET, "consumer_groups", "demo-group", "topics"],
+            [["demo-topic-a"]],
+            "demo-group.topics: must hold TopicID strings, not an array",
+        ),
+        (
+            [*LOGSET, "consumer_groups", "demo-group", "topics"],
+            [{"id": 1}],
+            "demo-group.topics: must hold TopicID strings, not an object",
         ),
         (
             [*LOGSET, "consumer_groups", "demo-group", "topics"],

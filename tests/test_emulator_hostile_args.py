@@ -32,3 +32,14 @@ def test_an_impossible_port_is_a_usage_error(port: str, capsys: pytest.CaptureFi
     assert stopped.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "--port" in captured.err
+
+
+@pytest.mark.parametrize("host", ["", "  ", "a b", "127.0.0.1\n"])
+def test_an_empty_or_spaced_host_is_a_usage_error(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # "" would bind every interface (an unset $VAR in --host "$VAR" exposing the emulator), and
+    # --print-config would write an endpoint no config accepts.
+    with pytest.raises(SystemExit) as stopped:
+        main(["--print-config", "--host", host])
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--host" in captured.err

@@ -144,6 +144,9 @@ def test_config_proxy_overrides_the_environment_but_not_no_proxy(monkeypatch: py
         ("http://h:notaport", "not a valid URL"),
         ("", "is empty"),
         ("http://u:p\rw@h:3128", "control characters"),
+        ("http://u:pw@127.0.0.1:0", "no connection can be made to"),
+        ("http://u:pw@proxy..corp:3128", "no connection can be made to"),
+        ("http://u:pw@pro xy:3128", "no connection can be made to"),
     ],
 )
 def test_bad_proxy_urls_are_refused_without_echoing_them(text: str, why: str) -> None:

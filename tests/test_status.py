@@ -246,3 +246,17 @@ def test_a_terminal_gets_the_text_view(emulator: EmulatorServer, tmp_path: Path)
     first = seen.decode().splitlines()[0]
     assert " sls demo-group +[0-5] -[] held [0-5] lease " in first, seen
     assert b"{" not in seen and b"\x1b[" not in seen  # not JSON; NO_COLOR honoured
+
+
+@pytest.mark.parametrize("every", ["1e-9", "0.05"])
+def test_a_watch_below_the_floor_is_a_usage_error(
+    every: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --watch 1e-9 polled the socket in a busy loop, writing megabytes a second to the terminal.
+    from shardbeat import cli
+    from shardbeat.runtime import status_client
+
+    monkeypatch.setattr(status_client, "run_status", lambda *a, **k: 0)  # reached: the flag was taken
+    assert cli.main(["status", "--socket", "/nonexistent.sock", "--watch", every]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "argument --watch: give at least 0.1 seconds" in captured.err

@@ -156,6 +156,22 @@ def test_unusable_ca_bundles_exit_2_naming_the_key(content: bytes | None, why: s
     assert [p.path for p in caught.value.problems] == ["SSL_CERT_FILE"]
 
 
+def test_a_ca_directory_from_the_environment_needs_hashed_certificates(ca: PrivateCa, tmp_path: Path) -> None:
+    # An empty (or un-rehashed) capath would fail every TLS call at run time: refused at load.
+    empty = tmp_path / "certs"
+    empty.mkdir()
+    (empty / "ca.pem").write_bytes(ca.ca_file.read_bytes())  # not hash-named: OpenSSL never finds it
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [sls_group()]}, environ={"SSL_CERT_FILE": str(empty)})
+    [problem] = caught.value.problems
+    assert problem.path == "SSL_CERT_FILE" and "without hashed certificates" in problem.message
+    (empty / "5ed36f99.0").write_bytes(ca.ca_file.read_bytes())
+    network = config_from_dict(
+        {"groups": [sls_group()]}, environ={"SSL_CERT_FILE": str(empty)}
+    ).config.network
+    assert (network.ca_file, network.ca_source) == (str(empty), "SSL_CERT_FILE")
+
+
 def test_tls_has_no_insecure_switch() -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_dict({"groups": [sls_group()], "tls": {"verify": False}}, environ={})

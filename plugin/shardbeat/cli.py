@@ -284,7 +284,12 @@ def flag_path(path: str) -> str:
     match = re.fullmatch(r"groups\[0\]\.?(.*?)(\[\d+\])?", path)
     if match is None:
         return path
-    return _FLAG_FOR_PATH.get(match.group(1), path)
+    key = match.group(1)
+    if key not in _FLAG_FOR_PATH and key.startswith("credentials."):
+        # A source's setting no flag gives (role_arn, provider_id, ...): the user typed no groups[0];
+        # the message names the environment variable that sets it.
+        return f"--credentials-source setting {key.removeprefix('credentials.')}"
+    return _FLAG_FOR_PATH.get(key, path)
 
 
 def _on_flags(error: ConfigError) -> ConfigError:

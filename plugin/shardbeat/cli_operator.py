@@ -10,6 +10,7 @@ from collections.abc import Callable
 from shardbeat.config import ConfigError, load_config
 
 USAGE_ERROR = 2
+MIN_WATCH = 0.1  # seconds between `status --watch` refreshes, as the heartbeat interval's floor
 
 
 def add_operator_verbs(
@@ -31,9 +32,9 @@ def add_operator_verbs(
         "--watch",
         nargs="?",
         const=2.0,
-        type=_positive_seconds,
+        type=_watch_seconds,
         metavar="SECONDS",
-        help="refresh every SECONDS (default 2) until Ctrl-C",
+        help=f"refresh every SECONDS (default 2, at least {MIN_WATCH:g}) until Ctrl-C",
     )
     status.add_argument("--json", action="store_true", help="print the reply as JSON, for scripts")
     status.add_argument(
@@ -68,6 +69,13 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError("give a number of seconds above 0 and below 86400")
+    return value
+
+
+def _watch_seconds(text: str) -> float:
+    value = _positive_seconds(text)
+    if value < MIN_WATCH:  # 1e-9 polled the socket in a busy loop, megabytes a second on stdout
+        raise argparse.ArgumentTypeError(f"give at least {MIN_WATCH:g} seconds")
     return value
 
 

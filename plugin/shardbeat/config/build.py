@@ -56,6 +56,10 @@ STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (n
 MAX_SECONDS = 86400.0  # as in the schema
 MAX_START = 253402300799  # checkpoints.start's maximum in the schema (9999-12-31T23:59:59Z)
 MIN_SAFE_MARGIN = 0.1
+MIN_INTERVAL = 0.1  # heartbeat_interval's minimum in the schema
+# groups' maxItems in the schema, checked before it: a 1 MB file of 200000 `{}` entries took a minute
+# and gigabytes to list 400000 problems.
+MAX_GROUPS = 10000
 
 
 class _Group:
@@ -143,11 +147,18 @@ class _Group:
                 )
             )
         if interval > timeout / 3:
+            # Below the interval's floor, the advice can only be a longer timeout.
+            advice = (
+                f"{timeout / 3:g} s or less is recommended"
+                if timeout / 3 >= MIN_INTERVAL
+                else f"heartbeat_interval cannot go below {MIN_INTERVAL:g} s, so a timeout of at least "
+                f"{3 * MIN_INTERVAL:g} s is recommended"
+            )
             self.warnings.append(
                 Problem(
                     self.at("heartbeat_interval"),
                     f"is more than a third of timeout ({timeout:g} s): a single lost heartbeat leaves "
-                    f"little time to retry; {timeout / 3:g} s or less is recommended",
+                    f"little time to retry; {advice}",
                 )
             )
         return interval, timeout, margin
@@ -312,6 +323,14 @@ def _duplicates(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     return problems
 
 
+MAX_LISTED = 10  # paths one message names; a config of thousands of groups would fill a screen per line
+
+
+def _listed(paths: list[str]) -> str:
+    shown = ", ".join(paths[:MAX_LISTED])
+    return shown if len(paths) <= MAX_LISTED else f"{shown} and {len(paths) - MAX_LISTED} more"
+
+
 def _rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
     """A service that throttles per account (CLS): warn when this process alone would come near the
     limit."""
@@ -328,7 +347,7 @@ def _rate_warnings(groups: list[tuple[int, GroupConfig]]) -> list[Problem]:
         shared = f"credential source {label}" if members[0][1].credential_source is not None else key_id
         rate = sum(g.request_rate for _, g in members)  # heartbeats, and commits with checkpoints
         if rate > limit / 2:
-            paths = ", ".join(f"groups[{i}]" for i, _ in members)
+            paths = _listed([f"groups[{i}]" for i, _ in members])
             verdict = "exceeds" if rate > limit else "uses over half of"
             warnings.append(
                 Problem(
@@ -363,13 +382,16 @@ def config_from_dict(
     env = os.environ if environ is None else environ
     base = Path.cwd() if base_dir is None else Path(base_dir)
     document, problems, skip = expand(raw, env)
+    entries = document.get("groups") if isinstance(document, dict) else None
+    if isinstance(entries, list) and len(entries) > MAX_GROUPS:
+        message = f"must have at most {MAX_GROUPS} items, not {len(entries)} (run more processes)"
+        raise ConfigError([Problem("groups", message)])
     warnings: list[Problem] = []
     if not check_credentials:
         warnings = [p for p in problems if p.message.endswith(" is not set")]
         problems = [p for p in problems if p not in warnings]
     problems.extend(p for p in schema_problems("config", document) if p.path not in skip)
     built: list[tuple[int, GroupConfig]] = []
-    entries = document.get("groups") if isinstance(document, dict) else None
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict):
             continue

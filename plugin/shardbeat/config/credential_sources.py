@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from shardbeat.config.model import Problem, ProviderName
+from shardbeat.providers.endpoint import address_problem
 from shardbeat.providers.services import service
 
 SourceName = Literal["static", "ecs_ram_role", "cvm_role", "oidc_role", "profile"]
@@ -133,6 +134,8 @@ def base_url(value: str, default_scheme: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if address_problem(parts.hostname, parts.port) is not None:
         return None
     return f"{parts.scheme}://{parts.netloc}"
 

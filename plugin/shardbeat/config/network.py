@@ -13,6 +13,7 @@ Proxies from the environment depend on each endpoint's URL, so they are chosen a
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ from shardbeat.config.model import NetworkConfig, Problem
 from shardbeat.config.proxy_url import ProxyUrlError, parse_proxy_url
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+_HASHED = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")  # OpenSSL's capath names: subject hash . n (r: CRLs)
 
 # The context the last good check of a bundle file built. OpenSSL parses every certificate of a
 # bundle (~20 ms of CPU and ~2 MB for a system bundle of ~150): the transport takes this one over
@@ -39,6 +41,10 @@ def check_ca_bundle(path: str) -> str | None:
     try:
         if os.path.isdir(path):
             ssl.create_default_context(capath=path)
+            # OpenSSL reads a capath lazily, by subject hash: with no hash-named entry nothing can ever
+            # verify (every call a TLS failure), so say it now.
+            if not any(_HASHED.fullmatch(name) for name in os.listdir(path)):
+                return "is a directory without hashed certificates (HASH.0 names: run openssl rehash on it)"
             return None
         if not os.path.exists(path):
             return "no such file"

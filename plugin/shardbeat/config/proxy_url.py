@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from shardbeat.core.redaction import register_secret
+from shardbeat.providers.endpoint import address_problem
 
 DEFAULT_PROXY_PORT = 80  # what requests/urllib3 use for an http:// proxy without a port
 
@@ -102,6 +103,8 @@ def parse_proxy_url(text: str) -> ProxyUrl:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             raise ProxyUrlError("has an invalid IPv6 host") from None
+    if address_problem(host, port) is not None:  # the reason may quote the host: keep to the rule
+        raise ProxyUrlError("has a host or port no connection can be made to (port 1-65535, a DNS name)")
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return ProxyUrl(host, port if port is not None else DEFAULT_PROXY_PORT, username, password)

@@ -151,9 +151,36 @@ def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(set(problems), key=_sort_key)
 
 
+# Bounds on one side: a value failing two of them (heartbeat_interval -1 fails both `minimum: 0.1` and
+# the shared `exclusiveMinimum: 0`) gets only the stricter, not two messages that seem to disagree.
+_LOWER = {"minimum": False, "exclusiveMinimum": True}
+_UPPER = {"maximum": False, "exclusiveMaximum": True}
+
+
+def _bound(error: ValidationError) -> tuple[str, tuple[float, bool]] | None:
+    """(side, strictness) of a bound error: larger is stricter on both sides."""
+    keyword, value = error.validator, error.validator_value
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if keyword in _LOWER:
+        return "lower", (float(value), _LOWER[keyword])
+    if keyword in _UPPER:
+        return "upper", (-float(value), _UPPER[keyword])
+    return None
+
+
 def schema_problems(name: SchemaName, document: Any) -> list[Problem]:
     """Every violation of schema `name` in `document`, deduplicated and sorted by path."""
+    errors = list(validator_for(name).iter_errors(document))
+    strictest: dict[tuple[tuple[Any, ...], str], tuple[float, bool]] = {}
+    for error in errors:
+        if (bound := _bound(error)) is not None:
+            key = (tuple(error.absolute_path), bound[0])
+            strictest[key] = max(strictest.get(key, bound[1]), bound[1])
     found: list[Problem] = []
-    for error in validator_for(name).iter_errors(document):
+    for error in errors:
+        bound = _bound(error)
+        if bound is not None and strictest[(tuple(error.absolute_path), bound[0])] != bound[1]:
+            continue
         found.extend(problems_for(error))
     return sorted_problems(found)

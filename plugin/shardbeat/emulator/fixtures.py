@@ -54,6 +54,10 @@ from shardbeat.core.json_kind import json_kind
 from shardbeat.providers.cls import CLS_RATE_LIMIT
 
 MAX_SLS_GROUPS_PER_LOGSTORE = 30
+# Shards/partitions per logstore/topic, and their largest id (int32 on both wires): bounds that keep a
+# hostile count from allocating gigabytes (or overflowing range()) before the emulator even listens.
+MAX_IDS = 10_000
+MAX_ID = 2**31 - 1
 DEFAULT_CLS_RATE_LIMIT = int(CLS_RATE_LIMIT)  # the service's, as the plugin assumes it
 _DEFAULT_NAME = "default_fixtures.json"
 
@@ -199,14 +203,19 @@ def _positive_int(value: object, where: str) -> int:
 def _ids(value: object, where: str, first: int) -> tuple[int, ...]:
     """A count n (ids first..first+n-1) or an explicit list of distinct non-negative ids."""
     if type(value) is int:
-        return tuple(range(first, first + _positive_int(value, where)))
+        count = _positive_int(value, where)
+        if count > MAX_IDS:
+            raise FixtureError(f"{where}: at most {MAX_IDS}, not {count}")
+        return tuple(range(first, first + count))
     if not isinstance(value, list) or not value:
         raise FixtureError(
             f"{where}: must be a positive count or a non-empty list of ids, not {json_kind(value)}"
         )
+    if len(value) > MAX_IDS:
+        raise FixtureError(f"{where}: at most {MAX_IDS} ids, not {len(value)}")
     for item in value:
-        if type(item) is not int or item < 0:
-            raise FixtureError(f"{where}: ids must be non-negative integers, not {item!r}")
+        if type(item) is not int or not 0 <= item <= MAX_ID:
+            raise FixtureError(f"{where}: ids must be integers from 0 to {MAX_ID}, not {item!r}")
     if len(set(value)) != len(value):
         raise FixtureError(f"{where}: ids must be distinct")
     return tuple(sorted(value))
@@ -291,6 +300,8 @@ def _cls_logset(value: object, where: str) -> ClsLogset:
         if not isinstance(listed, list) or not listed:
             raise FixtureError(f"{at}.topics: must be a non-empty array of TopicIDs, not {json_kind(listed)}")
         for topic_id in listed:
+            if not isinstance(topic_id, str):  # checked before the lookup: a list or object is unhashable
+                raise FixtureError(f"{at}.topics: must hold TopicID strings, not {json_kind(topic_id)}")
             if topic_id not in topics:
                 raise FixtureError(f"{at}.topics: {topic_id!r} is not a topic of this logset")
         if len(set(listed)) != len(listed):

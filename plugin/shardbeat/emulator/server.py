@@ -360,13 +360,24 @@ def _port(text: str) -> int:
     return port
 
 
+def _host(text: str) -> str:
+    """--host: an address or name; empty would bind every interface (INADDR_ANY), a space none."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give an address (0.0.0.0 listens on every interface)")
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise argparse.ArgumentTypeError("must be an address or host name, without spaces")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """`shardbeat emulator [--host H] [--port N] [--fixtures FILE] [--log-level L]`."""
     parser = argparse.ArgumentParser(
         prog="shardbeat emulator",
         description="Run a local emulator of SLS and CLS consumer groups (one port, both services).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
     )

@@ -39,7 +39,29 @@ def split(endpoint: str) -> tuple[str, str, int, bool]:
     host = parts.hostname
     if not host:
         raise EndpointError(f"invalid endpoint {endpoint!r}: no host")
+    if problem := address_problem(host, port):
+        raise EndpointError(f"invalid endpoint {endpoint!r}: {problem}")
     return scheme, host, port if port is not None else DEFAULT_PORTS[scheme], port is not None
+
+
+def address_problem(host: str, port: int | None) -> str | None:
+    """Why no connection to host:port can ever be made (None: it may be), so a config says so at load
+    instead of a run retrying for good: port 0, a name with spaces, or one DNS cannot carry (a label
+    empty or over 63 characters, a bad xn-- label). For endpoints, proxies and STS endpoints alike."""
+    if port == 0:
+        return "port must be 1-65535"
+    if ":" in host or is_direct(host):
+        return None  # an IP literal (urlsplit already refused a malformed IPv6 one)
+    if any(ch.isspace() or not ch.isprintable() for ch in host):
+        return "the host name must not contain spaces or control characters"
+    try:
+        host.encode("idna")  # what the connect does to it (socket.getaddrinfo)
+    except UnicodeError as exc:
+        reason = str(exc).rpartition("UnicodeError: ")[2].rstrip(")") or "cannot be encoded"
+        return (
+            f"the host name is not a valid DNS name ({reason}; each dot-separated label is 1-63 characters)"
+        )
+    return None
 
 
 def is_direct(host: str) -> bool:

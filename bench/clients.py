@@ -1,9 +1,8 @@
 """The heartbeat clients the per-beat benchmark compares, each a `beat()` that sends one heartbeat,
 reads the answer and checks it, with a keep-alive connection made before measuring starts.
 
-- shardbeat: what the runner's worker does per beat (provider.heartbeat_request, HttpTransport.send,
-  provider.parse_heartbeat), imported from the package; "(loop)": the same beat through the event-loop
-  transport (HttpLoop.start, then poll until its done fires), as the one-thread runner drives it.
+- shardbeat: what the runner's loop does per beat (provider.heartbeat_request, HttpLoop.start, then
+  poll until its done fires, provider.parse_heartbeat), imported from the package.
 - sdk: the official SDKs' own calls, as their users would make them.
 - floor: a bare http.client keep-alive POST of the bytes shardbeat sends, signed inline per beat with
   only what is constant per group precomputed (canonical header block, TC3 day key), and the answer
@@ -57,30 +56,13 @@ def _group(kind: str, provider: str) -> str:
 def group_names() -> list[str]:
     """Every consumer group the per-beat fixtures need (one per client, for both services)."""
     return ["shardbeat-sls", "sdk-sls", "floor-sls", "context-sls", "context-sls-requests",
-            "shardbeat-cls", "sdk-cls", "floor-cls", "shardbeat-loop-sls", "shardbeat-loop-cls"]  # fmt: skip
+            "shardbeat-cls", "sdk-cls", "floor-cls"]  # fmt: skip
 
 
 # -- shardbeat -----------------------------------------------------------------------------------------
 
 
 def _shardbeat(provider: SlsProvider | ClsProvider, name: str) -> Client:
-    transport = HttpTransport()
-    key = SLS_KEY if provider.name == "sls" else CLS_KEY
-    credentials = Credentials(*key)
-    claim: list[ShardMap] = [{}]
-
-    def beat() -> None:
-        request = provider.heartbeat_request(claim[0], time.time(), credentials)
-        response = transport.send(provider.endpoint, request, time.monotonic() + DEADLINE)
-        claim[0] = provider.parse_heartbeat(response)
-
-    beat()
-    if not claim[0]:
-        raise BenchError(f"{name}: the first heartbeat was assigned nothing")
-    return Client(name, provider.name, "shardbeat", beat, transport.close)
-
-
-def _shardbeat_loop(provider: SlsProvider | ClsProvider, name: str) -> Client:
     loop = HttpLoop()
     key = SLS_KEY if provider.name == "sls" else CLS_KEY
     credentials = Credentials(*key)
@@ -101,14 +83,6 @@ def _shardbeat_loop(provider: SlsProvider | ClsProvider, name: str) -> Client:
     if not claim[0]:
         raise BenchError(f"{name}: the first heartbeat was assigned nothing")
     return Client(name, provider.name, "shardbeat", beat, loop.close)
-
-
-def shardbeat_loop_sls(url: str) -> Client:
-    return _shardbeat_loop(sls_provider(url, _group("shardbeat-loop", "sls")), "shardbeat SLS (loop)")
-
-
-def shardbeat_loop_cls(url: str) -> Client:
-    return _shardbeat_loop(cls_provider(url, _group("shardbeat-loop", "cls")), "shardbeat CLS (loop)")
 
 
 def sls_provider(url: str, group: str) -> SlsProvider:
@@ -374,16 +348,12 @@ def sdk_cls(url: str) -> Client:
     return Client("tencentcloud-sdk-python-cls SendConsumerHeartbeat", "cls", "sdk", beat, lambda: None)
 
 
-# The loop rows come before the HttpTransport ones: report.py keys its targets by (provider, kind),
-# the last row winning, so the targets stay on the transport the runner uses today.
 FACTORIES: tuple[Callable[[str], Client], ...] = (
-    shardbeat_loop_sls,
     shardbeat_sls,
     sdk_sls,
     floor_sls,
     urllib3_sls,
     requests_sls,
-    shardbeat_loop_cls,
     shardbeat_cls,
     sdk_cls,
     floor_cls,

@@ -116,7 +116,7 @@ def stage_costs(url: str, n: int) -> dict[str, float | str]:
         out[f"{label} answer read: http_answer.AnswerParser (HttpLoop)"] = _cpu_us(
             partial(_read_loop, raw), n
         )
-        out[f"{label} answer read: http.client.HTTPResponse (HttpTransport)"] = _cpu_us(
+        out[f"{label} answer read: http.client.HTTPResponse (the floor)"] = _cpu_us(
             partial(_read_http_client, raw), n
         )
         date = response.headers.get("date", "")

@@ -19,14 +19,26 @@ from shardbeat.core.redaction import SECRETS, masked
 
 log = logging.getLogger("shardbeat.control")
 
+REPLY_NOT_ENCODABLE = "ReplyNotEncodable"
 MAX_PENDING = 4 << 20  # a status reply of a few thousand groups fits many times over
 
 
 def encode_reply(doc: dict[str, Any], mode: Literal["json", "msgpack"] | None) -> bytes:
     """A MessagePack client gets a MessagePack map; everyone else a JSON line. Replies leave the
     process like records do, so they pass the one redaction point too (a status reply quotes the
-    last error, which came from a server)."""
-    data = _encoded(doc, mode)
+    last error, which came from a server). A reply that will not encode (a value the format
+    cannot carry) becomes a ReplyNotEncodable failure: every message still gets its one reply."""
+    try:
+        data = _encoded(doc, mode)
+    except (ValueError, TypeError, OverflowError) as exc:
+        log.warning("control socket: a %s reply could not be encoded (%s)", doc.get("op", "control"), exc)
+        kind = type(exc).__name__
+        why = f"done, but its reply could not be encoded as {mode or 'json'} ({kind}): see the records"
+        failure: dict[str, Any] = {"ok": False, "error": {"code": REPLY_NOT_ENCODABLE, "message": why}}
+        if isinstance(doc.get("op"), str):
+            failure = {"op": doc["op"], **failure}
+        doc = failure
+        data = _encoded(doc, mode)
     if SECRETS.found_in(data):
         data = _encoded(masked(doc), mode)
     return data

@@ -172,3 +172,60 @@ def test_a_commit_epoch_newer_than_any_record_of_this_run_is_refused() -> None:
     assert refusal["event"] == "error" and refusal["error"]["code"] == "StaleEpoch"
     assert "newer than this group's latest (1)" in refusal["error"]["message"]
     assert kit.driver.offer({(LOGSTORE, 0): "Mg=="}, kit.clock.now(), epoch=1) == 1  # its own epoch passes
+
+
+# -- nothing follows `stopped` -----------------------------------------------------------------------
+
+
+class _Writer:
+    """What the Runner writes, kept in a list (no thread, no pipe)."""
+
+    dropped = 0
+    broken = False
+    broken_reason = None
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: dict[str, Any], on_written: object = None) -> None:
+        self.records.append(record)
+
+
+def test_control_ops_racing_a_stop_write_nothing_after_stopped() -> None:
+    """A flood of status/commit/bad ops during a stop wrote hundreds of records after each group's
+    `stopped` (meant to be its last), kept the writer from flushing and made a clean stop exit 1."""
+    from shardbeat.config import config_from_dict
+    from shardbeat.runtime.runner import Runner
+
+    config = config_from_dict(
+        {
+            "groups": [
+                {
+                    "provider": "sls",
+                    "endpoint": "http://127.0.0.1:1",
+                    "project": "proj",
+                    "logstore": LOGSTORE,
+                    "consumer_group": "demo-group",
+                    "consumer": "c",
+                    "credentials": {"access_key_id": "a", "access_key_secret": "s"},
+                    "checkpoints": {},
+                }
+            ]
+        }
+    ).config
+    writer = _Writer()
+    runner = Runner(config.groups, writer)  # type: ignore[arg-type]
+    try:
+        at = FakeClock().now()
+        for driver in runner.sessions:
+            driver.finish(at)
+            runner._settle(driver)
+        assert [r["event"] for r in writer.records] == ["stopped"]
+        runner.emit_status()
+        runner.commit(runner.sessions, {(LOGSTORE, 0): "MQ=="})
+        runner.control_error("InvalidJson", "socket: not JSON")
+        runner.held(runner.sessions, {})
+        assert [r["event"] for r in writer.records] == ["stopped"]
+        assert runner.emit_status(write=False)  # a socket client still gets its answer
+    finally:
+        runner._exchange.close()

@@ -425,7 +425,7 @@ class Runner:
             for driver in self.drivers:
                 record = driver.status_record(at, self._writer.dropped)
                 entries.append(status_entry(record, driver, at.mono))
-                if write:
+                if write and not driver.records_closed:  # nothing follows `stopped`
                     self._writer.emit(record)
         return entries
 
@@ -440,6 +440,8 @@ class Runner:
 
     def control_error(self, code: str, message: str) -> None:
         log.warning("control: %s: %s", code, message)
+        if self.drivers and all(d.records_closed for d in self.drivers):
+            return  # every group's `stopped` is out: it stays the last record
         self._writer.emit(control_error(self._clock.instant(), code, message))
 
 

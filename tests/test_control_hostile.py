@@ -312,3 +312,43 @@ def test_a_big_reply_encoded_an_entry_at_a_time_is_the_same_bytes(mode: Any) -> 
         "groups": [{"g": f"\ud800é{i}", "n": [i, None, 2.5]} for i in range(50)],
     }
     assert encode_reply(doc, mode) == _encoded(doc, mode)
+
+
+# -- reload ops ------------------------------------------------------------------------------------
+
+
+def test_reload_ops_never_run_on_the_socket_thread_and_share_one_reload() -> None:
+    """Each `reload` op re-read the config on the socket thread (2 s for 3000 groups): 20 of them
+    kept every other socket client waiting 32 s, and none shared a reload as SIGHUP's do."""
+    import threading
+    from typing import cast
+
+    from shardbeat.runtime.control import ControlMessage
+    from shardbeat.runtime.process import ControlHandler
+
+    release = threading.Event()
+    reloads: list[int] = []
+
+    class SlowRunner:
+        sessions: list[object] = []
+
+        def refresh_credentials(self) -> None:
+            reloads.append(1)
+            release.wait(0.5)  # a reload that takes its time (a big config, a slow disk)
+
+        def beat_now(self, targets: object) -> None:
+            pass
+
+    handler = ControlHandler(cast(Any, SlowRunner()), cast(Any, None), None)
+    replies: list[dict[str, Any]] = []
+    for _ in range(20):
+        handler.control(ControlMessage("reload"), reply=replies.append)
+    assert len(replies) == 20 and all(r == {"op": "reload", "ok": True} for r in replies)  # at once
+    release.set()
+    deadline = threading.Event()
+    for _ in range(100):  # bounded: the reload thread finishes its (at most two) reloads
+        if len(reloads) >= 1:
+            break
+        deadline.wait(0.02)
+    deadline.wait(0.2)
+    assert 1 <= len(reloads) <= 2

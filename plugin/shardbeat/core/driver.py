@@ -308,6 +308,8 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
     # -- records --------------------------------------------------------------------------------------
 
     def emit(self, record: Record, release: ShardMap | None = None) -> None:
+        if self.records_closed:  # `stopped` was the group's last record: a late op's refusal is not
+            return
         self._out.append(Emit(record, release))
 
     def _emit_event(

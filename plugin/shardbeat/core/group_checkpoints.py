@@ -219,6 +219,15 @@ class CheckpointRules:
                 at, "control", NOT_OWNER,
                 f"not held under a valid lease, nothing sent for {_values(others)}",
             )  # fmt: skip
+        if epoch is not None and epoch > me.membership.epoch and mine:
+            # No record of this process carried that epoch: the values were made under an earlier
+            # run's records (its epochs count from 1 again) and may predate a loss; never trust them.
+            self.group_error(
+                at, "control", STALE_EPOCH,
+                f"epoch {epoch} is newer than this group's latest ({me.membership.epoch}): values made "
+                f"under an earlier run of shardbeat? nothing sent for {_values(mine)}",
+            )  # fmt: skip
+            mine = {}
         if epoch is not None:
             stale = {key: value for key, value in mine.items() if group.added_at.get(key, 0) > epoch}
             if stale:

@@ -115,8 +115,10 @@ class ReleaseRules:
                 self.on_demand_budget = budget or self.on_demand_budget
             return
         at = on_demand_at(now, self.last_sent, self.interval)
-        if at < self.due_at:  # else a beat is due by then anyway
-            budget = budget or self.on_demand_budget
+        budget = budget or self.on_demand_budget
+        if budget is not None:
+            at = budget.earliest(at)
+        if at < self.due_at:  # else a beat is due by then anyway (an ask already queued, the grid)
             if budget is not None:
                 at = budget.slot(at)
-            self.due_at = min(self.due_at, at)
+            self.due_at = at

@@ -39,8 +39,13 @@ class OnDemandBudget:
         self._gap = 1.0 / rate
         self._next = float("-inf")
 
+    def earliest(self, at: float) -> float:
+        """The earliest start at or after `at` that keeps the rate (nothing is taken)."""
+        return max(at, self._next)
+
     def slot(self, at: float) -> float:
-        """The earliest start at or after `at` that keeps the rate; the slot is taken."""
-        start = max(at, self._next)
+        """The earliest start at or after `at` that keeps the rate; the slot is taken. Take only a
+        slot that will be used: one taken for nothing delays every later ask of every group."""
+        start = self.earliest(at)
         self._next = start + self._gap
         return start

@@ -37,6 +37,9 @@ PROVIDERS: tuple[str, ...] = get_args(ProviderName)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_NAME_CHARS = 255
+# Shard ids and epochs are int64 at most (CLS partition ids are int64, SLS shard ids int32): larger
+# ones name nothing, and every reply and record that echoes them must still encode as MessagePack.
+MAX_INTEGER = 2**63 - 1
 _FEED_SLICE = 4096  # msgpack is fed in slices so a full read never counts as one oversized message
 
 # Problem codes (the `error.code` of the error record the runner writes).
@@ -139,6 +142,8 @@ def _shard_id(topic: str, value: object) -> int:
         )
     if value < 0:
         raise _Invalid(INVALID_MESSAGE, f"shards[{_show(topic)}]: shard ids must be >= 0")
+    if value > MAX_INTEGER:
+        raise _Invalid(INVALID_MESSAGE, f"shards[{_show(topic)}]: shard ids must be at most {MAX_INTEGER}")
     return value
 
 
@@ -227,6 +232,8 @@ def _epoch(value: object) -> int:
         raise _Invalid(INVALID_MESSAGE, f"epoch must be an integer >= 0, not {json_kind(value)}")
     if value < 0:
         raise _Invalid(INVALID_MESSAGE, "epoch must be >= 0 (the epoch of a record), not negative")
+    if value > MAX_INTEGER:
+        raise _Invalid(INVALID_MESSAGE, f"epoch must be at most {MAX_INTEGER} (the epoch of a record)")
     return value
 
 
@@ -292,6 +299,34 @@ def _checkpoint_shard(topic: str, shard: object) -> int:
 Decoded = ControlMessage | ControlProblem
 
 
+class _Pairs:
+    """The decoders' object_pairs_hook: builds each object and remembers a key given twice in one,
+    so `{"op": "status", "op": "stop"}` is refused instead of read as whichever came last."""
+
+    def __init__(self) -> None:
+        self.twice: list[object] = []
+
+    def __call__(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        doc = dict(pairs)
+        if len(doc) != len(pairs) and not self.twice:
+            seen: set[object] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.twice.append(key)
+                    break
+                seen.add(key)
+        return doc
+
+    def problem(self) -> ControlProblem | None:
+        """The key given twice in the document just decoded, if any (and forget it)."""
+        if not self.twice:
+            return None
+        key = self.twice.pop()
+        self.twice.clear()
+        shown = str(key) if isinstance(key, int) and not isinstance(key, bool) else _show(key)
+        return ControlProblem(INVALID_MESSAGE, f"field {shown} is given twice in one object")
+
+
 class ControlDecoder:
     """Bytes of one stream in, messages and problems out, in order. Pure: feed it what was read."""
 
@@ -307,6 +342,7 @@ class ControlDecoder:
         self.muted = 0  # msgpack problems not reported while desynced
         self._text: bytearray | None = None  # msgpack: the start of a JSON line being skipped
         self._first_byte = 0  # what made this stream MessagePack
+        self._pairs = _Pairs()
 
     def feed(self, data: bytes) -> list[Decoded]:
         if self.mode is None:
@@ -386,15 +422,16 @@ class ControlDecoder:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return ControlProblem(INVALID_ENCODING, "a line is not valid UTF-8")
+        self._pairs.twice.clear()
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=self._pairs)
         except json.JSONDecodeError as exc:
             return ControlProblem(INVALID_JSON, f"not JSON: {exc.msg} at column {exc.colno}")
         except (ValueError, RecursionError):  # integers too long to convert, nesting too deep
             return ControlProblem(
                 INVALID_JSON, "not JSON that can be read (number too long or nesting too deep)"
             )
-        return message_from(doc)
+        return self._pairs.problem() or message_from(doc)
 
     # -- MessagePack
 
@@ -405,8 +442,12 @@ class ControlDecoder:
             # Every size limit defaults to max_buffer_size; the slice on top keeps a full buffer
             # meaning one message over the limit, not a read that carried many small ones.
             self._unpacker = msgpack.Unpacker(
-                raw=False, strict_map_key=False, max_buffer_size=self.limit + _FEED_SLICE
+                raw=False,
+                strict_map_key=False,
+                max_buffer_size=self.limit + _FEED_SLICE,
+                object_pairs_hook=self._pairs,
             )
+            self._pairs.twice.clear()
             self._fed = self._consumed = 0
         try:
             self._unpacker.feed(data)
@@ -438,13 +479,14 @@ class ControlDecoder:
                     if rest:
                         self._feed_msgpack(rest, out)
                     return
+            twice = self._pairs.problem()
             size, self._consumed = self._unpacker.tell() - self._consumed, self._unpacker.tell()
             if size > self.limit:
                 decoded: Decoded = ControlProblem(
                     TOO_LARGE, f"a MessagePack message over {self.limit} bytes was dropped"
                 )
             else:
-                decoded = message_from(doc)
+                decoded = twice or message_from(doc)
             if isinstance(decoded, ControlMessage):
                 self._desynced = False
                 out.append(decoded)

@@ -40,6 +40,20 @@ class ControlHandler:
         # A flood of ops naming no configured group writes records like bad input does: rate limited
         # (socket clients still get every reply).
         self._refusals = ProblemBudget()
+        self._reloads: Reloads | None = None
+        self._reloads_lock = threading.Lock()
+
+    def ask_reload(self) -> None:
+        """A reload (the `reload` op, SIGHUP) runs on the reload thread, never on the caller's: a
+        big config takes seconds to re-read, and the socket thread serves every client. Asks that
+        come while one runs share the next. Signal-safe once started (start_reloads)."""
+        self.start_reloads().ask()
+
+    def start_reloads(self) -> Reloads:
+        with self._reloads_lock:
+            if self._reloads is None:
+                self._reloads = Reloads(self.reload)
+            return self._reloads
 
     def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
         """Act on one message; with `reply` (a socket client), answer it (control_replies)."""
@@ -57,8 +71,8 @@ class ControlHandler:
             answer(replies.status(runner.emit_status(write=message.records)))
             return
         if op == "reload":
-            self.reload()
-            answer(replies.done(op))
+            self.ask_reload()
+            answer(replies.done(op))  # asked: the outcome is logged by the reload thread
             return
         targets = runner.select(message.group, message.provider, message.consumer)
         if not targets:
@@ -202,7 +216,7 @@ def run(config: Config, config_path: str | None = None) -> int:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: runner.stop())
-            reloads = Reloads(handler.reload)
+            reloads = handler.start_reloads()  # one reload thread for SIGHUP and the `reload` op
             signal.signal(signal.SIGHUP, lambda *_: reloads.ask())
         log.info(
             "shardbeat starting: %d group(s): %s",

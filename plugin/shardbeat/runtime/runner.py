@@ -28,7 +28,7 @@ from shardbeat.core.driver import GroupDriver
 from shardbeat.core.group_checkpoints import commit_across
 from shardbeat.core.group_figures import GroupSnapshot
 from shardbeat.core.on_demand import OnDemandBudget
-from shardbeat.core.records import Record, control_error
+from shardbeat.core.records import Instant, Record, control_error
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.wire import HttpResponse, ProviderError
@@ -37,6 +37,7 @@ from shardbeat.providers.services import make_provider
 from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.credentials import CredentialSource
 from shardbeat.runtime.exchange import Exchange, ThreadedExchange
+from shardbeat.runtime.lock_walk import walk
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.timeline import Timeline
@@ -419,20 +420,17 @@ class Runner:
         extra figures an operator asks for (control_replies.status_entry)."""
         from shardbeat.runtime.control_replies import status_entry
 
-        entries: list[dict[str, object]] = []
-        with self._lock:
-            at = self._clock.instant()
-            for driver in self.drivers:
-                record = driver.status_record(at, self._writer.dropped)
-                entries.append(status_entry(record, driver, at.mono))
-                if write:
-                    self._writer.emit(record)
-        return entries
+        def entry(driver: GroupDriver, at: Instant) -> dict[str, object]:
+            record = driver.status_record(at, self._writer.dropped)
+            if write and not driver.records_closed:  # nothing follows `stopped`
+                self._writer.emit(record)
+            return status_entry(record, driver, at.mono)
+
+        # A piece at a time: thousands of groups must not hold the loop thread up (lock_walk.py).
+        return walk(self._lock, self.drivers, self._clock.instant, entry)
 
     def snapshot(self) -> list[GroupSnapshot]:
-        with self._lock:
-            now = self._clock.monotonic()
-            return [d.snapshot(now) for d in self.drivers]
+        return walk(self._lock, self.drivers, self._clock.monotonic, lambda d, now: d.snapshot(now))
 
     @property
     def writer_dropped(self) -> int:
@@ -440,6 +438,8 @@ class Runner:
 
     def control_error(self, code: str, message: str) -> None:
         log.warning("control: %s: %s", code, message)
+        if self.drivers and all(d.records_closed for d in self.drivers):
+            return  # every group's `stopped` is out: it stays the last record
         self._writer.emit(control_error(self._clock.instant(), code, message))
 
 

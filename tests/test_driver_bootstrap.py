@@ -214,4 +214,3 @@ def test_a_key_that_arrives_within_the_budget_costs_no_record() -> None:
     assert f"LOG {KEYS.key_id}:" in dict(kit.only().send.request.headers)["Authorization"]
     kit.answer(kit.server.groups(10))
     assert kit.records == []
-

@@ -258,3 +258,19 @@ def test_abandon_drops_every_claim_and_the_run_exits_1(emulator: EmulatorServer)
         runner.stop()
         os.close(w)
         os.close(r)
+
+
+def test_a_flood_of_refused_commits_is_reported_at_a_bounded_rate(emulator: EmulatorServer) -> None:
+    p = InProcess([sls(emulator, checkpoints={"commit_interval": 0.2})])
+    try:
+        p.wait_for(is_event("assignment"))
+        target = p.runner.drivers
+        for _ in range(200):  # a client looping on a commit of a shard this node does not hold
+            assert p.runner.commit(target, {("demo-logstore", 999): "MTUwMDAwMDAwMA=="}) == 0
+        p.runner.emit_status()
+        p.wait_for(is_event("status"))
+    finally:
+        p.stop()
+    refused = [r for r in p.records if r["event"] == "error" and r.get("source") == "control"]
+    assert 1 <= len(refused) <= 12  # the burst, and perhaps one more as the budget refills
+    assert all(r["error"]["code"] == "NotOwner" for r in refused)

@@ -88,7 +88,10 @@ class CheckpointRules:
         self, at: Instant, source: str, code: str, message: str, failure: ProviderError | None = None
     ) -> None:
         me = self._me()
-        log.warning("%s: %s: %s", me.config.label, code, message)
+        # A refused control op is logged by the shell, which limits how many are reported (a client
+        # looping on refused commits must not flood the log or the record stream).
+        level = logging.DEBUG if source == "control" else logging.WARNING
+        log.log(level, "%s: %s: %s", me.config.label, code, message)
         me.emit(
             records.error(
                 me.identity,

@@ -35,6 +35,7 @@ from shardbeat.core.wire import HttpResponse, ProviderError
 from shardbeat.providers import server_values
 from shardbeat.providers.services import make_provider
 from shardbeat.runtime.clock import Clock
+from shardbeat.runtime.control_channels import ProblemBudget
 from shardbeat.runtime.credentials import CredentialSource
 from shardbeat.runtime.exchange import Exchange, ThreadedExchange
 from shardbeat.runtime.lock_walk import walk
@@ -115,6 +116,7 @@ class Runner:
         self._loop_thread: threading.Thread | None = None
         self._orphans: list[tuple[GroupDriver, Call]] = []  # calls made off the loop thread
         self._on_demand_budget = OnDemandBudget()
+        self._refusals = ProblemBudget()  # refused control ops, reported at a bounded rate
         self._last_date: tuple[str, float | None] = ("", None)  # Date changes once a second: parse once
         # Temporary keys refresh on threads of their own (never on the loop). STS goes by the
         # process's proxy/CA rules; metadata stays direct (DefaultSessions).
@@ -188,6 +190,20 @@ class Runner:
             driver.poll(self._clock.instant())
             self._settle(driver)
 
+    def _refused(self, record: Record) -> bool:
+        """A refused control op of a group (NotOwner, StaleEpoch, ...): reported within the process's
+        budget for control problems, the count of those left out named in the next one reported."""
+        skipped = self._refusals.take()
+        if skipped is None:
+            return False
+        error = record["error"]
+        if skipped:
+            error["message"] += f" ({skipped} more refused control ops not reported)"
+        log.warning(
+            "control: %s/%s: %s: %s", record["group"], record["consumer"], error["code"], error["message"]
+        )
+        return True
+
     def _schedule(self, driver: GroupDriver) -> None:
         """Keep the driver's one live heap entry at its next due time (earlier only: a later one
         finds the driver with nothing to do and is re-queued then)."""
@@ -207,8 +223,11 @@ class Runner:
         """Write what the driver has to say, start the calls it made, and re-queue it."""
         out, calls = driver.take()
         for emit in out:
+            record = emit.record
+            if record["event"] == "error" and record.get("source") == "control" and not self._refused(record):
+                continue
             on_written = None if emit.release is None else self._releaser(driver, emit.release)
-            self._writer.emit(emit.record, on_written)
+            self._writer.emit(record, on_written)
         for call in calls:
             if threading.current_thread() is self._loop_thread or self._loop_thread is None:
                 self._advance(driver, call, None)

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shardbeat.runtime import startup_signals
 from shardbeat.runtime.logs import stderr_handler
 from shardbeat.runtime.network import Network, config_problems, endpoints_of
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
@@ -218,6 +219,9 @@ def run(config: Config, config_path: str | None = None) -> int:
                 signal.signal(sig, lambda *_: runner.stop())
             reloads = handler.start_reloads()  # one reload thread for SIGHUP and the `reload` op
             signal.signal(signal.SIGHUP, lambda *_: reloads.ask())
+            if startup_signals.reload_asked():
+                log.info("SIGHUP came while starting: reloading now")
+                reloads.ask()
         log.info(
             "shardbeat starting: %d group(s): %s",
             len(runner.sessions),

@@ -1,0 +1,61 @@
+"""Signals that come while `run` is starting, before the runner's own handlers are in place.
+
+Reading and validating a big config, taking its instance locks and building its groups takes
+seconds (3000 groups: about 3 s). Until now a signal in that window got the default action: SIGHUP
+(a reload, e.g. after rotating a credentials file) killed the process, silently, and under Fluent Bit
+a oneshot child that exits is never restarted; SIGTERM killed it without a word and not with the
+exit status a stop has. So `install` is called first thing in `run`:
+- SIGHUP is remembered and handed to the reload machinery once it exists (`reload_asked`): a file
+  edited while the old contents were being read is re-read then;
+- SIGTERM and SIGINT end the start at once by raising StartupInterrupted in the main thread (the way
+  Python's own SIGINT raises KeyboardInterrupt): nothing has been claimed yet (no heartbeat is sent
+  before the runner's loop), so the CLI says so and exits 0 like any stop.
+process.run replaces these handlers with the runner's before the loop starts.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_reload = threading.Event()
+
+
+class StartupInterrupted(BaseException):
+    """A stop signal came while starting. BaseException, like KeyboardInterrupt: no `except
+    Exception` on the way (config errors, lock errors) may swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"{self.signal_name} while starting")
+
+
+def install() -> None:
+    """Take SIGTERM, SIGINT and SIGHUP for the start (main thread only: elsewhere Python refuses)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _reload.clear()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGHUP, _remember_reload)
+
+
+def reload_asked() -> bool:
+    """Whether a SIGHUP came since `install` (and forget it: it is handed over once)."""
+    asked = _reload.is_set()
+    _reload.clear()
+    return asked
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise StartupInterrupted(signum)
+
+
+def _remember_reload(signum: int, frame: FrameType | None) -> None:
+    _reload.set()  # signal-safe: no lock the interrupted code may hold
+
+
+__all__ = ["StartupInterrupted", "install", "reload_asked"]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shardbeat.runtime import startup_signals
+from shardbeat.runtime import open_files, startup_signals
 from shardbeat.runtime.logs import stderr_handler
 from shardbeat.runtime.network import Network, config_problems, endpoints_of
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
@@ -187,6 +187,10 @@ def run(config: Config, config_path: str | None = None) -> int:
     if problems:
         for problem in problems:
             log.error("config: %s", problem)
+        return USAGE_ERROR
+    room = open_files.make_room(len(config.groups))  # before the locks: one descriptor each
+    if room is not None:
+        log.error("%s", room)
         return USAGE_ERROR
     try:
         locks = acquire_instance_locks(config.groups, config.runtime_dir)

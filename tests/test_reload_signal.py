@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+import pytest
+
+from fault_kit import fast_emulator
+from harness import write_config
 from shardbeat.runtime.process import Reloads
 
 
@@ -49,3 +57,46 @@ def test_a_failing_reload_does_not_end_reloads() -> None:
         threading.Event().wait(0.02)
     reloads.ask()
     assert second.wait(5)
+
+
+@pytest.mark.slow
+def test_a_flood_of_reload_ops_is_coalesced_like_sighup(tmp_path: Path) -> None:
+    """`reload` ops (stdin, socket) go through the same Reloads thread as SIGHUP: before, each op
+    re-read the config on the control reader itself, one after another (a second of CPU each for
+    3000 groups), and every later op on that channel, `stop` included, waited behind them."""
+    ops = 300
+    with fast_emulator() as emulator:
+        doc = emulator.demo_config("sls") | {"consumer": "reload-flood", "heartbeat_interval": 0.5}
+        config = write_config(tmp_path / "c.json", [doc], runtime_dir=str(tmp_path / "run"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardbeat", "run", "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert json.loads(proc.stdout.readline())["event"] == "assignment"
+            reader = threading.Thread(target=lambda: lines.extend(map(bytes.decode, proc.stderr or [])))
+            reader.start()
+            proc.stdin.write(b'{"op":"reload"}\n' * ops)
+            proc.stdin.flush()
+            for _ in range(500):  # bounded: 10 s for the first reload to be done
+                if any("reload: credentials re-read" in line for line in lines):
+                    break
+                threading.Event().wait(0.02)
+            proc.stdin.write(b'{"op":"stop"}\n')
+            proc.stdin.flush()
+            out = proc.stdout.read()
+            proc.wait(30)
+            reader.join(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    log = "".join(lines)
+    assert proc.returncode == 0, log[-2000:]
+    assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+    reloads = log.count("reload: credentials re-read")
+    assert 1 <= reloads < ops // 10, f"{reloads} re-reads for {ops} reload ops"

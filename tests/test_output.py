@@ -139,3 +139,38 @@ def test_full_queue_coalesces_assignment_snapshots_of_a_group_and_keeps_callback
     lines = [json.loads(line) for line in chunks[0].replace(b"x", b"").splitlines() if line]
     assert [x["n"] for x in lines] == [-1, 2, 4]
     assert called == [1, 3, 4]  # every replaced snapshot's release still happens, in order
+
+
+class Probe(dict[str, object]):
+    """A record that counts how often the writer looks into it."""
+
+    looks = 0
+
+    def __getitem__(self, key: str) -> object:
+        Probe.looks += 1
+        return super().__getitem__(key)
+
+
+def test_a_full_queue_is_searched_only_when_something_in_it_can_give_way() -> None:
+    """A stalled reader and thousands of groups: every emit scanned the whole full queue under the
+    lock (on the loop thread), and a stop's `lost`/`stopped` took seconds to queue. Counted, not timed:
+    each emit may look at a few records, never at the whole queue."""
+    r, w = os.pipe()
+    groups = 1000
+    writer = RecordWriter(w, capacity=100)
+    try:
+        writer.emit({"event": "status", "n": -1, "pad": "x" * 200_000})  # the writer blocks on this write
+        assert not writer.flush(0.2)
+        for i in range(groups):  # undroppable: the queue grows past its capacity
+            writer.emit(Probe(rec("assignment", i), provider="sls", group=f"g{i}", consumer="c"))
+        Probe.looks = 0
+        for i in range(groups):
+            writer.emit(Probe(rec("lease", i), provider="sls", group=f"g{i}", consumer="c"))
+            writer.emit(Probe(rec("lost", i), provider="sls", group=f"g{i}", consumer="c"))
+            writer.emit(Probe(rec("stopped", i), provider="sls", group=f"g{i}", consumer="c"))
+        assert Probe.looks < 10 * 3 * groups, f"{Probe.looks} looks for {3 * groups} emits"
+        assert writer.dropped == groups  # the policy holds: each lease gave way, nothing else did
+    finally:
+        os.close(r)  # the blocked write fails: the writer ends
+        writer.close(1)
+        os.close(w)

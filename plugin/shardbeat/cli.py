@@ -35,7 +35,7 @@ from shardbeat.operator_output import GuardedStdout, StdoutUnwritable
 from shardbeat.providers.service import CliFlag
 from shardbeat.providers.services import DEFAULT as DEFAULT_SERVICE
 from shardbeat.providers.services import SERVICES
-from shardbeat.runtime import startup_signals
+from shardbeat.runtime import lifecycle_signals
 from shardbeat.runtime.logs import LEVELS, setup_logging
 from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
 
@@ -368,7 +368,14 @@ def _secret_flags_warning(args: argparse.Namespace) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    startup_signals.install()  # first: a big config takes seconds to load (see the module)
+    lifecycle_signals.install()  # first: a big config takes seconds to load (see the module)
+    try:
+        return _run_installed(args)
+    finally:
+        lifecycle_signals.leave()
+
+
+def _run_installed(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     parser: argparse.ArgumentParser = args.parser
     if warning := _secret_flags_warning(args):  # first: ps showed it whatever else is wrong
@@ -567,7 +574,7 @@ def _main(arguments: list[str]) -> int:
         return code
     except StdoutUnwritable:
         raise
-    except startup_signals.StartupInterrupted as exc:  # before the runner's handlers: nothing claimed
+    except lifecycle_signals.StartupInterrupted as exc:  # before the runner's handlers: nothing claimed
         log.info("stopped by %s while starting; nothing was claimed", exc.signal_name)
         return 0
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shardbeat.runtime import open_files, startup_signals
+from shardbeat.runtime import lifecycle_signals, open_files
 from shardbeat.runtime.logs import stderr_handler
 from shardbeat.runtime.network import Network, config_problems, endpoints_of
 from shardbeat.runtime.output import RecordWriter, encoder_for, guard_stdout
@@ -223,7 +223,7 @@ def run(config: Config, config_path: str | None = None) -> int:
                 signal.signal(sig, lambda *_: runner.stop())
             reloads = handler.start_reloads()  # one reload thread for SIGHUP and the `reload` op
             signal.signal(signal.SIGHUP, lambda *_: reloads.ask())
-            if startup_signals.reload_asked():
+            if lifecycle_signals.reload_asked():
                 log.info("SIGHUP came while starting: reloading now")
                 reloads.ask()
         log.info(
@@ -231,7 +231,10 @@ def run(config: Config, config_path: str | None = None) -> int:
             len(runner.sessions),
             ", ".join(s.config.label for s in runner.sessions),
         )
-        return runner.run()
+        try:
+            return runner.run()
+        finally:
+            lifecycle_signals.ignore_after_stop()
 
 
 def _start_services(

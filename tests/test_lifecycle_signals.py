@@ -162,3 +162,42 @@ def test_stop_signal_while_starting_exits_zero_saying_why_and_claims_nothing(
         assert heartbeats_of(emulator, "early-stop") == []
     finally:
         p.finish()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_signals_while_the_stopped_process_tears_down_do_not_change_its_exit(
+    emulator: EmulatorServer, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A logrotate SIGHUP or a host's second SIGTERM in the last milliseconds: Python puts default
+    actions back as it finalizes, so the clean stop exited 'killed by signal' instead of 0."""
+    p = Gated(emulator, tmp_path, "late-signal")
+    try:
+        assert p.at_gate(), p.log()
+        p.open_gate()
+        assert p.wait_for_record("assignment", 10), (p.proc.poll(), p.log())
+        p.proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + 20
+        while p.proc.poll() is None and time.monotonic() < end:  # a storm until it has exited
+            try:
+                p.proc.send_signal(sig)
+            except ProcessLookupError:
+                break
+            time.sleep(0.002)
+        assert p.proc.wait(5) == 0, p.log()
+        p.finish()
+        assert json.loads(p.stdout[-1])["event"] == "stopped"
+    finally:
+        p.finish()
+
+
+def test_leave_puts_back_what_install_replaced() -> None:
+    """`run` that never ran (a config error; a test's stand-in runner) leaves the caller's handlers."""
+    from shardbeat.runtime import lifecycle_signals
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    lifecycle_signals.install()
+    try:
+        assert signal.getsignal(signal.SIGHUP) != before[signal.SIGHUP]
+    finally:
+        lifecycle_signals.leave()
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -1,4 +1,5 @@
-"""Signals that come while `run` is starting, before the runner's own handlers are in place.
+"""Signals outside the runner's life: while `run` is starting, before the runner's own handlers are
+in place, and once the stop is done, while the process tears down.
 
 Reading and validating a big config, taking its instance locks and building its groups takes
 seconds (3000 groups: about 3 s). Until now a signal in that window got the default action: SIGHUP
@@ -10,7 +11,11 @@ exit status a stop has. So `install` is called first thing in `run`:
 - SIGTERM and SIGINT end the start at once by raising StartupInterrupted in the main thread (the way
   Python's own SIGINT raises KeyboardInterrupt): nothing has been claimed yet (no heartbeat is sent
   before the runner's loop), so the CLI says so and exits 0 like any stop.
-process.run replaces these handlers with the runner's before the loop starts.
+process.run replaces these handlers with the runner's before the loop starts, and calls
+`ignore_after_stop` once the loop has returned: Python puts the default action back on every
+signal it handled when the interpreter finalizes, so a SIGHUP or a second SIGTERM in those last
+milliseconds killed a process that had stopped cleanly, and it exited "killed by SIGHUP" (-1)
+instead of 0. Ignored signals stay ignored through finalization; the stop they would ask for is done.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _reload = threading.Event()
+_replaced: dict[int, object] = {}  # the handlers `install` replaced, for `leave`
 
 
 class StartupInterrupted(BaseException):
@@ -39,8 +45,27 @@ def install() -> None:
         return
     _reload.clear()
     for sig in STOP_SIGNALS:
-        signal.signal(sig, _interrupt)
-    signal.signal(signal.SIGHUP, _remember_reload)
+        _replaced[sig] = signal.signal(sig, _interrupt)
+    _replaced[signal.SIGHUP] = signal.signal(signal.SIGHUP, _remember_reload)
+
+
+def leave() -> None:
+    """`run` returns without having run (a config error, a refused lock; a test's stand-in runner):
+    put back the handlers `install` replaced. After `ignore_after_stop` there is nothing to undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in _replaced.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+    _replaced.clear()
+
+
+def ignore_after_stop() -> None:
+    """The stop is done (records written, exit status known): later signals change nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _replaced.clear()
+    for sig in (*STOP_SIGNALS, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def reload_asked() -> bool:
@@ -58,4 +83,4 @@ def _remember_reload(signum: int, frame: FrameType | None) -> None:
     _reload.set()  # signal-safe: no lock the interrupted code may hold
 
 
-__all__ = ["StartupInterrupted", "install", "reload_asked"]
+__all__ = ["StartupInterrupted", "ignore_after_stop", "install", "leave", "reload_asked"]

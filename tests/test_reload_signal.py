@@ -100,3 +100,11 @@ def test_a_flood_of_reload_ops_is_coalesced_like_sighup(tmp_path: Path) -> None:
     assert json.loads(out.splitlines()[-1])["event"] == "stopped"
     reloads = log.count("reload: credentials re-read")
     assert 1 <= reloads < ops // 10, f"{reloads} re-reads for {ops} reload ops"
+
+
+def test_close_ends_the_reload_thread() -> None:
+    reloads = Reloads(lambda: None)
+    assert reloads.thread.is_alive()
+    reloads.close()
+    reloads.thread.join(5)
+    assert not reloads.thread.is_alive()

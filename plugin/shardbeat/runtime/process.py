@@ -50,6 +50,12 @@ class ControlHandler:
         come while one runs share the next. Signal-safe once started (start_reloads)."""
         self.start_reloads().ask()
 
+    def close_reloads(self) -> None:
+        """On the way out of run: the reload thread ends (a run in a test process leaves none)."""
+        with self._reloads_lock:
+            if self._reloads is not None:
+                self._reloads.close()
+
     def start_reloads(self) -> Reloads:
         with self._reloads_lock:
             if self._reloads is None:
@@ -148,15 +154,24 @@ class Reloads:
     def __init__(self, reload: Callable[[], None]) -> None:
         self._reload = reload
         self._asked = threading.Event()
-        threading.Thread(target=self._run, name="shardbeat-reload", daemon=True).start()
+        self._closed = False
+        self.thread = threading.Thread(target=self._run, name="shardbeat-reload", daemon=True)
+        self.thread.start()
 
     def ask(self) -> None:
         self._asked.set()  # signal-safe: no lock that the interrupted thread may hold
+
+    def close(self) -> None:
+        """No more reloads: the thread ends (a run in a test process leaves none behind)."""
+        self._closed = True
+        self._asked.set()
 
     def _run(self) -> None:
         while True:
             self._asked.wait()
             self._asked.clear()
+            if self._closed:
+                return
             try:
                 self._reload()
             except Exception:  # a bug in reload must not end reloads
@@ -213,6 +228,7 @@ def run(config: Config, config_path: str | None = None) -> int:
         if writer.broken:  # it broke before the runner was there to hear it
             runner.abandon(writer.broken_reason or "the record writer stopped")
         handler = ControlHandler(runner, config, config_path)
+        cleanup.callback(handler.close_reloads)
         try:
             _start_services(runner, handler, config, cleanup)
         except (OSError, ValueError) as exc:  # ControlSocketError, MetricsError: a bad path or address

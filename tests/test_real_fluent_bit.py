@@ -317,3 +317,47 @@ def test_a_fluent_bit_sigkill_stops_the_claims_within_one_interval(
         assert admin(emulator, "GET", "log?since=0")  # the emulator's admin log is what was read
     finally:
         host.kill()
+
+
+MANY = 600  # groups: their stop writes 1200 records, past a threaded input's default ring buffer (1024)
+
+
+def many_groups_doc() -> dict[str, Any]:
+    doc = copy.deepcopy(fixtures_doc())
+    logstores = doc["sls"]["projects"]["demo-project"]["logstores"]
+    for i in range(MANY):
+        store = logstores.setdefault(f"many-{i // 30}", {"shards": 1, "consumer_groups": {}})
+        store["consumer_groups"][f"g-{i}"] = {"timeout": 20, "order": False}
+    return doc
+
+
+@pytest.mark.parametrize("example", ["fluent-bit.conf", "fluent-bit.yaml"])
+def test_a_stop_of_hundreds_of_groups_does_not_hang_fluent_bit(
+    fluent_bit: str, start_emulator: StartEmulator, tmp_path: Path, example: str
+) -> None:
+    """Before: the stop's `lost`+`stopped` per group overflowed the exec input's ring buffer after
+    Fluent Bit's engine had stopped; the input retried forever ("could not enqueue records into the
+    ring buffer") and Fluent Bit never exited. The examples set thread.ring_buffer.capacity."""
+    many = start_emulator(many_groups_doc())
+    host: FluentBit | None = None
+    try:
+        groups = [
+            group(many, "sls", "fb-many", logstore=f"many-{i // 30}", consumer_group=f"g-{i}")
+            | {"heartbeat_interval": 5, "timeout": 20}
+            for i in range(MANY)
+        ]
+        host = FluentBit(fluent_bit, tmp_path, example, config(tmp_path, "c", groups))
+        assert wait_for(lambda: sum(r["event"] == "assignment" for r in host.records()) >= MANY, 60), (
+            host.output()[-3000:]
+        )
+        pid = host.shardbeat_pid()
+        try:
+            code = host.stop(timeout=GRACE + 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Fluent Bit did not exit after SIGTERM:\n" + host.output()[-1500:])
+        assert code == 0, host.output()[-3000:]
+        assert wait_for(lambda: not alive(pid), 5), "shardbeat outlived Fluent Bit"
+        assert "could not enqueue records into the ring buffer" not in host.output()
+    finally:
+        if host is not None:
+            host.kill()

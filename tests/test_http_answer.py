@@ -175,6 +175,11 @@ def test_chunk_trailers_are_read_and_dropped() -> None:
             "ResponseTooLarge",
             "over",
         ),
+        (  # past Python's int() digit limit: still a framing verdict, never a ValueError
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\n",
+            "ResponseTooLarge",
+            "over",
+        ),
         (b"SSH-2.0-OpenSSH_9.6\r\n", "InvalidHTTP", "BadStatusLine: SSH-2.0-OpenSSH_9.6"),
         (b"HTTP/1.1 two hundred OK\r\n\r\n", "InvalidHTTP", "BadStatusLine"),
         (b"HTTP/1.1 20 OK\r\n\r\n", "InvalidHTTP", "BadStatusLine"),
@@ -268,3 +273,8 @@ def test_a_status_line_echoing_a_secret_is_masked() -> None:
     with pytest.raises(TransportError) as caught:
         AnswerParser().feed(b"SPDY status-line-secret-1\r\n")
     assert "status-line-secret-1" not in caught.value.message
+
+
+def test_a_content_length_with_thousands_of_leading_zeros_is_still_its_value() -> None:
+    answer, _ = feed_all([b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 5000 + b"2\r\n\r\n[]"])
+    assert answer is not None and answer.body == b"[]"

@@ -19,7 +19,7 @@ from shardbeat.config.model import NetworkConfig
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Credentials, Endpoint, HttpRequest, HttpResponse
 from shardbeat.providers.sls import SlsProvider
-from shardbeat.runtime import connect, http_loop
+from shardbeat.runtime import connect, http_answer, http_exchange, http_loop
 from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
@@ -438,3 +438,44 @@ def test_an_endpoint_whose_dns_hangs_cannot_take_every_connector_thread() -> Non
         release.set()
         loop.close()
         server.close()
+
+
+def test_a_bug_met_on_one_connection_fails_that_call_and_not_the_loop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception nobody foresaw while reading one server's answer (here a parser bug, as a
+    Content-Length past Python's int() digit limit once was) must fail that call with a named error and
+    leave every other call, and the loop, going: it escaped poll() and ended the process silently."""
+    tripping, healthy = CountingServer(), CountingServer()
+    real_feed = http_answer.AnswerParser.feed
+
+    def feed(self: http_answer.AnswerParser, data: bytes) -> HttpResponse | None:
+        if self_port.get(id(self)) == tripping.port:
+            raise ValueError("a parser bug")
+        return real_feed(self, data)
+
+    self_port: dict[int, int] = {}  # parser -> the port of its connection
+    real_begin = http_exchange.Conn.begin
+
+    def begin(self: http_exchange.Conn, call: http_exchange.Call) -> None:
+        real_begin(self, call)
+        assert self.parser is not None
+        self_port[id(self.parser)] = self.pool.endpoint.port
+
+    monkeypatch.setattr(http_answer.AnswerParser, "feed", feed)
+    monkeypatch.setattr(http_exchange.Conn, "begin", begin)
+    loop = HttpLoop()
+    try:
+        now = time.monotonic()
+        bad = Endpoint("http", "127.0.0.1", tripping.port, "h")
+        good = Endpoint("http", "127.0.0.1", healthy.port, "h")
+        results = collect(loop, [(bad, REQ, now + 3), (good, REQ, now + 3), (good, REQ, now + 3)])
+        assert isinstance(results[0], TransportError) and results[0].code == "TransportFailure"
+        assert results[0].step == "answer"
+        assert all(isinstance(r, HttpResponse) and r.status == 200 for r in results[1:])
+        assert any("internal error reading an answer" in r.getMessage() for r in caplog.records)
+        assert loop.send(good, REQ, time.monotonic() + 2).status == 200  # the loop goes on
+    finally:
+        loop.close()
+        tripping.close()
+        healthy.close()

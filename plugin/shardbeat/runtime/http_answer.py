@@ -250,9 +250,12 @@ class AnswerParser:
             length = length.strip(" \t")
             if not (length.isascii() and length.isdigit()):
                 raise _invalid("answer has an invalid Content-Length")
-            self._need = int(length)
-            if self._need > MAX_RESPONSE_BYTES:
+            # Measured by its digits before int(): Python refuses to convert over 4300 digits
+            # (a ValueError, not a framing error), and no such length could be under the limit anyway.
+            digits = length.lstrip("0") or "0"
+            if len(digits) > len(str(MAX_RESPONSE_BYTES)) or int(digits) > MAX_RESPONSE_BYTES:
                 raise _too_large()
+            self._need = int(digits)
             self._state = _LENGTH
         else:
             self._state = _CLOSE

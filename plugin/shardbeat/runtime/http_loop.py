@@ -30,6 +30,7 @@ import collections
 import contextlib
 import heapq
 import itertools
+import logging
 import selectors
 import socket
 import time
@@ -43,6 +44,8 @@ from shardbeat.runtime.http_request import encode_request
 from shardbeat.runtime.network import Network, NetworkError, url_of
 from shardbeat.runtime.resolver import Resolver, shared_resolver
 from shardbeat.runtime.transport_errors import TransportError, as_transport_error, setup_step
+
+log = logging.getLogger("shardbeat.http_loop")
 
 MAX_OPENING = 4  # connections being opened at once per endpoint (connector threads: 8 by default)
 # What a dead kept-alive connection looks like when nothing of the answer came yet: worth one fresh try.
@@ -286,6 +289,10 @@ class HttpLoop:
         except OSError as exc:
             self._fail(conn, exc)
             return
+        except Exception as exc:  # as in _on_ready: one connection's bug stays that call's
+            log.exception("internal error sending a request to %s", conn.pool.endpoint.host)
+            self._fail(conn, exc)
+            return
         self._want(conn, events)
 
     def _on_ready(self, conn: Conn, mask: int) -> None:
@@ -303,6 +310,10 @@ class HttpLoop:
         try:
             answer = conn.read()
         except (OSError, TransportError) as exc:
+            self._fail(conn, exc)
+            return
+        except Exception as exc:  # a bug met by one server's bytes fails that call, never the loop
+            log.exception("internal error reading an answer from %s", conn.pool.endpoint.host)
             self._fail(conn, exc)
             return
         if answer is not None:

@@ -582,3 +582,15 @@ def _main(arguments: list[str]) -> int:
     except Exception as exc:  # a bug, not bad input: one log line with the traceback, then a fault exit
         log.critical("internal error (please report it): %s", exc, exc_info=True)
         return INTERNAL_ERROR
+    finally:
+        _flush_logs()
+
+
+def _flush_logs() -> None:
+    """Lines logged after `run` stopped its background stderr writer (the internal error above, above
+    all) still go out: that writer is a daemon thread, and the process is about to exit under it."""
+    from shardbeat.runtime.logs import stderr_handler
+
+    handler = stderr_handler()
+    if handler is not None:
+        handler.flush_backlog(1.0)

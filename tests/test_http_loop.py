@@ -253,6 +253,10 @@ def test_calls_beyond_the_per_endpoint_limit_wait_their_turn() -> None:
         )
         assert isinstance(results[2], TransportError) and results[2].code == "Timeout"
         assert all(isinstance(r, HttpResponse) for r in results[:2])
+        # and it says so: no TCP handshake was tried, so no firewall hint
+        assert results[2].step == "queue"
+        words = results[2].describe(endpoint)
+        assert "TCP handshake" not in words and "were not answered yet" in words, words
     finally:
         loop.close()
         server.close()
@@ -432,7 +436,7 @@ def test_an_endpoint_whose_dns_hangs_cannot_take_every_connector_thread() -> Non
         assert isinstance(results[-1], HttpResponse) and at[-1] < now + 1.0  # not stuck behind the 20
         errors = [(r.code, r.step) for r in results[:-1]]
         assert errors.count(("Timeout", "resolve")) == 4  # the lookups under way (MAX_OPENING)
-        assert errors.count(("Timeout", "connect")) == 16  # waiting for a connection: no DNS blamed
+        assert errors.count(("Timeout", "queue")) == 16  # waiting for a connection: no DNS (nor firewall) blamed
         assert loop._connectors.threads <= 8
     finally:
         release.set()

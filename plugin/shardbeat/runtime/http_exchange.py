@@ -36,7 +36,7 @@ class Call:
     done: Done
     key: Key
     data: bytes = b""  # the encoded request
-    phase: str = "queued"  # queued, then resolve/connect/tls (a connector thread's), then answer
+    phase: str = "queued"  # queued, opening, then resolve/connect/tls (a connector thread's), then answer
     finished: bool = False
     retried: bool = False
     conn: Conn | None = None
@@ -57,8 +57,13 @@ class Call:
             return TransportError(
                 "Timeout", f"DNS gave no answer for {host} before the call's deadline", "resolve"
             )
-        if phase == "queued":
-            return TransportError("Timeout", "no connection free before the call's deadline", "connect")
+        # Waiting for a turn is not "connect": no handshake was tried, and its fix (a firewall?) misleads.
+        if phase == "queued":  # behind the endpoint's in-flight limit
+            return TransportError("Timeout", "no connection free before the call's deadline", "queue")
+        if phase == "opening":  # behind other set-ups for the connector threads
+            return TransportError(
+                "Timeout", "no connection set-up slot free before the call's deadline", "queue"
+            )
         return TransportError("Timeout", _LATE, phase)
 
 

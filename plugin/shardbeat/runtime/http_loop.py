@@ -231,7 +231,7 @@ class HttpLoop:
         self._pump(pool)
 
     def _open(self, pool: Pool, call: Call) -> None:
-        call.phase = "queued"  # until a connector thread takes the job and names its first step
+        call.phase = "opening"  # until a connector thread takes the job and names its first step
         pool.opening += 1
         network, resolver, monotonic, deadline = self._network, self._resolver, self._monotonic, call.deadline
 

@@ -5,6 +5,7 @@ The transport says what failed (a TransportError code) and at which step of the 
     connect  the TCP handshake
     tls      the TLS handshake (certificate, protocol)
     answer   waiting for, or reading, the server's HTTP answer
+    queue    waiting for one of the connections this process may have open to the endpoint at once
 `describe` turns that into one sentence naming the endpoint, e.g.
     "connect to cn-hangzhou.log.aliyuncs.com:443: connection refused; nothing listens there:
      check the endpoint's host and port"
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-Step = Literal["resolve", "connect", "tls", "answer"]
+Step = Literal["resolve", "connect", "tls", "answer", "queue"]
 
 _VERB: dict[str, str] = {
     "resolve": "resolve",
     "connect": "connect to",
     "tls": "TLS handshake with",
     "answer": "answer from",
+    "queue": "wait for a connection to",
 }
 
 # (code, step) -> what to try; (code, None) applies at any step.
@@ -34,6 +36,10 @@ _FIX: dict[tuple[str, str | None], str] = {
         "from this network (an -intranet endpoint works only inside the cloud region)"
     ),
     ("Timeout", "tls"): "the TLS handshake stalled: a proxy or firewall may be in the way",
+    ("Timeout", "queue"): (
+        "earlier calls hold every connection (or connection set-up) this process may have at once, "
+        "and were not answered yet: a server, proxy or DNS server in the way is slow or holds requests"
+    ),
     ("Timeout", "answer"): (
         "the server accepted the connection but did not answer within the call's deadline: it may be "
         "overloaded, or a proxy or load balancer in between holds the request"

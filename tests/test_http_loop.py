@@ -436,7 +436,7 @@ def test_an_endpoint_whose_dns_hangs_cannot_take_every_connector_thread() -> Non
         assert isinstance(results[-1], HttpResponse) and at[-1] < now + 1.0  # not stuck behind the 20
         errors = [(r.code, r.step) for r in results[:-1]]
         assert errors.count(("Timeout", "resolve")) == 4  # the lookups under way (MAX_OPENING)
-        assert errors.count(("Timeout", "queue")) == 16  # waiting for a connection: no DNS (nor firewall) blamed
+        assert errors.count(("Timeout", "queue")) == 16  # waiting for a connection: no DNS blamed
         assert loop._connectors.threads <= 8
     finally:
         release.set()

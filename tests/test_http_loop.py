@@ -483,3 +483,47 @@ def test_a_bug_met_on_one_connection_fails_that_call_and_not_the_loop(
         loop.close()
         tripping.close()
         healthy.close()
+
+
+@pytest.mark.parametrize("answer", ["whole", "partial"])
+def test_a_server_that_answers_before_it_reads_the_request_neither_spins_nor_stalls_the_loop(
+    answer: str,
+) -> None:
+    """A server may answer early (a 413) and stop reading while the request still fills the socket
+    buffers: its bytes keep the socket readable, and a loop that only tried to write then went round
+    without pause until the deadline (a core busy, every other call's wake-ups late). Read it: a whole
+    early answer is the call's answer (the connection, owed the rest of the request, is not reused);
+    a partial one waits, idle, for the deadline."""
+    early = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(early if answer == "whole" else early[:20])
+            release.wait(10)  # never reads the request
+
+    threading.Thread(target=serve, daemon=True).start()
+    body = b"x" * (32 << 20)  # more than every socket buffer on the way
+    request = HttpRequest("POST", "/", (("Host", "h"), ("Content-Length", str(len(body)))), body)
+    endpoint = Endpoint("http", "127.0.0.1", listener.getsockname()[1], "h")
+    loop = HttpLoop()
+    polls = 0
+    results: list[HttpResponse | TransportError] = []
+    try:
+        loop.start(endpoint, request, time.monotonic() + 1.0, results.append)
+        while not results and polls < 100_000:
+            loop.poll(0.5)
+            polls += 1
+        assert polls < 50, f"{polls} polls: the loop spun"
+        if answer == "whole":
+            assert isinstance(results[0], HttpResponse) and results[0].status == 413
+            assert not loop._pools[("http", "127.0.0.1", endpoint.port)].idle
+        else:
+            assert isinstance(results[0], TransportError)
+            assert (results[0].code, results[0].step) == ("Timeout", "answer")
+    finally:
+        release.set()
+        loop.close()
+        listener.close()

@@ -303,8 +303,10 @@ class HttpLoop:
             return
         if conn.out is not None:
             self._write(conn)
-            if conn.closed or conn.out is not None:
+            if conn.closed or (conn.out is not None and not mask & READ):
                 return
+            # Sent, or the server spoke before it took the whole request (an early answer such as a
+            # 413): read it now, or its bytes keep READ ready and the loop spins until the deadline.
         elif not mask & READ and not conn.read_wants_write:
             return
         try:
@@ -319,7 +321,8 @@ class HttpLoop:
         if answer is not None:
             self._complete(conn, answer)
         else:
-            self._want(conn, READ | WRITE if conn.read_wants_write else READ)
+            events = conn.events if conn.out is not None else READ  # as the pending write wants
+            self._want(conn, events | WRITE if conn.read_wants_write else events)
 
     def _complete(self, conn: Conn, answer: HttpResponse) -> None:
         call, parser = conn.call, conn.parser
@@ -329,7 +332,7 @@ class HttpLoop:
         conn.used = True
         self._finish(call, answer)
         conn.pool.busy -= 1
-        if parser.reusable:
+        if parser.reusable and conn.out is None:  # an early answer: the rest of the request is owed
             self._keep_idle(conn)
         else:
             self._drop(conn)

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,13 @@ from shardbeat.config import ConfigError, config_from_dict, load_config
 from shardbeat.config.model import NetworkConfig
 from shardbeat.config.proxy_url import ProxyUrlError, parse_proxy_url
 from shardbeat.emulator.server import EmulatorServer
-from shardbeat.providers.base import Credentials
+from shardbeat.providers.base import Credentials, Endpoint
 from shardbeat.providers.sls import SlsProvider
+from shardbeat.runtime import connect
 from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network, config_problems
+from shardbeat.runtime.resolver import Resolver
 from shardbeat.runtime.transport import HttpTransport, Transport, TransportError
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -433,3 +436,55 @@ def test_the_proxy_and_v4_example_is_valid() -> None:
     assert (
         loaded.config.network.proxy is not None and loaded.config.network.proxy.host == "proxy.corp.example"
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "words"),
+    [
+        (
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 32\r\n\r\n"
+            b"<html>credentials needed</html>\n",
+            "ProxyAuthRequired",
+            "needs credentials",
+        ),
+        (
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 24\r\n\r\n"
+            b"<html>not allowed</html>",
+            "ProxyError",
+            "refused CONNECT",
+        ),
+        (b"HTTP/1.1 200 Connection established\r\n\r\nearly bytes", "ProxyError", "sent data before"),
+    ],
+)
+def test_a_proxy_refusal_with_a_body_is_named_by_its_status(answer: bytes, code: str, words: str) -> None:
+    """Real proxies (squid, corporate gateways) send their 407 and 403 with an HTML page: in the same
+    segment as the head, that body was taken for 'data before the tunnel opened', hiding the status
+    (and that credentials were missing) behind a vaguer error - depending on how the bytes were cut."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(answer)  # head and body in one segment
+            conn.recv(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    proxy = parse_proxy_url(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    network = Network(NetworkConfig(proxy=proxy))
+    endpoint = Endpoint("https", "127.0.0.1", 443, "127.0.0.1")
+    try:
+        with pytest.raises(connect.ProxyRefused) as caught:
+            connect.open_socket(
+                endpoint,
+                network.route_to(endpoint),
+                Resolver(),
+                network.ssl_context,
+                time.monotonic() + 5,
+                time.monotonic,
+            )
+        assert caught.value.code == code and words in caught.value.message, caught.value.message
+    finally:
+        listener.close()

@@ -130,13 +130,13 @@ def _tunnel(
         if len(answer) > MAX_CONNECT_ANSWER:
             raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent an oversize answer to CONNECT")
     head, _, rest = answer.partition(b"\r\n\r\n")
-    if rest:
-        # Nothing may follow a 2xx before our TLS hello; anything else is a broken proxy.
-        raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent data before the tunnel opened")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
     parts = status_line.split(" ", 2)
     status = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
     if status.isdigit() and 200 <= int(status) < 300:
+        if rest:
+            # Nothing may follow a 2xx before our TLS hello; a refusal's body (a 407 page) may.
+            raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent data before the tunnel opened")
         return
     # A proxy may echo what it was sent (our Proxy-Authorization): masked before the cut.
     shown = "".join(ch if ch.isprintable() else " " for ch in clip(status_line, 100))

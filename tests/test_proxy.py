@@ -488,3 +488,24 @@ def test_a_proxy_refusal_with_a_body_is_named_by_its_status(answer: bytes, code:
         assert caught.value.code == code and words in caught.value.message, caught.value.message
     finally:
         listener.close()
+
+
+def test_a_proxy_refusing_an_http_request_is_named_as_the_proxy_not_the_service(
+    emulator: EmulatorServer,
+) -> None:
+    """For an http endpoint the request itself goes to the proxy (absolute-form), so its 407 came back
+    as the service's answer: 'InvalidResponse: HTTP 407: body is not JSON' (SLS), 'HttpError: HTTP 407
+    instead of 200' (CLS) - nothing said a proxy wanted credentials, as it does for CONNECT."""
+    with loopback_proxy(("user", PASSWORD)) as proxy:
+        wrong = parse_proxy_url(f"http://user:not-{PASSWORD}@127.0.0.1:{proxy.port}")
+        anonymous = parse_proxy_url(proxy.url(with_credentials=False))
+        for given, why in ((wrong, "refused the credentials"), (anonymous, "needs credentials")):
+            network = Network(NetworkConfig(proxy=given))
+            for transport in lean_transports(network):
+                try:
+                    with pytest.raises(TransportError) as caught:
+                        heartbeat(transport, emulator)
+                    assert (caught.value.code, caught.value.step) == ("ProxyAuthRequired", "connect")
+                    assert why in caught.value.message and PASSWORD not in str(caught.value)
+                finally:
+                    transport.close()

@@ -146,4 +146,14 @@ def _tunnel(
     raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} refused CONNECT to {authority} ({shown})")
 
 
-__all__ = ["ProxyRefused", "ResolveTimeout", "connect_first", "open_socket"]
+def absolute_form_refusal(route: Route, status: int) -> ProxyRefused | None:
+    """A 407 to a request sent to the proxy in absolute-form (an http endpoint) is the proxy's word,
+    not the service's: named as CONNECT's refusal is, not as the service's odd answer."""
+    proxy = route.proxy
+    if proxy is None or status != 407:
+        return None
+    why = "needs credentials" if proxy.authorization is None else "refused the credentials"
+    return ProxyRefused("ProxyAuthRequired", f"proxy {proxy.redacted} {why} (HTTP 407)")
+
+
+__all__ = ["ProxyRefused", "ResolveTimeout", "absolute_form_refusal", "connect_first", "open_socket"]

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 
 from shardbeat.providers.base import Endpoint, HttpRequest, HttpResponse
-from shardbeat.runtime.connect import open_socket
+from shardbeat.runtime.connect import absolute_form_refusal, open_socket
 from shardbeat.runtime.http_connectors import Connectors
 from shardbeat.runtime.http_exchange import READ, WRITE, Call, Conn, Done, Key, Pool
 from shardbeat.runtime.http_request import encode_request
@@ -330,7 +330,8 @@ class HttpLoop:
         conn.call = conn.parser = None
         call.conn = None
         conn.used = True
-        self._finish(call, answer)
+        refusal = absolute_form_refusal(conn.pool.route, answer.status) if conn.pool.absolute else None
+        self._finish(call, answer if refusal is None else as_transport_error(refusal, "connect"))
         conn.pool.busy -= 1
         if parser.reusable and conn.out is None:  # an early answer: the rest of the request is owed
             self._keep_idle(conn)

@@ -509,3 +509,33 @@ def test_a_proxy_refusing_an_http_request_is_named_as_the_proxy_not_the_service(
                     assert why in caught.value.message and PASSWORD not in str(caught.value)
                 finally:
                     transport.close()
+
+
+def test_a_proxy_that_holds_connect_is_named_not_a_tcp_handshake(tls_emulator: EmulatorServer) -> None:
+    """A proxy that takes the TCP connection and never answers CONNECT failed as 'connect to <endpoint>:
+    ...; no reply to the TCP handshake: a firewall may drop the traffic' - the handshake was done, with
+    the proxy; the proxy is what to check."""
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog) and never answers
+    try:
+        proxy = parse_proxy_url(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        network = Network(NetworkConfig(proxy=proxy))
+        for transport in lean_transports(network):
+            try:
+                demo = tls_emulator.demo_config("sls")
+                provider = SlsProvider(
+                    tls_emulator.url, demo["project"], demo["logstore"], demo["consumer_group"], "held"
+                )
+                creds = Credentials("id", "secret")
+                with pytest.raises(TransportError) as caught:
+                    transport.send(
+                        provider.endpoint,
+                        provider.heartbeat_request({}, time.time(), creds),
+                        time.monotonic() + 0.5,
+                    )
+                assert (caught.value.code, caught.value.step) == ("Timeout", "proxy")
+                words = caught.value.describe(provider.endpoint)
+                assert "TCP handshake" not in words and "check the proxy" in words, words
+            finally:
+                transport.close()
+    finally:
+        listener.close()

@@ -43,7 +43,7 @@ def open_socket(
     monotonic: Callable[[], float],
     on_step: Callable[[str], None] | None = None,
 ) -> socket.socket:
-    """`on_step` hears each step as it begins (resolve, connect, tls): a caller that gives up at the
+    """`on_step` hears each step as it begins (resolve, connect, proxy, tls): a caller that gives up at the
     deadline from another thread (runtime/http_loop.py) can then name the step that was too slow."""
     step = on_step or _ignore
     proxy = route.proxy
@@ -58,7 +58,12 @@ def open_socket(
         if endpoint.scheme != "https":
             return sock
         if proxy is not None:
-            _tunnel(sock, endpoint, route, deadline, monotonic)
+            step("proxy")
+            try:
+                _tunnel(sock, endpoint, route, deadline, monotonic)
+            except TimeoutError as exc:
+                exc.step = "proxy"  # type: ignore[attr-defined]  # the proxy held CONNECT: not a TCP handshake
+                raise
         step("tls")
         sock.settimeout(_left(deadline, monotonic))
         try:

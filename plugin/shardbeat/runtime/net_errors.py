@@ -3,6 +3,7 @@
 The transport says what failed (a TransportError code) and at which step of the call:
     resolve  the endpoint's host name to addresses (DNS)
     connect  the TCP handshake
+    proxy    the proxy's CONNECT tunnel to the endpoint (https through a proxy)
     tls      the TLS handshake (certificate, protocol)
     answer   waiting for, or reading, the server's HTTP answer
     queue    waiting for one of the connections this process may have open to the endpoint at once
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-Step = Literal["resolve", "connect", "tls", "answer", "queue"]
+Step = Literal["resolve", "connect", "proxy", "tls", "answer", "queue"]
 
 _VERB: dict[str, str] = {
     "resolve": "resolve",
     "connect": "connect to",
+    "proxy": "tunnel (proxy CONNECT) to",
     "tls": "TLS handshake with",
     "answer": "answer from",
     "queue": "wait for a connection to",
@@ -34,6 +36,10 @@ _FIX: dict[tuple[str, str | None], str] = {
     ("Timeout", "connect"): (
         "no reply to the TCP handshake: a firewall may drop the traffic, or the endpoint is not reachable "
         "from this network (an -intranet endpoint works only inside the cloud region)"
+    ),
+    ("Timeout", "proxy"): (
+        "the proxy took the connection but did not open the tunnel in time: check the proxy "
+        "(its logs, whether it allows this host and port)"
     ),
     ("Timeout", "tls"): "the TLS handshake stalled: a proxy or firewall may be in the way",
     ("Timeout", "queue"): (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -526,4 +527,44 @@ def test_a_server_that_answers_before_it_reads_the_request_neither_spins_nor_sta
     finally:
         release.set()
         loop.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("cut", ["head", "body"])
+@pytest.mark.parametrize("kind", [HttpTransport, HttpLoop], ids=["http.client", "loop"])
+def test_a_reset_mid_answer_reads_the_same_through_both_transports(
+    cut: str, kind: Callable[[], Transport]
+) -> None:
+    """A server (or a proxy) that resets the connection once part of the answer is out: before the
+    head is whole it is a reset, after it an answer cut short - the loop called the second 'connection
+    closed by the server without an answer', which is false and not what HttpTransport says."""
+    sent = (
+        b"HTTP/1.1 200 OK\r\nContent-Le"
+        if cut == "head"
+        else b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n[1,"
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        conn.sendall(sent)
+        time.sleep(0.1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # RST
+
+    threading.Thread(target=serve, daemon=True).start()
+    transport = kind()
+    try:
+        endpoint = Endpoint("http", "127.0.0.1", listener.getsockname()[1], "h")
+        with pytest.raises(TransportError) as caught:
+            transport.send(endpoint, REQ, time.monotonic() + 5)
+        expected = ("ConnectionReset", "answer") if cut == "head" else ("InvalidHTTP", "answer")
+        assert (caught.value.code, caught.value.step) == expected, caught.value
+        if cut == "body":
+            assert "cut short" in caught.value.message
+    finally:
+        transport.close()
         listener.close()

@@ -353,6 +353,10 @@ class HttpLoop:
             self._open(pool, call)  # keeps the connection's slot, past the MAX_OPENING limit
             return
         if not call.finished:
+            if parser is not None and parser.in_body and isinstance(exc, OSError):
+                # The head came, then a reset: a cut answer (as transport.py and a FIN say), not
+                # "closed without an answer"
+                exc = TransportError("InvalidHTTP", f"answer cut short ({type(exc).__name__})", "answer")
             self._finish(call, as_transport_error(exc, setup_step(exc) or "answer"))
         self._slot_freed(pool)
 

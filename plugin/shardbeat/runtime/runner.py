@@ -58,7 +58,8 @@ STOP_COMMIT_SECONDS = 1.0  # a clean stop waits at most this long for the last c
 OUTPUT_LOST = 1  # exit status when records could no longer be written (see `abandon`)
 MAX_WORKERS = 32  # threads for an injected blocking transport
 MAX_SLEEP = 1.0  # the loop looks at the heap at least this often, whatever it was told
-SLOT = 0.05  # seconds: see _slotted
+MAX_SLOT = 0.5  # seconds: see _slotted
+PER_SLOT = 12  # groups a slot holds on average, at most
 DUE, RESUME = 0, 1  # heap entries: a driver's next due time, a paused call's resume time
 
 Call = Generator[Step, Answer, None]
@@ -76,12 +77,13 @@ def _default_exchange(clock: Clock, network: Network) -> Exchange:
     return HttpLoop(clock.monotonic, network=network)
 
 
-def _slotted(phase: float, interval: float) -> float:
-    """Grid phases fall on SLOT boundaries: groups whose phases share a slot beat in one wake-up of
-    the loop (at 3000 groups, about a dozen requests per wake-up instead of one), which is most of
-    what a beat costs the process; the phases stay spread over the interval, so the service sees an
-    even rate."""
-    slot = min(SLOT, interval / 10)  # short intervals keep ten slots at least
+def _slotted(phase: float, interval: float, groups: int) -> float:
+    """Grid phases fall on slot boundaries: groups whose phases share a slot beat in one wake-up of the
+    loop, and a wake-up (a cold start of the interpreter's caches, two thread hand-offs) is most of
+    what a beat costs the process. A slot holds about PER_SLOT groups (so a wake-up's work stays a
+    few milliseconds: lateness), is at most MAX_SLOT long, and an interval keeps ten slots at least,
+    so the service still sees the beats spread over the interval."""
+    slot = min(MAX_SLOT, interval / 10, interval * PER_SLOT / max(1, groups))
     return math.floor(phase / slot) * slot
 
 
@@ -141,7 +143,7 @@ class Runner:
         with self._lock:
             for i, g in enumerate(groups):
                 phase = rng.uniform(0, g.heartbeat_interval)
-                grid = now + (_slotted(phase, g.heartbeat_interval) if i else 0.0)
+                grid = now + (_slotted(phase, g.heartbeat_interval, len(groups)) if i else 0.0)
                 first = now + (rng.uniform(0, spread) if i else 0.0)
                 pool = self._credentials
                 keys = (pool.for_group(g) if pool is not None else None) or CredentialSource(g)

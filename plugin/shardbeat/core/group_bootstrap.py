@@ -29,6 +29,9 @@ FIRST_KEY_WAIT = 5.0  # seconds the first key may take before the bootstrap repo
 class BootstrapRules:
     """Mixed into GroupDriver (core/driver.py), whose state these rules read and write."""
 
+    if not TYPE_CHECKING:  # no dict per driver (GroupDriver lists the slots); mypy checks the driver's
+        __slots__ = ()
+
     # The driver's state these rules use (set by GroupDriver.__init__).
     config: Settings
     credentials: Keys

@@ -81,6 +81,9 @@ def _values(values: Mapping[ShardKey, Checkpoint]) -> str:
 class CheckpointRules:
     """Mixed into GroupDriver (core/driver.py), whose state these rules read and write."""
 
+    if not TYPE_CHECKING:  # no dict per driver (GroupDriver lists the slots); mypy checks the driver's
+        __slots__ = ()
+
     def _me(self) -> GroupDriver:
         return self  # type: ignore[return-value]
 

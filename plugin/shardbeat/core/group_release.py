@@ -24,6 +24,9 @@ log = logging.getLogger("shardbeat.runner")
 class ReleaseRules:
     """Mixed into GroupDriver (core/driver.py), whose state these rules read and write."""
 
+    if not TYPE_CHECKING:  # no dict per driver (GroupDriver lists the slots); mypy checks the driver's
+        __slots__ = ()
+
     # The driver's state these rules use (set by GroupDriver.__init__).
     config: Settings
     membership: Membership

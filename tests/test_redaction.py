@@ -262,3 +262,13 @@ def test_a_config_problem_is_masked_before_it_is_cut() -> None:
     for pad in range(MAX_PROBLEM_TEXT - 40, MAX_PROBLEM_TEXT + 1, 7):
         text = str(Problem("groups[0].x", "y" * pad + LONG_TOKEN))
         assert not _prefix_of(LONG_TOKEN, text), text[-60:]
+
+
+def test_the_html_spelling_of_a_secret_is_html_escape_s() -> None:
+    import html
+
+    from shardbeat.core.redaction import _html_escaped
+
+    for value in ("a&b<c>\"d'e", "plain-Secret_123", "&&<<>>''\"\""):
+        assert _html_escaped(value, quote=True) == html.escape(value)
+        assert _html_escaped(value, quote=False) == html.escape(value, quote=False)

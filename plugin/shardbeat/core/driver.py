@@ -46,44 +46,17 @@ from shardbeat.core.wire import ProviderError, Wire
 log = logging.getLogger("shardbeat.runner")
 
 
+_SLOTS = (
+    "_beat_call _calls _out awaiting_ack beat_soon bootstrapped checkpoints config counters "
+    "credentials due_at error_summary had_key identity in_flight index interval key_wait_until "
+    "last_error last_failure last_latency last_sent latency membership on_demand on_demand_budget "
+    "pacer provider records_closed scope server_clock stopping timeout wire"
+)
+
+
 class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
     # Slots: thousands of drivers in one process; a dict per driver cost ~1.3 KB more each.
-    __slots__ = (
-        "_beat_call",
-        "_calls",
-        "_out",
-        "awaiting_ack",
-        "beat_soon",
-        "bootstrapped",
-        "checkpoints",
-        "config",
-        "counters",
-        "credentials",
-        "due_at",
-        "error_summary",
-        "had_key",
-        "identity",
-        "in_flight",
-        "index",
-        "interval",
-        "key_wait_until",
-        "last_error",
-        "last_failure",
-        "last_latency",
-        "last_sent",
-        "latency",
-        "membership",
-        "on_demand",
-        "on_demand_budget",
-        "pacer",
-        "provider",
-        "records_closed",
-        "scope",
-        "server_clock",
-        "stopping",
-        "timeout",
-        "wire",
-    )
+    __slots__ = tuple(_SLOTS.split())
 
     def __init__(
         self,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from shardbeat.core.shard_text import ranges, shard_text
 from shardbeat.runtime.output import encoder_for
 from shardbeat.views import status_table
-from shardbeat.views.shard_text import ranges, shard_text
 from shardbeat.views.text_records import text_line, use_colour
 
 GOLDEN = Path(__file__).parent / "golden"

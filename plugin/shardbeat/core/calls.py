@@ -88,17 +88,20 @@ class Context(Protocol):
 
 
 def exchange(
-    ctx: Context, at: Instant, build: Callable[[float], HttpRequest], deadline: float
-) -> Generator[Step, Answer, tuple[HttpResponse, Instant]]:
-    """One request signed for the server's time at `at`: raises the failure, else returns the answer
-    and when it came."""
-    request = build(ctx.server_now(at.wall))
-    answer = yield Send(ctx.wire.endpoint, request, deadline)
+    ctx: Context, at: Instant, request: HttpRequest, deadline: float, budget: float | None = None
+) -> Generator[Step, Answer, Answer]:
+    """Send `request` (signed at `at`) and return its answer, its Date folded into the server clock."""
+    answer = yield Send(ctx.wire.endpoint, request, deadline, budget)
     ctx.observe(answer, at.wall)
+    return answer
+
+
+def response_of(answer: Answer) -> HttpResponse:
+    """The answer's HTTP response; raises its failure."""
     if answer.failure is not None:
         raise answer.failure
     assert answer.response is not None
-    return answer.response, answer.at
+    return answer.response
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +141,9 @@ def bootstrap(
 
     def call(build: Callable[[float, Credentials], HttpRequest]) -> Generator[Step, Answer, HttpResponse]:
         nonlocal now
-        response, now = yield from exchange(ctx, now, lambda t: build(t, credentials), deadline)
-        return response
+        answer = yield from exchange(ctx, now, build(ctx.server_now(now.wall), credentials), deadline)
+        now = answer.at
+        return response_of(answer)
 
     label = plan.label
     try:
@@ -239,14 +243,9 @@ def fetch_positions(
         if now.mono >= deadline:
             raise OutOfTime
         sent += 1
-        request = build(ctx.server_now(now.wall))
-        answer = yield Send(wire.endpoint, request, deadline)
-        ctx.observe(answer, now.wall)
+        answer = yield from exchange(ctx, now, build(ctx.server_now(now.wall)), deadline)
         now = answer.at
-        if answer.failure is not None:
-            raise answer.failure
-        assert answer.response is not None
-        return answer.response
+        return response_of(answer)
 
     out_of_time = ProviderError(
         "Timeout", "no time left to read start positions for this assignment", retry=Retry.FAST
@@ -318,14 +317,10 @@ def send_commit(
             failures.append((batch, ProviderError(INVALID_CHECKPOINT, str(exc), retry=Retry.SLOW)))
             outcomes.update(dict.fromkeys(batch, REFUSED))
             continue
-        answer = yield Send(wire.endpoint, request, deadline)
-        ctx.observe(answer, now.wall)
+        answer = yield from exchange(ctx, now, request, deadline)
         now = answer.at
         try:
-            if answer.failure is not None:
-                raise answer.failure
-            assert answer.response is not None
-            wire.parse_commit(answer.response)
+            wire.parse_commit(response_of(answer))
         except ProviderError as exc:
             outcomes.update(dict.fromkeys(batch, outcome_of(exc)))
             failures.append((batch, exc))

@@ -25,7 +25,7 @@ from collections.abc import Generator
 
 from shardbeat.core import group_figures, records, shards
 from shardbeat.core import membership as ms
-from shardbeat.core.calls import Answer, Call, Send, Step, fetch_positions
+from shardbeat.core.calls import Answer, Call, Step, exchange, fetch_positions
 from shardbeat.core.checkpoints import Position, ShardKey
 from shardbeat.core.error_summary import ErrorSummary
 from shardbeat.core.group_bootstrap import BootstrapRules
@@ -50,7 +50,7 @@ _SLOTS = (
     "_beat_call _calls _out awaiting_ack beat_soon bootstrapped checkpoints config counters "
     "credentials due_at error_summary had_key identity in_flight index interval key_wait_until "
     "last_error last_failure last_latency last_sent latency membership on_demand on_demand_budget "
-    "pacer provider records_closed scope server_clock stopping timeout wire"
+    "pacer records_closed scope server_clock stopping timeout wire"
 )
 
 
@@ -71,7 +71,6 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
     ) -> None:
         self.index = index
         self.config = config
-        self.provider = wire
         self.wire = wire
         self.scope = scope  # SLS "project/logstore", CLS "region/logset_id": tells same-named groups apart
         self.identity = Identity(config.provider, config.consumer_group, config.consumer)
@@ -189,8 +188,7 @@ class GroupDriver(BootstrapRules, ReleaseRules, CheckpointRules):
             return
         self.last_sent = sent_at
         request = wire.heartbeat_request(claim, self.server_now(at.wall), credentials)
-        answer = yield Send(wire.endpoint, request, sent_at + budget, budget)
-        self.observe(answer, at.wall)
+        answer = yield from exchange(self, at, request, sent_at + budget, budget)
         received = answer.at
         assigned: ShardMap | None = None
         failure = answer.failure

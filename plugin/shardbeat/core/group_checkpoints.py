@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from shardbeat.core import checkpoints as cp
 from shardbeat.core import records, shards
-from shardbeat.core.calls import Answer, Call, CommitFailures, Step, send_commit
+from shardbeat.core.calls import Answer, CommitFailures, Step, send_commit
 from shardbeat.core.checkpoints import RETRY, Checkpoint, CommitBook, Position, ShardKey, Start
 from shardbeat.core.records import Instant
 from shardbeat.core.schedule import call_budget
@@ -364,4 +364,4 @@ def commit_across(
     return queued
 
 
-__all__ = ["Call", "CheckpointRules", "GroupCheckpoints", "commit_across"]
+__all__ = ["CheckpointRules", "GroupCheckpoints", "commit_across"]

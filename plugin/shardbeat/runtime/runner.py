@@ -18,10 +18,10 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from shardbeat.core.calls import Answer, Pause, Send, Step
+from shardbeat.core.calls import Answer, Call, Pause, Send
 from shardbeat.core.checkpoints import Checkpoint, ShardKey
 from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.driver import GroupDriver
@@ -61,8 +61,6 @@ MAX_SLEEP = 1.0  # the loop looks at the heap at least this often, whatever it w
 MAX_SLOT = 0.5  # seconds: see _slotted
 PER_SLOT = 12  # groups a slot holds on average, at most
 DUE, RESUME = 0, 1  # heap entries: a driver's next due time, a paused call's resume time
-
-Call = Generator[Step, Answer, None]
 
 
 def _sts_session(network: Network) -> requests.Session:
@@ -119,7 +117,6 @@ class Runner:
         self._orphans: list[tuple[GroupDriver, Call]] = []  # calls made off the loop thread
         self._on_demand_budget = OnDemandBudget()
         self._refusals = ProblemBudget()  # refused control ops, reported at a bounded rate
-        self._last_date: tuple[str, float | None] = ("", None)  # Date changes once a second: parse once
         # Temporary keys refresh on threads of their own (never on the loop). STS goes by the
         # process's proxy/CA rules; metadata stays direct (DefaultSessions).
         self._credentials: CredentialPool | None = None  # static keys only: nothing is imported for it
@@ -272,16 +269,10 @@ class Runner:
                 )
                 answer = Answer(at, failure=failure)
             else:
-                answer = Answer(at, response=result, server_date=self._server_date(result))
+                # An absurd Date is ignored (None); the parser keeps the last few parses.
+                date = server_values.http_date(result.headers.get("date"))
+                answer = Answer(at, response=result, server_date=date)
             self._advance(driver, call, answer)
-
-    def _server_date(self, response: HttpResponse) -> float | None:
-        date = response.headers.get("date")
-        if not date:
-            return None
-        if date != self._last_date[0]:
-            self._last_date = (date, server_values.http_date(date))  # an absurd Date is ignored
-        return self._last_date[1]
 
     def _releaser(self, driver: GroupDriver, revoked: ShardMap) -> Callable[[], None]:
         """Once the revoke is on stdout, downstream has been told: stop listing those shards and beat

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shardbeat.views.shard_text import count, shard_text
+from shardbeat.core.shard_text import count, shard_text
 from shardbeat.views.text_records import clean
 
 COLUMNS = ("PROVIDER", "GROUP", "CONSUMER", "HELD", "RELEASING", "LEASE", "LATENCY", "ERRORS", "LAST ERROR")

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shardbeat.views.shard_text import shard_text
+from shardbeat.core.shard_text import shard_text
 
 # C0, DEL, C1 and the bidi controls (they reorder what the terminal shows, disguising a line).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")

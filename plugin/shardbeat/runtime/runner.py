@@ -97,16 +97,19 @@ class Runner:
         network: Network | None = None,
         credential_sessions: SessionsFactory | None = None,
         credential_policy: RefreshPolicy = DEFAULT_POLICY,
+        exchange: Exchange | None = None,
     ) -> None:
         self._clock = clock or Clock()
         rng = rng or random.Random()
         # The process's proxy/CA rules: credential sources build their sessions from it (make_session).
         self.network = network = network or Network()
-        self._exchange: Exchange = (
-            ThreadedExchange(transport, workers or min(len(groups), MAX_WORKERS))
-            if transport is not None
-            else _default_exchange(self._clock, network)
-        )
+        if exchange is None:
+            exchange = (
+                ThreadedExchange(transport, workers or min(len(groups), MAX_WORKERS))
+                if transport is not None
+                else _default_exchange(self._clock, network)
+            )
+        self._exchange: Exchange = exchange
         self._writer = writer
         self._lock = threading.RLock()
         self._timeline: Timeline[object] = Timeline()

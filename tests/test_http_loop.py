@@ -568,3 +568,118 @@ def test_a_reset_mid_answer_reads_the_same_through_both_transports(
     finally:
         transport.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A loopback port whose TCP handshakes get no reply: a listener that never accepts, its accept
+    queue full, so the kernel drops further SYNs (as a firewall that drops traffic does)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.settimeout(0.3)
+            try:
+                probe.connect(("127.0.0.1", port))
+            except TimeoutError:
+                probe.close()
+                break  # the queue is full: handshakes now stall
+            fillers.append(probe)
+        else:
+            pytest.fail("could not fill the accept queue of a loopback listener")
+        yield port
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+
+
+def test_endpoints_whose_set_up_stalls_cannot_delay_a_healthy_endpoints_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every kind of stalled set-up at once (two hung DNS names, a black-holed TCP handshake, a proxy
+    that never answers CONNECT, a TLS server that never finishes its handshake), each holding as many
+    set-ups as an endpoint may (MAX_OPENING): a healthy endpoint's new connection is made at once,
+    not after theirs time out (it waited in the queue for a connector thread before)."""
+    from shardbeat.runtime.resolver import Resolver
+
+    release = threading.Event()
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        release.wait(10)  # a DNS server that never answers
+        raise socket.gaierror(socket.EAI_AGAIN, "released")
+
+    silent_proxy = socket.create_server(("127.0.0.1", 0))  # takes connections (backlog), says nothing
+    silent_tls = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{silent_proxy.getsockname()[1]}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the proxy serves tunnel.test only
+    server = CountingServer()
+    loop = HttpLoop(resolver=Resolver(getaddrinfo))
+    try:
+        with black_hole() as dropped:
+            stalled = {
+                "resolve": Endpoint("http", "hung-a.test", 80, "hung-a.test"),
+                "resolve-b": Endpoint("http", "hung-b.test", 80, "hung-b.test"),
+                "connect": Endpoint("http", "127.0.0.1", dropped, "h"),
+                "proxy": Endpoint("https", "tunnel.test", 443, "tunnel.test"),
+                "tls": Endpoint("https", "127.0.0.1", silent_tls.getsockname()[1], "h"),
+            }
+            healthy = Endpoint("http", "127.0.0.1", server.port, "h")
+            now = time.monotonic()
+            calls = [(e, REQ, now + 2.5) for e in stalled.values() for _ in range(http_loop.MAX_OPENING)]
+            at: list[float] = []
+            results = collect_timed(loop, [*calls, (healthy, REQ, now + 30)], at)
+        assert isinstance(results[-1], HttpResponse) and results[-1].status == 200, results[-1]
+        assert at[-1] < min(at[:-1])  # answered while every stalled set-up still waited
+        per, chain = http_loop.MAX_OPENING, ["resolve", "connect", "proxy", "tls"]
+        for i, name in enumerate(stalled):
+            step = name.split("-")[0]
+            errors = [(r.code, r.step) for r in results[i * per : (i + 1) * per]]
+            # each stalled where it was meant to; a call behind its endpoint's share waited ("queue"),
+            # or its set-up began at its deadline, when another endpoint's thread came free
+            earlier = chain[: chain.index(step)] if step != "tls" else ["resolve", "connect"]
+            assert errors[0] == ("Timeout", step), (name, errors)
+            assert {c for c, _ in errors} == {"Timeout"}, (name, errors)
+            assert {s for _, s in errors} <= {step, "queue", *earlier}, (name, errors)
+    finally:
+        release.set()
+        loop.close()
+        server.close()
+        silent_proxy.close()
+        silent_tls.close()
+
+
+def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> None:
+    """HttpTransport gives each calling thread its own loop (and connector threads): a call stalled in
+    its set-up holds only its own thread."""
+    server = CountingServer()
+    transport = HttpTransport()
+    try:
+        with black_hole() as dropped:
+            stalled = Endpoint("http", "127.0.0.1", dropped, "h")
+            healthy = Endpoint("http", "127.0.0.1", server.port, "h")
+            outcomes: list[tuple[str, float]] = []
+
+            def stall() -> None:
+                try:
+                    transport.send(stalled, REQ, time.monotonic() + 2.0)
+                except TransportError as exc:
+                    outcomes.append((f"{exc.code}/{exc.step}", time.monotonic()))
+
+            threads = [threading.Thread(target=stall) for _ in range(12)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.2)  # every stalled call is in its handshake
+            assert transport.send(healthy, REQ, time.monotonic() + 30).status == 200
+            answered = time.monotonic()
+            for thread in threads:
+                thread.join(10)
+        assert [o for o, _ in outcomes] == ["Timeout/connect"] * 12
+        assert answered < min(t for _, t in outcomes)
+    finally:
+        transport.close()
+        server.close()

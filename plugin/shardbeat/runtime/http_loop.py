@@ -47,7 +47,7 @@ from shardbeat.runtime.transport_errors import TransportError, as_transport_erro
 
 log = logging.getLogger("shardbeat.http_loop")
 
-MAX_OPENING = 4  # connections being opened at once per endpoint (connector threads: 8 by default)
+MAX_OPENING = 4  # connections being opened at once per endpoint (and at most a fair share: http_connectors)
 # What a dead kept-alive connection looks like when nothing of the answer came yet: worth one fresh try.
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
@@ -243,7 +243,7 @@ class HttpLoop:
                 pool.endpoint, pool.route, resolver, network.ssl_context, deadline, monotonic, on_step
             )
 
-        self._connectors.submit((pool, call), opener)
+        self._connectors.submit((pool, call), opener, call.key)  # scheduled fairly per endpoint
 
     def _take_connected(self) -> None:
         for (pool, call), result in self._connectors.take():

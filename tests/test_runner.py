@@ -274,3 +274,71 @@ def test_a_flood_of_refused_commits_is_reported_at_a_bounded_rate(emulator: Emul
     refused = [r for r in p.records if r["event"] == "error" and r.get("source") == "control"]
     assert 1 <= len(refused) <= 12  # the burst, and perhaps one more as the budget refills
     assert all(r["error"]["code"] == "NotOwner" for r in refused)
+
+
+class _DateRewriter:
+    """The process's own exchange, with every answer's Date replaced (a proxy that mangles it)."""
+
+    def __init__(self, date: str) -> None:
+        from shardbeat.runtime.http_loop import HttpLoop
+
+        self.inner = HttpLoop()
+        self.date = date
+
+    def start(self, endpoint: Any, request: Any, deadline: float, done: Callable[[Any], None]) -> None:
+        from dataclasses import replace
+
+        from shardbeat.providers.base import HttpResponse
+
+        def rewrite(result: Any) -> None:
+            if isinstance(result, HttpResponse):
+                result = replace(result, headers={**result.headers, "date": self.date})
+            done(result)
+
+        self.inner.start(endpoint, request, deadline, rewrite)
+
+    def poll(self, timeout: float | None) -> None:
+        self.inner.poll(timeout)
+
+    def wakeup(self) -> None:
+        self.inner.wakeup()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_date_of_year_0000_moves_no_signing_clock_and_is_logged_once(
+    emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was read as 2000-01-01: every request was then signed 26 years back and refused
+    (RequestTimeExpired) for as long as the Date came so."""
+    config = config_from_dict({"groups": [sls(emulator)]}).config
+    r, w = os.pipe()
+    runner = Runner(config.groups, RecordWriter(w), exchange=_DateRewriter("Sat, 01 Jan 0000 00:00:00 GMT"))
+    lines: list[Record] = []
+
+    def read() -> None:
+        with os.fdopen(r, "rb") as stream:
+            lines.extend(json.loads(line) for line in stream)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with caplog.at_level("WARNING"):
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            receipts, _ = emulator.world.receipts(0)
+            if sum(1 for x in receipts if x.to_json()["status"] == 200) >= 4:
+                break
+            time.sleep(0.05)
+        runner.stop()
+        thread.join(5)
+    os.close(w)
+    reader.join(5)
+    receipts, _ = emulator.world.receipts(0)
+    assert [x.to_json()["status"] for x in receipts][:4] == [200] * 4  # every beat signed with our clock
+    assert runner.drivers[0].server_clock.offset == 0.0
+    assert not [rec for rec in lines if rec["event"] == "error"]
+    notes = [rec.getMessage() for rec in caplog.records if "Date header" in rec.getMessage()]
+    assert len(notes) == 1 and "'Sat, 01 Jan 0000 00:00:00 GMT'" in notes[0], notes

@@ -41,6 +41,7 @@ from shardbeat.runtime.exchange import Exchange, ThreadedExchange
 from shardbeat.runtime.lock_walk import walk
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
+from shardbeat.runtime.refused_dates import RefusedDates
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import Transport, TransportError
 
@@ -120,6 +121,7 @@ class Runner:
         self._orphans: list[tuple[GroupDriver, Call]] = []  # calls made off the loop thread
         self._on_demand_budget = OnDemandBudget()
         self._refusals = ProblemBudget()  # refused control ops, reported at a bounded rate
+        self._refused_dates = RefusedDates()  # answers whose Date was refused, logged at a bounded rate
         # Temporary keys refresh on threads of their own (never on the loop). STS goes by the
         # process's proxy/CA rules; metadata stays direct (DefaultSessions).
         self._credentials: CredentialPool | None = None  # static keys only: nothing is imported for it
@@ -272,8 +274,11 @@ class Runner:
                 )
                 answer = Answer(at, failure=failure)
             else:
-                # An absurd Date is ignored (None); the parser keeps the last few parses.
-                date = server_values.http_date(result.headers.get("date"))
+                # A malformed or absurd Date is ignored (None); the parser keeps the last few parses.
+                value = result.headers.get("date")
+                date = server_values.http_date(value)
+                if date is None and value:
+                    self._refused_dates.note(f"{step.endpoint.host}:{step.endpoint.port}", value, at.mono)
                 answer = Answer(at, response=result, server_date=date)
             self._advance(driver, call, answer)
 

@@ -78,6 +78,7 @@ class _GroupDoctor:
         self.credentials: Credentials | None = group.credentials  # a credential source fills it in
         self.server_clock = ServerClock()
         self.clock_seen = False
+        self.date_refused: str | None = None  # the last Date header the parser refused, if any
         self.checks: list[Check] = []
 
     def add(self, status: Status, name: str, detail: str) -> None:
@@ -102,7 +103,7 @@ class _GroupDoctor:
             read = self.signed(self.provider.describe_group_request, self.provider.parse_describe_group)
             self.check_credentials(read)
             offset = self.server_clock.offset if self.clock_seen else None
-            clock_status, clock_detail = clock_verdict(self.group.provider, offset)
+            clock_status, clock_detail = clock_verdict(self.group.provider, offset, self.date_refused)
             self.add(clock_status, "clock", clock_detail)
             group_ok = self.check_group(read)
             self.check_heartbeat(heartbeat, read, group_ok, running_here)
@@ -216,7 +217,10 @@ class _GroupDoctor:
         return self.provider.heartbeat_request({}, now, credentials)
 
     def observe_clock(self, response: HttpResponse, sent_wall: float) -> None:
-        server = server_values.http_date(response.headers.get("date"))  # an absurd Date is ignored
+        value = response.headers.get("date")
+        server = server_values.http_date(value)  # a malformed or absurd Date is ignored
+        if server is None and value:
+            self.date_refused = value
         if server is not None:
             self.server_clock.observe(server, sent_wall, self.clock.wall())
             self.clock_seen = True

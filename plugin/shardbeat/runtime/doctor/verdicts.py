@@ -12,6 +12,7 @@ from typing import Literal
 from shardbeat.config import GroupConfig, Problem
 from shardbeat.core.skew import WARN_ABOVE
 from shardbeat.providers.base import ServerGroup
+from shardbeat.providers.server_values import text
 from shardbeat.providers.services import service
 
 Status = Literal["PASS", "WARN", "FAIL"]
@@ -53,10 +54,14 @@ def config_verdict(group: GroupConfig, warnings: Sequence[Problem]) -> Verdict:
     return "PASS", detail
 
 
-def clock_verdict(provider: str, offset: float | None) -> Verdict:
+def clock_verdict(provider: str, offset: float | None, refused: str | None = None) -> Verdict:
     """`offset`: seconds to add to this host's clock to get the server's (core.skew.ServerClock), which
-    is 0 when within its noise; None when no answer carried a Date header."""
+    is 0 when within its noise; None when no answer carried a usable Date header (`refused`: the last
+    one the parser refused, as malformed or outside 2000-2099)."""
     if offset is None:
+        if refused is not None:
+            shown = text(refused, 64)
+            return "WARN", f"offset unknown: the server's Date header {shown!r} is malformed or implausible"
         return "WARN", "offset unknown: no answer carried a Date header"
     described = service(provider)
     window = described.clock_window  # how far off a signature's time may be

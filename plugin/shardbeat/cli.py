@@ -31,6 +31,7 @@ from shardbeat.config import (
     load_config,
     parse_config_file,
 )
+from shardbeat.config.problem_summary import summary_lines
 from shardbeat.operator_output import GuardedStdout, StdoutUnwritable
 from shardbeat.providers.service import CliFlag
 from shardbeat.providers.services import DEFAULT as DEFAULT_SERVICE
@@ -196,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="check structure only: credentials are not looked for and an unset ${VAR} is only a "
         "warning (for a build machine without the secrets)",
     )
+    validate.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON document on stdout (schemas/validation.schema.json) instead of lines on stderr",
+    )
     validate.set_defaults(handler=_validate, parser=validate)
 
     doctor = verbs.add_parser(
@@ -351,8 +358,8 @@ def _usage(parser: argparse.ArgumentParser, message: str) -> int:
 
 
 def _log_problems(error: ConfigError) -> int:
-    for problem in error.problems:
-        log.error("config: %s", problem)
+    for line in summary_lines(error.problems):  # many of one kind in one line
+        log.error("config: %s", line)
     return USAGE_ERROR
 
 
@@ -401,8 +408,8 @@ def _run_installed(args: argparse.Namespace) -> int:
 
 
 def _start(loaded: LoadedConfig, prepare: Callable[[Config], Config], config_path: str | None = None) -> int:
-    for warning in loaded.warnings:
-        log.warning("config: %s", warning)
+    for line in summary_lines(loaded.warnings):
+        log.warning("config: %s", line)
     from shardbeat.runtime import process  # lazy: only `run` needs threads and sockets
 
     return process.run(prepare(loaded.config), config_path)
@@ -457,21 +464,31 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    problems: Sequence[Problem]
+    warnings: Sequence[Problem] = ()
     try:
         loaded = load_config(args.config, check_credentials=not args.no_credentials)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return USAGE_ERROR
-    from shardbeat.runtime.network import config_problems  # the environment's proxies, per endpoint
+        problems = exc.problems
+    else:
+        from shardbeat.runtime.network import config_problems  # the environment's proxies, per endpoint
 
-    problems = config_problems(loaded.config)
-    for problem in problems:
-        print(problem, file=sys.stderr)
+        problems = config_problems(loaded.config)
+        warnings = () if problems else loaded.warnings
+    if args.format == "json":
+        import json
+
+        from shardbeat.config.problem_summary import validation_document
+
+        document = validation_document(problems, warnings, structure_only=args.no_credentials)
+        print(json.dumps(document, ensure_ascii=False))
+        return USAGE_ERROR if problems else 0
+    for line in summary_lines(problems):
+        print(line, file=sys.stderr)
     if problems:
         return USAGE_ERROR
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    for line in summary_lines(warnings, "warning: "):
+        print(line, file=sys.stderr)
     print("ok (structure only: credentials not checked)" if args.no_credentials else "ok")
     return 0
 
@@ -494,15 +511,15 @@ def _doctor(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a credential flag of the other provider
         return _usage(parser, str(exc))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config: {problem}", file=sys.stderr)
+        for line in summary_lines(exc.problems, "config: "):
+            print(line, file=sys.stderr)
         return USAGE_ERROR
     from shardbeat.runtime.doctor import run_doctor  # lazy: sockets and providers
     from shardbeat.runtime.network import config_problems
 
     problems = config_problems(loaded.config)
-    for problem in problems:
-        print(f"config: {problem}", file=sys.stderr)
+    for line in summary_lines(problems, "config: "):
+        print(line, file=sys.stderr)
     if problems:
         return USAGE_ERROR
     return run_doctor(loaded, sys.stdout, heartbeat=args.heartbeat, call_timeout=args.call_timeout)

@@ -86,8 +86,10 @@ def _socket_of(args: argparse.Namespace) -> str | int:
         try:  # only control.socket is needed: never require the secrets to ask for status
             loaded = load_config(args.config, check_credentials=False)
         except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"config: {problem}", file=sys.stderr)
+            from shardbeat.config.problem_summary import summary_lines
+
+            for line in summary_lines(exc.problems, "config: "):
+                print(line, file=sys.stderr)
             return USAGE_ERROR
         unset = [w for w in loaded.warnings if w.path == "control.socket"]
         if unset:  # e.g. ${SHARDBEAT_CONSUMER}.sock with the variable not set here

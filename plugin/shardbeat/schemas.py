@@ -1,4 +1,4 @@
-"""The JSON Schemas (config, record, control, reply), from the wheel or from the repository.
+"""The JSON Schemas (config, record, control, reply, validation), from the wheel or from the repository.
 
 A wheel carries them as `shardbeat/schemas/*.schema.json` (pyproject force-include); an editable
 install does not, so the repository's top-level `schemas/` directory is the fallback.
@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-SchemaName = Literal["config", "record", "control", "reply"]
+SchemaName = Literal["config", "record", "control", "reply", "validation"]
 SCHEMA_NAMES: tuple[str, ...] = get_args(SchemaName)
 
 _REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -39,13 +39,13 @@ class Problem:
         # The one place a problem becomes text: a key from the file may hold terminal escapes or run
         # to kilobytes, and a message may quote a path expanded from a secret variable.
         # Masked first: a cut (or an escape) through a quoted secret would hide it from the mask.
-        return _printable(redact(f"{self.path or '(root)'}: {self.message}"))
+        return printable(redact(f"{self.path or '(root)'}: {self.message}"))
 
 
 MAX_PROBLEM_TEXT = 1000
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Control characters escaped (`\\x1b`), and cut short: a hostile key must not drive the terminal."""
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return shown if len(shown) <= MAX_PROBLEM_TEXT else shown[:MAX_PROBLEM_TEXT] + "..."
@@ -54,7 +54,13 @@ def _printable(text: str) -> str:
 class ConfigError(Exception):
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__(f"{len(self.problems)} config problem(s)")
+
+    def __str__(self) -> str:
+        """One line per problem; many of one kind summarised (60,000 unknown keys are not 60,000 lines)."""
+        from shardbeat.config.problem_summary import summary_lines
+
+        return "\n".join(summary_lines(self.problems))
 
 
 @dataclass(frozen=True, slots=True)

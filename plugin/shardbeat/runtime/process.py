@@ -200,8 +200,10 @@ def run(config: Config, config_path: str | None = None) -> int:
 
     problems = config_problems(config)  # proxy variables of the environment, per endpoint
     if problems:
-        for problem in problems:
-            log.error("config: %s", problem)
+        from shardbeat.config.problem_summary import summary_lines
+
+        for line in summary_lines(problems):
+            log.error("config: %s", line)
         return USAGE_ERROR
     room = open_files.make_room(len(config.groups))  # before the locks: one descriptor each
     if room is not None:

@@ -8,17 +8,19 @@ put a secret into a log. Each message here names the rule only; a schema may car
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-
+from shardbeat.config import schema_check
 from shardbeat.config.expand import json_path
 from shardbeat.config.model import Problem
 from shardbeat.config.problem_summary import SHOWN_PER_KIND, segments
 from shardbeat.core.json_kind import json_kind
-from shardbeat.schemas import SchemaName, load_schema
+from shardbeat.schemas import SchemaName, load_schema, schema_text
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_NAMES = {
     "object": "an object",
@@ -36,7 +38,15 @@ def validator_for(name: SchemaName) -> Any:
     # No check_schema here: checking a shipped schema against the 2020-12 metaschema cost ~25 ms of
     # CPU before the first record (every $dynamicRef resolved, every pattern compiled); the test suite
     # checks each shipped schema once instead (tests/test_config_schemas.py).
+    from jsonschema import Draft202012Validator  # lazy: only a document schema_check does not pass
+
     return Draft202012Validator(load_schema(name))
+
+
+@functools.cache
+def _shipped(name: SchemaName) -> Any:
+    """The schema as schema_check reads it: parsed once, never mutated."""
+    return json.loads(schema_text(name))
 
 
 def _types(expected: Any) -> str:
@@ -181,6 +191,8 @@ def _bound(error: ValidationError) -> tuple[str, tuple[float, bool]] | None:
 
 def schema_problems(name: SchemaName, document: Any) -> list[Problem]:
     """Every violation of schema `name` in `document`, deduplicated and sorted by path."""
+    if schema_check.passes(_shipped(name), document):
+        return []  # jsonschema would find nothing (see schema_check): no need to load it
     errors = list(validator_for(name).iter_errors(document))
     strictest: dict[tuple[tuple[Any, ...], str], tuple[float, bool]] = {}
     for error in errors:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +30,44 @@ def command() -> list[str]:
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
     return [sys.executable, "-m", "shardbeat"]
+
+
+def _private_dir(path: str) -> bool:
+    """`path` exists (made here if not) as a directory of ours that no one else can write: bytecode
+    planted in a cache would run (the same rule as tests/conftest.py)."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+PYCACHE = os.path.join(tempfile.gettempdir(), f"shardbeat-bench-pyc-{os.getuid()}")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every plugin child: this one, with bytecode as an installed package has it.
+
+    `pip install` of a wheel compiles the package's bytecode at install time, so an operator's start
+    never compiles source. A checkout is an editable install, and where PYTHONDONTWRITEBYTECODE is set
+    (this machine and CI) every child would compile the whole package (and every library it imports)
+    again: ~60 ms and more of each start, and the compiler's peak in its RSS. So children write and
+    read bytecode in a private cache instead (PYTHONPYCACHEPREFIX, validated by source mtime, so an
+    edited module is recompiled); startup.py warms it with one untimed start first. Without a private
+    directory the environment is left as it is (and the report says so)."""
+    env = dict(os.environ)
+    if _private_dir(PYCACHE):
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def bytecode_note() -> str:
+    if child_env().get("PYTHONPYCACHEPREFIX") == PYCACHE:
+        return "bytecode from a private cache warmed by an untimed start (as a wheel install compiles it)"
+    return "bytecode as the environment has it (no private cache: children may compile from source)"
 
 
 def config_supports(key: str) -> bool:
@@ -93,6 +134,7 @@ class PluginProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=workdir,
+            env=child_env(),
         )
         self.first_record_after: float | None = None  # seconds from Popen to the first stdout line
         self._threads = [

@@ -233,6 +233,7 @@ def _startup_table(s: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
         f"largest now: {largest} |",
         f"| RSS of an idle one-group plugin, {s['idle_after_s']:.0f} s after its first record | "
         f"{texts(old and idle(old), idle(s))} |",
+        *([f"| bytecode of the children | {s['bytecode']} |"] if "bytecode" in s else []),
     ]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.emulator import EmulatorProcess, scale_fixtures
-from bench.plugin import PluginProcess, command, scale_config
+from bench.plugin import PluginProcess, bytecode_note, child_env, command, scale_config
 
 
 def _python_floor(runs: int) -> float:
@@ -24,7 +24,7 @@ def _python_floor(runs: int) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-c", "pass"], check=True, env=child_env())
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -36,6 +36,7 @@ def _import_times(config: Path) -> dict[str, Any]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=child_env(),
     )
     assert proc.stdout is not None
     proc.stdout.readline()
@@ -81,6 +82,9 @@ def run(runs: int, idle_seconds: float, workroot: Path) -> dict[str, Any]:
     with EmulatorProcess(scale_fixtures(1, 15), workdir) as emulator:
         config = scale_config(emulator.url, 1, 5.0, 15, 1.5, workdir)
         firsts: list[float] = []
+        warm = PluginProcess(config, workdir / "warm-up")  # untimed: fills the bytecode cache
+        warm.wait_records(lambda records: bool(records), 20.0)
+        warm.stop()
         for i in range(runs):
             plugin = PluginProcess(config, workdir / f"run-{i}")
             ok = plugin.wait_records(lambda records: bool(records), 10.0)
@@ -98,6 +102,7 @@ def run(runs: int, idle_seconds: float, workroot: Path) -> dict[str, Any]:
     return {
         "command": " ".join(Path(c).name for c in command()) + " run --config FILE",
         "runs": len(firsts),
+        "bytecode": bytecode_note(),
         "first_record_ms": {
             "median": round(statistics.median(firsts) * 1000, 1) if firsts else None,
             "min": round(min(firsts) * 1000, 1) if firsts else None,

@@ -40,12 +40,33 @@ def test_unknown_schema_name() -> None:
 def test_packaged_copy_is_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "schemas").mkdir()
     (tmp_path / "schemas" / "control.schema.json").write_text('{"packaged": true}')
-    monkeypatch.setattr("shardbeat.schemas.resources.files", lambda package: tmp_path)
+    monkeypatch.setattr(schemas, "_PACKAGED", tmp_path / "schemas")
     schemas.schema_text.cache_clear()
     try:
         assert load_schema("control") == {"packaged": True}
         # Not packaged: falls back to the repository's schemas/.
         assert load_schema("config") == json.loads((REPO_SCHEMAS / "config.schema.json").read_text())
+    finally:
+        schemas.schema_text.cache_clear()
+
+
+def test_a_package_that_is_not_plain_files_is_read_through_importlib_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zipped package has no schemas/ directory on disk: importlib.resources reads them (it is
+    imported only then: it costs ~3 ms at start)."""
+    import importlib.resources
+
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "reply.schema.json").write_text('{"zipped": true}')
+    monkeypatch.setattr(schemas, "_PACKAGED", tmp_path / "nowhere")
+    monkeypatch.setattr(schemas, "_REPO_SCHEMAS", tmp_path / "nowhere")
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    schemas.schema_text.cache_clear()
+    try:
+        assert load_schema("reply") == {"zipped": True}
+        with pytest.raises(SchemaNotFound):
+            schema_text("record")
     finally:
         schemas.schema_text.cache_clear()
 

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -438,6 +437,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
         entry["credentials"] = {**entry.get("credentials", {}), **creds}
     # The embedded emulator is a world of its own: its consumer cannot be another process's, so its
     # instance lock lives in a private directory (two demos on one machine must not refuse each other).
+    import tempfile  # lazy: only the embedded emulator needs it
+
     private = tempfile.TemporaryDirectory(prefix="shardbeat-emulator-")
     raw: dict[str, Any] = {"groups": [entry], "runtime_dir": private.name}
     if args.output_format:

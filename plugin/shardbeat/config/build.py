@@ -19,11 +19,9 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shardbeat.config import cli_profiles, credentials
-from shardbeat.config import credential_sources as sources
-from shardbeat.config.credential_sources import SourceSpec
+from shardbeat.config import credentials
 from shardbeat.config.expand import expand
 from shardbeat.config.files import parse_config_file
 from shardbeat.config.local_endpoints import local_endpoint_problems
@@ -50,6 +48,9 @@ from shardbeat.core.lease import default_margin
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.endpoint import EndpointError, split
 from shardbeat.providers.services import SERVICES, service
+
+if TYPE_CHECKING:
+    from shardbeat.config.credential_sources import SourceSpec
 
 STRUCTURE_ONLY = Credentials("", "")  # stands in for credentials not checked (never sent)
 
@@ -221,7 +222,10 @@ class _Group:
         elif inline is not None:
             return None, None, None, False  # wrong type: the schema says so
         elif not any(environ.get(n) for n in service(provider).credential_keys.names_env[:2]):
-            picked = sources.env_default_source(provider, environ)
+            # Lazy, as in source(): static keys (the common case) never need the sources' module.
+            from shardbeat.config.credential_sources import env_default_source
+
+            picked = env_default_source(provider, environ)
             if picked is not None:  # as the official credential chain does
                 return self.source(provider, picked, {}, base_dir, environ)
         found, problems = credentials.resolve(provider, given, environ, self.at("credentials"), file_path)
@@ -236,6 +240,9 @@ class _Group:
         base_dir: Path,
         environ: Mapping[str, str],
     ) -> tuple[Credentials | None, str | None, SourceSpec | None, bool]:
+        from shardbeat.config import cli_profiles  # lazy: only a credentials.source needs them
+        from shardbeat.config import credential_sources as sources
+
         where = self.at("credentials")
         if name not in service(provider).credential_sources:
             return None, None, None, False  # the schema names the allowed sources

@@ -9,7 +9,6 @@ a header value holding a line break is a ValueError whose quoted value the class
 
 from __future__ import annotations
 
-import http.client
 import re
 
 # As http.client: a header name is a token without ':' or whitespace; a value may not hold a bare
@@ -36,6 +35,8 @@ def encode_request(
         )
     found = _bad_target(target)
     if found:
+        import http.client  # lazy: its import (and the email package's) costs ~5 ms at start
+
         raise http.client.InvalidURL(
             f"URL can't contain control characters. {target!r} (found at least {found.group()!r})"
         )

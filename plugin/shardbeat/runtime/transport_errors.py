@@ -5,9 +5,9 @@ One mapping, so a fault reads the same whichever transport met it."""
 
 from __future__ import annotations
 
-import http.client
 import socket
 import ssl
+import sys
 
 from shardbeat.core.redaction import describe_exception
 from shardbeat.providers.base import Endpoint
@@ -72,9 +72,12 @@ def classify(exc: BaseException) -> TransportError:
         return TransportError("NameResolution", f"cannot resolve host: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLError):
         return TransportError("TLSError", describe_exception(exc))
-    if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):  # http.client's RemoteDisconnected too
         return TransportError("ConnectionReset", "connection closed by the server without an answer")
-    if isinstance(exc, http.client.HTTPException):
+    # http.client is not imported on the event-loop path: until something imports it, none of its
+    # exceptions can exist (http_request raises its InvalidURL after importing it).
+    http_client = sys.modules.get("http.client")
+    if http_client is not None and isinstance(exc, http_client.HTTPException):
         return TransportError("InvalidHTTP", describe_exception(exc)[:200])
     if isinstance(exc, OSError):
         reason = f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else describe_exception(exc)

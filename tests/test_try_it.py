@@ -142,3 +142,7 @@ def test_make_run_installs_only_what_running_needs(target: str, extras: bool) ->
     ]
     assert len(installs) == 1, installs
     assert ("[dev,sdk]" in installs[0]) is extras, installs
+    # An editable install has no bytecode: set-up compiles it once (else every start compiles the
+    # package from source where PYTHONDONTWRITEBYTECODE is set), and says nothing on stdout.
+    compiles = [line for line in plan.stdout.splitlines() if "-m compileall" in line]
+    assert len(compiles) == 1 and compiles[0].endswith(">&2"), compiles

@@ -58,3 +58,45 @@ def test_only_a_good_check_hands_a_context_over(tmp_path: Path, loads: list[Any]
     assert check_ca_bundle(str(other.ca_file)) is None  # the last good check replaces the previous one
     assert checked_context(good) is None
     assert checked_context(str(other.ca_file)) is not None
+
+
+# -- the environment's bundle loaded while `run` imports its runtime (config/network.prefetch_ca_bundle)
+
+
+def test_a_prefetched_bundle_is_parsed_once_and_judged_as_ever(tmp_path: Path, loads: list[Any]) -> None:
+    from shardbeat.config.network import network_config, prefetch_ca_bundle
+
+    bundle = str(private_ca(tmp_path).ca_file)
+    environ = {"SSL_CERT_FILE": bundle}
+    prefetch_ca_bundle({"groups": []}, environ)
+    settings, problems = network_config({"groups": []}, tmp_path, environ)
+    assert problems == [] and settings.ca_file == bundle and settings.ca_source == "SSL_CERT_FILE"
+    assert loads == [bundle]  # the thread's load was the check's: not parsed twice
+    assert network._context.__wrapped__(bundle).get_ca_certs()  # and the transport took it over
+    assert loads == [bundle]
+
+
+def test_a_prefetched_bad_bundle_is_refused_with_the_same_words(tmp_path: Path, loads: list[Any]) -> None:
+    from shardbeat.config.network import network_config, prefetch_ca_bundle
+
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    environ = {"REQUESTS_CA_BUNDLE": str(empty)}
+    unfetched = network_config({}, tmp_path, environ)[1]
+    prefetch_ca_bundle({}, environ)
+    fetched = network_config({}, tmp_path, environ)[1]
+    assert fetched == unfetched and len(fetched) == 1
+    assert fetched[0].path == "REQUESTS_CA_BUNDLE" and "holds no usable PEM certificate" in fetched[0].message
+
+
+def test_no_prefetch_when_the_config_may_name_its_own_bundle(tmp_path: Path, loads: list[Any]) -> None:
+    from shardbeat.config.network import network_config, prefetch_ca_bundle
+
+    env_bundle = str(private_ca(tmp_path).ca_file)
+    (tmp_path / "own").mkdir()
+    own = str(private_ca(tmp_path / "own").ca_file)
+    document = {"tls": {"ca_file": own}}
+    prefetch_ca_bundle(document, {"SSL_CERT_FILE": env_bundle})
+    settings, problems = network_config(document, tmp_path, {"SSL_CERT_FILE": env_bundle})
+    assert problems == [] and settings.ca_file == own
+    assert loads == [own]  # the environment's bundle, which tls.ca_file overrides, was never parsed

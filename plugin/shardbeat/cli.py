@@ -30,6 +30,7 @@ from shardbeat.config import (
     load_config,
     parse_config_file,
 )
+from shardbeat.config.network import prefetch_ca_bundle
 from shardbeat.config.problem_summary import summary_lines
 from shardbeat.operator_output import GuardedStdout, StdoutUnwritable
 from shardbeat.providers.service import CliFlag
@@ -344,6 +345,11 @@ def _config_from_file(args: argparse.Namespace) -> LoadedConfig:
         output = raw.setdefault("output", {})
         if isinstance(output, dict):
             output["format"] = args.output_format
+    if args.verb == "run":
+        # While OpenSSL parses the environment's CA bundle on another core (without the GIL), import
+        # the runtime `run` needs next: ~30 ms less from exec to the first record on two cores.
+        prefetch_ca_bundle(raw, os.environ)
+        from shardbeat.runtime import process  # noqa: F401
     return config_from_dict(raw, base_dir=Path(args.config).parent)
 
 

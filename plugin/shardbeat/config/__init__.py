@@ -4,9 +4,10 @@
     config_from_dict(raw, base_dir=..., environ=..., hostname=...) -> LoadedConfig
     ConfigError(problems): every Problem(path, message) found, none of them echoing a value
 
-Modules: files (read and parse), expand (${VAR}), schema_errors (schema -> messages), problem_summary
-(many problems of one kind said once), credentials (config, file, environment; re-read for rotation),
-naming (default consumer), build (rules across fields), model (the dataclasses).
+Modules: files (read and parse), expand (${VAR}), schema_check (a valid document, without jsonschema),
+schema_errors (schema -> messages, by jsonschema), problem_summary (many problems of one kind said
+once), credentials (config, file, environment; re-read for rotation), naming (default consumer), build
+(rules across fields), model (the dataclasses).
 """
 
 from shardbeat.config.build import config_from_dict, load_config

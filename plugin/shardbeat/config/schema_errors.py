@@ -1,5 +1,7 @@
 """jsonschema errors -> Problems with messages written here, never jsonschema's own.
 
+A document schema_check passes has none, so jsonschema is imported only for one it does not pass.
+
 jsonschema's default messages embed the offending instance (`'s3cr3t' is too short`), which would
 put a secret into a log. Each message here names the rule only; a schema may carry its own
 `errorMessage` (the ajv-errors convention) for rules that a regex states badly.

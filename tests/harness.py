@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -9,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,6 +143,35 @@ def bytecode_env() -> dict[str, str]:
     """For a child started with a clean environment: the suite's bytecode cache (tests/conftest.py),
     so it does not compile the package anew. Changes nothing the child's behaviour depends on."""
     return {k: v for k, v in os.environ.items() if k == "PYTHONPYCACHEPREFIX"}
+
+
+def shardbeat_in_process(
+    *args: str, env: Mapping[str, str] | None = None, clean_env: bool = False, cwd: Path | str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`shardbeat ARGS` run by `cli.main` in this process, reported as `subprocess.run(capture_output=True,
+    text=True)` would: for one-shot commands (validate, doctor, status, schema) whose logic a test checks,
+    where a child would only add an interpreter start-up (each promise keeps a test in a real process).
+
+    `env` is added to this process's environment (or, with `clean_env`, is all of it) and `cwd` is the
+    working directory, both only for the call. An exception escaping `cli.main` fails the test (a child
+    would have printed a traceback)."""
+    from shardbeat import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        if clean_env:
+            os.environ.clear()
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))  # catches argparse's SystemExit itself
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["shardbeat", *args], code, out.getvalue(), err.getvalue())
 
 
 def write_config(path: Path, groups: list[dict[str, Any]], **extra: Any) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness import shardbeat_in_process
 from shardbeat.config import ConfigError, config_from_dict, load_config
 
 HUGE = int("9" * 400)
@@ -135,8 +136,10 @@ def test_credentials_with_control_characters_are_refused_everywhere(value: str, 
     group = {k: v for k, v in sls_group(credentials_file=str(creds)).items() if k != "credentials"}
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"groups": [group]}))
+    # One value in real processes, the others in this one (the same cli.main; a child each cost a start-up).
+    run = shardbeat if value == CONTROL_VALUES[0] else shardbeat_in_process
     for verb in ("validate", "doctor"):
-        out = shardbeat(verb, "--config", str(config))
+        out = run(verb, "--config", str(config))
         assert out.returncode == 2, (verb, out.stderr)
         assert "security_token" in out.stderr
         assert "tok-" not in out.stderr + out.stdout and "12345" not in out.stderr + out.stdout
@@ -146,5 +149,6 @@ def test_credentials_with_control_characters_are_refused_everywhere(value: str, 
 def test_doctor_call_timeout_must_be_a_real_deadline(value: str, tmp_path: Path) -> None:
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"groups": [sls_group()]}))
-    out = shardbeat("doctor", "--config", str(config), f"--call-timeout={value}")
+    run = shardbeat if value == "inf" else shardbeat_in_process  # one in a real process
+    out = run("doctor", "--config", str(config), f"--call-timeout={value}")
     assert out.returncode == 2 and "--call-timeout" in out.stderr

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
-from harness import Plugin, write_config
+from harness import Plugin, shardbeat_in_process, write_config
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.schemas import load_schema
 
@@ -41,6 +41,12 @@ def status_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         timeout=20,
         env={**os.environ, **(env or {})},
     )
+
+
+def status_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`status_cli` in this process (the same cli.main without a child's start-up); each test's first
+    question still goes through a real `shardbeat status` process."""
+    return shardbeat_in_process("status", *args)
 
 
 def ask(path: Path, *docs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,7 +92,7 @@ def test_status_prints_one_row_per_group_and_writes_no_record(running: tuple[Plu
     assert set(rows) == {"sls", "cls"}
     assert rows["sls"][1:5] == ["demo-group", "node-1", "6", "[0-5]"]
     assert rows["sls"][6].endswith("s") and float(rows["sls"][6][:-1]) > 0  # lease left
-    by_config = status_cli("--config", str(cfg), "--json")  # needs no credentials in the environment
+    by_config = status_here("--config", str(cfg), "--json")  # needs no credentials in the environment
     assert by_config.returncode == 0, by_config.stderr
     groups = json.loads(by_config.stdout)["groups"]
     assert {(g["provider"], g["consumer"]) for g in groups} == {("sls", "node-1"), ("cls", "node-1")}
@@ -148,7 +154,7 @@ def test_released_confirms_what_it_released(emulator: EmulatorServer, tmp_path: 
         )
         assert a.wait_for(lambda rs: any(r["event"] == "assignment" and r["revoked"] for r in rs), 10)
         revoked = next(r for r in a.events("assignment") if r["revoked"])["revoked"]["demo-logstore"]
-        table = status_cli("--socket", str(sock)).stdout.splitlines()[1].split()
+        table = status_here("--socket", str(sock)).stdout.splitlines()[1].split()
         assert table[5] == str(len(revoked))  # RELEASING
         reply = ask(
             sock, {"op": "released", "group": "demo-group", "shards": {"demo-logstore": [*revoked, 99]}}
@@ -170,30 +176,30 @@ def test_status_says_what_is_wrong_when_it_cannot_ask(tmp_path: Path) -> None:
     assert "control.socket" in missing.stderr and "Traceback" not in missing.stderr
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    not_socket = status_cli("--socket", str(plain))
+    not_socket = status_here("--socket", str(plain))
     assert not_socket.returncode == 1 and "is not a socket" in not_socket.stderr
     stale = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(stale))
     s.close()
-    refused = status_cli("--socket", str(stale))
+    refused = status_here("--socket", str(stale))
     assert refused.returncode == 1 and "nothing listens" in refused.stderr
     silent = tmp_path / "silent.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(silent))
         server.listen(1)
-        mute = status_cli("--socket", str(silent), "--timeout", "0.5")
+        mute = status_here("--socket", str(silent), "--timeout", "0.5")
     assert mute.returncode == 1 and "accepted but sent no answer within 0.5s" in mute.stderr
     entry = {"provider": "sls", "endpoint": "e", "project": "proj", "logstore": "logs"}
     cfg = write_config(tmp_path / "c.json", [{**entry, "consumer_group": "grp", "consumer": "c"}])
-    no_socket = status_cli("--config", str(cfg))
+    no_socket = status_here("--config", str(cfg))
     assert no_socket.returncode == 2 and "sets no control.socket" in no_socket.stderr
     with_var = write_config(
         tmp_path / "v.json",
         json.loads(cfg.read_text())["groups"],
         control={"socket": "${SHARDBEAT_TEST_UNSET_NODE}.sock"},
     )
-    unset = status_cli("--config", str(with_var))
+    unset = status_here("--config", str(with_var))
     assert (
         unset.returncode == 2 and "environment variable SHARDBEAT_TEST_UNSET_NODE is not set" in unset.stderr
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness import wait_for
+from harness import shardbeat_in_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,21 +52,15 @@ def parse(command: str, port: int) -> tuple[dict[str, str], list[str], str | Non
 
 
 def held(cwd: Path, consumer: str) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, "-m", "shardbeat", "status", "--config", "demo.json", "--json"],
-        cwd=cwd,
-        env={**os.environ, "SHARDBEAT_CONSUMER": consumer},
-        capture_output=True,
-        text=True,
-        timeout=20,
+    # The test's own look (the README's `status` command runs as a real process below): in this process,
+    # as polling with a `shardbeat status` child every half second cost seconds of start-ups.
+    out = shardbeat_in_process(
+        "status", "--config", "demo.json", "--json", env={"SHARDBEAT_CONSUMER": consumer}, cwd=cwd
     )
     if out.returncode != 0:
         return {}
     groups: list[dict[str, Any]] = json.loads(out.stdout)["groups"]
     return {g["provider"]: sum(len(ids) for ids in g["assigned"].values()) for g in groups}
-
-
-# Each look of wait_for(..., step=0.5) below runs `shardbeat status`: not too often.
 
 
 def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
@@ -97,12 +91,12 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
                 consumer = env["SHARDBEAT_CONSUMER"]
                 if len(runs) == 1:
                     assert wait_for(
-                        lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15, step=0.5
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 4, "cls": 4}, 15, step=0.2
                     )
                 else:  # the second node: the shards are shared
-                    assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 2, "cls": 2}, 20, step=0.5)
+                    assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 2, "cls": 2}, 20, step=0.2)
                     assert wait_for(
-                        lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10, step=0.5
+                        lambda c=consumer: held(tmp_path, c) == {"sls": 2, "cls": 2}, 10, step=0.2
                     )
                 continue
             out = subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, timeout=30)
@@ -120,7 +114,7 @@ def test_the_readme_try_it_section_works(tmp_path: Path) -> None:
                 last = [json.loads(x)["event"] for x in stopped.stdout.read().splitlines()][-4:]
                 assert sorted(last) == ["lost", "lost", "stopped", "stopped"]
         # node 2 is gone: after the group timeout (6 s) node 1 holds everything again
-        assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 4, "cls": 4}, 15, step=0.5)
+        assert wait_for(lambda: held(tmp_path, "node-1") == {"sls": 4, "cls": 4}, 15, step=0.2)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import trustme
+if TYPE_CHECKING:  # imported where a CA is made: collection imports this in every xdist worker
+    import trustme
 
 
 @dataclass
@@ -200,6 +202,8 @@ class PrivateCa:
 
 
 def private_ca(directory: Path) -> PrivateCa:
+    import trustme
+
     ca = trustme.CA()
     ca_file = directory / "private-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))

@@ -6,6 +6,8 @@ exactly as they do against the real services. Every client has a short timeout s
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,18 +16,43 @@ import pytest
 
 from shardbeat.emulator.server import EmulatorServer
 
-# The SDKs ship no type information; importorskip hands them over as Any.
-aliyun_log = pytest.importorskip("aliyun.log")
-tc_credential = pytest.importorskip("tencentcloud.common.credential")
-cls_client = pytest.importorskip("tencentcloud.cls.v20201016.cls_client")
-models = pytest.importorskip("tencentcloud.cls.v20201016.models")
-TencentCloudSDKException = pytest.importorskip(
-    "tencentcloud.common.exception.tencent_cloud_sdk_exception"
-).TencentCloudSDKException
-ClientProfile = pytest.importorskip("tencentcloud.common.profile.client_profile").ClientProfile
-HttpProfile = pytest.importorskip("tencentcloud.common.profile.http_profile").HttpProfile
 
-pytestmark = pytest.mark.sdk
+class _Sdk:
+    """An SDK module imported on first use: every xdist worker imports every test module to collect it,
+    and the SDKs take a quarter of a second of CPU to import, which only the worker running these needs.
+    (They ship no type information: what they hand over is Any.)"""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # collection looks for pytest's markers on every module-level object
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+aliyun_log = _Sdk("aliyun.log")
+tc_credential = _Sdk("tencentcloud.common.credential")
+cls_client = _Sdk("tencentcloud.cls.v20201016.cls_client")
+models = _Sdk("tencentcloud.cls.v20201016.models")
+tc_exception = _Sdk("tencentcloud.common.exception.tencent_cloud_sdk_exception")
+client_profile = _Sdk("tencentcloud.common.profile.client_profile")
+http_profile = _Sdk("tencentcloud.common.profile.http_profile")
+
+pytestmark = [
+    pytest.mark.sdk,
+    pytest.mark.skipif(
+        not (_installed("aliyun.log") and _installed("tencentcloud.cls")),
+        reason="the official SDKs are not installed (the sdk extra)",
+    ),
+]
 SDK_TIMEOUT = 5
 
 
@@ -134,9 +161,11 @@ def test_sls_errors_the_sdk_understands(emulator: EmulatorServer) -> None:
 
 
 def cls(emulator: EmulatorServer, secret_id: str, secret_key: str, token: str | None = None) -> Any:
-    http_profile = HttpProfile(protocol="http", endpoint=f"127.0.0.1:{emulator.port}", reqTimeout=SDK_TIMEOUT)
+    http = http_profile.HttpProfile(
+        protocol="http", endpoint=f"127.0.0.1:{emulator.port}", reqTimeout=SDK_TIMEOUT
+    )
     credential = tc_credential.Credential(secret_id, secret_key, token)
-    return cls_client.ClsClient(credential, "ap-guangzhou", ClientProfile(httpProfile=http_profile))
+    return cls_client.ClsClient(credential, "ap-guangzhou", client_profile.ClientProfile(httpProfile=http))
 
 
 def request(model: type[Any], params: dict[str, Any]) -> Any:
@@ -190,7 +219,7 @@ def test_cls_send_consumer_heartbeat_and_create_group(
         )
     )
     assert created.ConsumerGroup == "sdk_group"
-    with pytest.raises(TencentCloudSDKException) as caught:
+    with pytest.raises(tc_exception.TencentCloudSDKException) as caught:
         client.CreateConsumerGroup(
             request(
                 models.CreateConsumerGroupRequest,
@@ -221,7 +250,7 @@ def test_cls_describe_modify_delete(emulator: EmulatorServer) -> None:
     client.DeleteConsumerGroup(
         request(models.DeleteConsumerGroupRequest, {"ConsumerGroup": "demo-group", "LogsetId": "demo-logset"})
     )
-    with pytest.raises(TencentCloudSDKException) as caught:
+    with pytest.raises(tc_exception.TencentCloudSDKException) as caught:
         client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
     assert caught.value.get_code() == "FailedOperation"
 
@@ -239,7 +268,7 @@ def test_cls_bad_credentials_are_rejected(
     emulator: EmulatorServer, credentials: tuple[str, str, str | None], code: str
 ) -> None:
     client = cls(emulator, *credentials)
-    with pytest.raises(TencentCloudSDKException) as caught:
+    with pytest.raises(tc_exception.TencentCloudSDKException) as caught:
         client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
     assert caught.value.get_code() == code
     assert caught.value.get_request_id()
@@ -248,7 +277,7 @@ def test_cls_bad_credentials_are_rejected(
 def test_cls_expired_timestamp_is_rejected(emulator: EmulatorServer) -> None:
     client = cls(emulator, "emulator-secret-id", "emulator-secret-key")
     emulator.world.skew = -(5 * 60 + 30)  # the SDK signs with the host clock; the server is 5.5 min behind
-    with pytest.raises(TencentCloudSDKException) as caught:
+    with pytest.raises(tc_exception.TencentCloudSDKException) as caught:
         client.SendConsumerHeartbeat(request(models.SendConsumerHeartbeatRequest, HEARTBEAT))
     assert caught.value.get_code() == "AuthFailure.SignatureExpire"
     emulator.world.skew = 4 * 60
@@ -341,7 +370,7 @@ def test_cls_consumer_offsets_and_ownership(emulator: EmulatorServer) -> None:
 
     commit("c1", 42)  # c1 owns every partition (c2 joined after, and c1 has not let any go)
     assert describe(1, "end", 0) == 42
-    with pytest.raises(TencentCloudSDKException) as caught:
+    with pytest.raises(tc_exception.TencentCloudSDKException) as caught:
         commit("c2", 7)
     assert caught.value.get_code() == "FailedOperation"
     assert describe(1, "end", 0) == 42

@@ -16,8 +16,11 @@ Servers bind port 0 and files live under tmp_path.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import copy
+import hashlib
+import importlib
 import os
 import stat
 import sys
@@ -53,6 +56,38 @@ if sys.dont_write_bytecode and sys.pycache_prefix is None and _private_dir(_PYC)
     # The `shardbeat` children the tests start (hundreds) would otherwise compile the package anew.
     os.environ["PYTHONPYCACHEPREFIX"] = _PYC
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def _warm_the_cache() -> None:
+    """Fill the bytecode cache once, here in xdist's controller, before the workers start: they start
+    together, and into an empty cache (every run of a fresh CI machine) each would assertion-rewrite and
+    compile every test module (~5 s of CPU per worker) and the first `shardbeat` children the package.
+    Skipped while no source changed since the last warm-up (a stamp in the cache)."""
+    root = Path(__file__).resolve().parent.parent
+    sources = sorted([*root.joinpath("tests").glob("*.py"), *root.joinpath("plugin").rglob("*.py")])
+    key = hashlib.sha256(
+        repr([sys.version, pytest.__version__, *((str(p), p.stat().st_mtime_ns) for p in sources)]).encode()
+    ).hexdigest()
+    stamp = Path(_PYC, "warm-" + hashlib.sha256(str(root).encode()).hexdigest()[:16])
+    with contextlib.suppress(OSError):
+        if stamp.read_text() == key:
+            return
+    compileall.compile_dir(root / "plugin", quiet=2)  # what the children import (into sys.pycache_prefix)
+    for path in sorted(root.joinpath("tests").glob("test_*.py")):
+        # Through pytest's assertion rewriting, as a worker would; a failure is for the worker to report.
+        with contextlib.suppress(Exception, pytest.skip.Exception):
+            importlib.import_module(path.stem)
+    with contextlib.suppress(OSError):
+        stamp.write_text(key)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not os.environ.get(
+        "PYTEST_XDIST_WORKER"
+    )
+    if xdist_controller and sys.pycache_prefix == _PYC:
+        _warm_the_cache()
+
 
 from harness import Plugin  # noqa: E402 (after the cache is set up, so it is cached too)
 from shardbeat.emulator.fixtures import Fixtures, parse_fixtures  # noqa: E402

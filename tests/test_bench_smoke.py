@@ -29,6 +29,7 @@ def bench(module: str) -> ModuleType:
     return importlib.import_module(f"bench.{module}")
 
 
+@pytest.mark.slow
 def test_per_beat_part_runs_and_writes_its_table(tmp_path: Path) -> None:
     run = subprocess.run(
         [

@@ -133,6 +133,7 @@ def check_loaded_or_config_error(doc: Any, base_dir: Path) -> None:
         assert SECRET not in repr(group)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
 def test_config_from_dict_never_raises_anything_but_config_error(tmp_path_factory: Any, doc: Any) -> None:
@@ -151,6 +152,7 @@ def run_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out + err
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=documents(), as_toml=st.booleans())
 def test_validate_exits_0_or_2_without_a_traceback(

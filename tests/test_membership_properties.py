@@ -160,6 +160,7 @@ fate = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     fates=st.lists(fate, max_size=80),

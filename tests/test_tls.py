@@ -178,6 +178,7 @@ def test_tls_has_no_insecure_switch() -> None:
     assert [p.path for p in caught.value.problems] == ["tls.verify"]
 
 
+@pytest.mark.slow
 def test_run_trusts_the_private_ca_only_with_ca_file(
     server: EmulatorServer, ca: PrivateCa, tmp_path: Path
 ) -> None:

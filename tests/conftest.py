@@ -89,13 +89,14 @@ def pytest_configure(config: pytest.Config) -> None:
         _warm_the_cache()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On xdist's worksteal each worker first gets one contiguous slice of the collection, and an idle
-    worker steals from the end of another's slice. Deal the `slow` tests (a few seconds each, nearly half
-    of the suite's time) round-robin to the heads of the slices: they all start early and the run ends on
-    short tests any worker can take, not on one that started late. Only the order changes."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers < 2 or getattr(config.option, "dist", None) != "worksteal":
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On xdist's worksteal (`make test`) each worker first gets one contiguous slice of the
+    collection, and an idle worker steals from the end of another's slice. Deal the `slow` tests (a few
+    seconds each, nearly half of the suite's time) round-robin to the heads of the slices: they all start
+    early and the run ends on short tests any worker can take, not on one that started late. Only the
+    order changes."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))  # set in xdist's workers only
+    if workers < 2:
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
     rest = [item for item in items if not item.get_closest_marker("slow")]

@@ -153,8 +153,9 @@ def shardbeat_in_process(
     where a child would only add an interpreter start-up (each promise keeps a test in a real process).
 
     `env` is added to this process's environment (or, with `clean_env`, is all of it) and `cwd` is the
-    working directory, both only for the call. An exception escaping `cli.main` fails the test (a child
-    would have printed a traceback)."""
+    working directory, both only for the call (so not while threads of this process read them, e.g. an
+    in-process Runner). An exception escaping `cli.main` fails the test (a child would have printed a
+    traceback)."""
     from shardbeat import cli
 
     out, err = io.StringIO(), io.StringIO()

@@ -73,8 +73,8 @@ def test_a_sample_validates_with_the_documented_environment(name: str) -> None:
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_a_sample_validates_structure_only_without_any_environment(name: str) -> None:
-    # In this process (the real one: test_no_credentials_still_finds_structural_problems).
-    out = validate_here(CONFIGS / name, {}, "--no-credentials")
+    run = validate if name == SAMPLES[0] else validate_here  # one in a real process, the others here
+    out = run(CONFIGS / name, {}, "--no-credentials")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok (structure only: credentials not checked)"
 

@@ -187,8 +187,11 @@ class _Writer:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def emit(self, record: dict[str, Any], on_written: object = None) -> None:
+    def emit(self, record: dict[str, Any], on_written: object = None, wake: bool = True) -> None:
         self.records.append(record)
+
+    def wake(self) -> None:
+        pass
 
 
 def test_control_ops_racing_a_stop_write_nothing_after_stopped() -> None:

@@ -174,3 +174,19 @@ def test_never_acts_past_the_lease_and_claims_what_it_reports(script: list) -> N
             assert mem.expire(now) is not None
             announced = frozenset()
             assert mem.claim() == {}
+
+
+def test_an_unchanged_answer_while_shards_are_releasing_keeps_claiming_them() -> None:
+    """The steady-state shortcut applies only with nothing releasing: a revoked shard still being
+    released stays in the claim through unchanged answers, and an answer equal to the assignment
+    but given in another shape (an empty topic) is still the same assignment."""
+    mem = fresh()
+    mem.on_success(m(0, 1), 0.0, 0.1)
+    mem.on_success(m(0), 1.0, 1.1)  # 1 revoked: releasing until downstream lets go
+    [ev] = mem.on_success(m(0), 2.0, 2.1)
+    assert ev == LeaseRenewed(epoch=2, lease_expires=11.0)
+    assert mem.releasing == m(1) and mem.claim() == m(0, 1)
+    mem.release(m(1))
+    [ev] = mem.on_success({T: frozenset({0}), "other": frozenset()}, 3.0, 3.1)
+    assert ev == LeaseRenewed(epoch=2, lease_expires=12.0)
+    assert mem.claim() == m(0) and mem.assigned == m(0)

@@ -174,3 +174,29 @@ def test_a_full_queue_is_searched_only_when_something_in_it_can_give_way() -> No
         os.close(r)  # the blocked write fails: the writer ends
         writer.close(1)
         os.close(w)
+
+
+def test_records_emitted_without_waking_the_writer_go_out_at_its_next_wake_or_flush() -> None:
+    """The loop thread queues a turn's records with wake=False and wakes the writer once; such records
+    must still go out, at the wake (or a flush), and only then."""
+    import select
+
+    r, w = os.pipe()
+    writer = RecordWriter(w)
+    writer.emit(rec("assignment", 0))
+    assert writer.flush(5)  # the writer thread is now waiting for a wake-up
+    assert b'"n":0' in os.read(r, 65536)
+    writer.emit(rec("lease", 1), wake=False)
+    writer.emit(rec("lease", 2), wake=False)
+    assert select.select([r], [], [], 0.2)[0] == []  # not woken: nothing written yet
+    writer.wake()
+    assert select.select([r], [], [], 5)[0] == [r]
+    data = b""
+    while data.count(b"\n") < 2 and select.select([r], [], [], 5)[0]:
+        data += os.read(r, 65536)
+    assert [json.loads(line)["n"] for line in data.splitlines()] == [1, 2]
+    writer.emit(rec("lease", 3), wake=False)
+    assert writer.flush(5)  # a flush counts records not yet woken for
+    writer.close(1)
+    os.close(w)
+    assert [x["n"] for x in read_lines(r)] == [3]

@@ -122,11 +122,14 @@ class Records:
         self.items: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def emit(self, record: dict[str, Any], on_written: Any = None) -> None:
+    def emit(self, record: dict[str, Any], on_written: Any = None, wake: bool = True) -> None:
         with self.lock:
             self.items.append(record)
         if on_written is not None:
             on_written()
+
+    def wake(self) -> None:
+        pass
 
     def flush(self, timeout: float) -> None:
         pass

@@ -61,6 +61,8 @@ class Membership:
 
     def claim(self) -> ShardMap:
         """What the next heartbeat reports as held: assigned plus still-releasing; empty after a loss."""
+        if not self.releasing:  # the usual case; maps are never changed in place, so it can be shared
+            return self.assigned
         return shards.union(self.assigned, self.releasing)
 
     def on_success(self, assigned: ShardMap, sent_at: float, now: float) -> list[Event]:
@@ -76,6 +78,11 @@ class Membership:
         if lost is not None:
             events.append(lost)
         if self.lease.deadline_for(sent_at) <= now:
+            return events
+        if self.joined and not self.releasing and assigned == self.assigned:
+            # The steady state (nothing added, revoked or releasing): what the general case below
+            # comes to, without building the maps that would all be empty.
+            events.append(LeaseRenewed(self.epoch, self.lease.renew(sent_at)))
             return events
         assigned = shards.shard_map(assigned)
         added = shards.minus(assigned, self.assigned)

@@ -39,7 +39,10 @@ class Instant:
         return self.wall + (mono - self.mono)
 
 
-_LAST_SECOND: tuple[int, str] = (-1, "")
+# Formatted seconds: a record carries two of them (`time`, and `lease_expires` some seconds later), so
+# one cached second would miss on every call; a few are kept (a dict: one lookup, safe across threads).
+_SECONDS: dict[int, str] = {}
+_KEEP_SECONDS = 16
 
 
 def rfc3339(wall: float) -> str:
@@ -48,13 +51,13 @@ def rfc3339(wall: float) -> str:
     Truncated, never rounded up: a printed `lease_expires` must not be later than the real deadline.
     """
     ms = math.floor(wall * 1000)
-    global _LAST_SECOND
     second = ms // 1000
-    cached = _LAST_SECOND  # records of one second share its formatting (a tuple: swapped whole)
-    if cached[0] != second:
-        t = _dt.datetime.fromtimestamp(second, _dt.UTC)
-        cached = _LAST_SECOND = (second, f"{t:%Y-%m-%dT%H:%M:%S}")
-    return f"{cached[1]}.{ms % 1000:03d}Z"
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= _KEEP_SECONDS:
+            _SECONDS.clear()
+        text = _SECONDS[second] = f"{_dt.datetime.fromtimestamp(second, _dt.UTC):%Y-%m-%dT%H:%M:%S}"
+    return f"{text}.{ms % 1000:03d}Z"
 
 
 def _base(event: str, who: Identity, at: Instant) -> Record:

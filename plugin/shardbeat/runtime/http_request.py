@@ -19,6 +19,12 @@ _bad_target = re.compile("[\x00-\x20\x7f]").search
 _bad_method = re.compile("[\x00-\x1f]").search
 
 
+# Header names that passed the check: a provider sends the same dozen on every call, so each is checked
+# once. Bounded, in case some caller invents names without end.
+_GOOD_NAMES: set[str] = set()
+_MAX_GOOD_NAMES = 256
+
+
 def encode_request(
     method: str,
     target: str,
@@ -40,10 +46,26 @@ def encode_request(
         raise http.client.InvalidURL(
             f"URL can't contain control characters. {target!r} (found at least {found.group()!r})"
         )
-    lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
     pairs = (
         headers if proxy_authorization is None else (*headers, ("Proxy-Authorization", proxy_authorization))
     )
+    # The usual request (ASCII throughout, names seen before, no line break in a value) is joined and
+    # encoded at once; anything else takes the header-by-header path, which raises as http.client does.
+    lines = [f"{method} {target} HTTP/1.1"]
+    for name, value in pairs:
+        if name not in _GOOD_NAMES or "\r" in value or "\n" in value:
+            return _encode_checked(lines[0], pairs, body)
+        lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    text = "\r\n".join(lines)
+    if not text.isascii():
+        return _encode_checked(lines[0], pairs, body)
+    return text.encode("ascii") + body
+
+
+def _encode_checked(request_line: str, pairs: tuple[tuple[str, str], ...], body: bytes) -> bytes:
+    """Header by header with http.client's checks (putrequest/putheader): its exceptions, its encodings."""
+    lines = [request_line.encode("ascii")]
     for name, value in pairs:
         raw_name = name.encode("ascii")
         if not _legal_name(raw_name):
@@ -52,4 +74,6 @@ def encode_request(
         if _illegal_value(raw_value):
             raise ValueError(f"Invalid header value {raw_value!r}")
         lines.append(raw_name + b": " + raw_value)
+        if len(_GOOD_NAMES) < _MAX_GOOD_NAMES:
+            _GOOD_NAMES.add(name)
     return b"\r\n".join(lines) + b"\r\n\r\n" + body

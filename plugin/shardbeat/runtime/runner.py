@@ -117,7 +117,7 @@ class Runner:
         self._stopping = False
         self._quiet = False
         self._exit_status = 0
-        self._loop_thread: threading.Thread | None = None
+        self._loop_ident: int | None = None  # the loop thread's (threading.get_ident), once it runs
         self._orphans: list[tuple[GroupDriver, Call]] = []  # calls made off the loop thread
         self._on_demand_budget = OnDemandBudget()
         self._refusals = ProblemBudget()  # refused control ops, reported at a bounded rate
@@ -163,7 +163,7 @@ class Runner:
     # -- the loop -------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._loop_thread = threading.current_thread()
+        self._loop_ident = threading.get_ident()
         if self._credentials is not None:
             self._credentials.start()
         while not self._stopping:
@@ -171,6 +171,7 @@ class Runner:
                 now = self._clock.monotonic()
                 self._run_due(now)
                 wait = self._timeline.wait(now)
+            self._writer.wake()  # once for the records of this turn, as the loop goes to wait
             self._exchange.poll(MAX_SLEEP if wait is None else max(0.0, min(wait, MAX_SLEEP)))
         return self._shutdown()
 
@@ -217,23 +218,26 @@ class Runner:
             return
         version += 1
         self._queued[driver.index] = (due, version)
-        if (
-            self._timeline.push(due, DUE, driver, version)
-            and threading.current_thread() is not self._loop_thread
-        ):
+        if self._timeline.push(due, DUE, driver, version) and threading.get_ident() != self._loop_ident:
             self._exchange.wakeup()
 
     def _settle(self, driver: GroupDriver) -> None:
         """Write what the driver has to say, start the calls it made, and re-queue it."""
         out, calls = driver.take()
+        if not out and not calls:
+            self._schedule(driver)
+            return
+        # On the loop thread the writer is woken once per turn of the loop (run), not per record.
+        ident = self._loop_ident
+        on_loop = ident is None or threading.get_ident() == ident
         for emit in out:
             record = emit.record
             if record["event"] == "error" and record.get("source") == "control" and not self._refused(record):
                 continue
             on_written = None if emit.release is None else self._releaser(driver, emit.release)
-            self._writer.emit(record, on_written)
+            self._writer.emit(record, on_written, wake=ident is None or not on_loop)
         for call in calls:
-            if threading.current_thread() is self._loop_thread or self._loop_thread is None:
+            if on_loop:
                 self._advance(driver, call, None)
             else:
                 self._orphans.append((driver, call))
@@ -363,6 +367,7 @@ class Runner:
                     self._settle(driver)
                 self._run_due(now)  # paused reads resume
                 wait = self._timeline.wait(now)
+            self._writer.wake()
             if not busy:
                 return
             self._exchange.poll(min(deadline - now, wait if wait is not None and wait > 0 else 0.05, 0.05))

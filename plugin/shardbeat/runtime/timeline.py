@@ -9,22 +9,20 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Due(Generic[T]):
+class Due(NamedTuple, Generic[T]):
+    """A tuple, so the heap compares entries in C (a dataclass's __lt__ ran a dozen times per push and
+    pop); `seq` is unique, so `item` is never compared."""
+
     at: float
-    seq: int  # ties in `at` keep insertion order, and items are never compared
+    seq: int  # ties in `at` keep insertion order
     kind: int
     item: T
     version: int
-
-    def __lt__(self, other: Due[T]) -> bool:
-        return (self.at, self.seq) < (other.at, other.seq)
 
 
 class Timeline(Generic[T]):

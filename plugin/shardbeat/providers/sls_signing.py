@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
@@ -27,13 +28,25 @@ def content_md5(body: bytes) -> str:
     return hashlib.md5(body, usedforsecurity=False).hexdigest().upper() if body else ""
 
 
+# Formatted dates of the last few seconds: a busy process signs many requests within one second.
+_DATES: dict[int, str] = {}
+_KEEP_DATES = 16
+
+
 def rfc1123(epoch: float) -> str:
     """HTTP date in GMT with English names, whatever the process locale (strftime would follow it)."""
-    t = time.gmtime(epoch)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
+    second = math.floor(epoch)  # as gmtime rounds
+    text = _DATES.get(second)
+    if text is None:
+        t = time.gmtime(second)
+        text = (
+            f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        )
+        if len(_DATES) >= _KEEP_DATES:
+            _DATES.clear()
+        _DATES[second] = text
+    return text
 
 
 def _signed_v1(name: str) -> bool:

@@ -167,7 +167,8 @@ class Host:
     def events(self, name: str) -> list[Record]:
         return [r for r in self.all() if r.get("event") == name]
 
-    def wait_for(self, pred: Callable[[list[Record]], Any], timeout: float = 10.0) -> Any:
+    # Generous defaults: "eventually", for a child that starts up on a loaded machine.
+    def wait_for(self, pred: Callable[[list[Record]], Any], timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -177,7 +178,7 @@ class Host:
                     return found
                 self._cond.wait(min(left, 0.1))
 
-    def wait_event(self, name: str, timeout: float = 10.0, **match: Any) -> Record:
+    def wait_event(self, name: str, timeout: float = 30.0, **match: Any) -> Record:
         def first(rs: list[Record]) -> Record | None:
             hits = [r for r in rs if r.get("event") == name and all(r.get(k) == v for k, v in match.items())]
             return hits[0] if hits else None

@@ -124,7 +124,7 @@ class Running:
                     self.records.append(rec)
                     self._cond.notify_all()
 
-    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 10.0) -> Record:
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 30.0) -> Record:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:

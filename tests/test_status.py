@@ -241,7 +241,7 @@ def test_a_terminal_gets_the_text_view(emulator: EmulatorServer, tmp_path: Path)
     os.close(child)
     seen = b""
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while b" lease " not in seen.split(b"held", 1)[-1] and time.monotonic() < deadline:
             if select.select([main], [], [], 0.2)[0]:
                 seen += os.read(main, 65536)

@@ -683,3 +683,31 @@ def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> 
     finally:
         transport.close()
         server.close()
+
+
+def test_a_connection_ready_after_its_calls_deadline_carries_nothing() -> None:
+    """A loop that comes back late (a loaded machine) while a connection was being opened: the call
+    ends as a Timeout and is not sent. (It was written, then timed out in the same poll: for a
+    heartbeat, a claim put on the wire after its lease.)"""
+    clock = [100.0]
+    server = CountingServer()
+    loop = HttpLoop(monotonic=lambda: clock[0])
+    results: list[HttpResponse | TransportError] = []
+    try:
+        loop.start(Endpoint("http", "127.0.0.1", server.port, "h"), REQ, 101.0, results.append)
+        loop.poll(0)  # a connector thread opens the connection
+        deadline = time.monotonic() + 10
+        while server.accepted < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.accepted == 1
+        time.sleep(0.2)  # the connector hands the socket over
+        clock[0] = 102.0  # the loop comes back past the deadline
+        while not results and time.monotonic() < deadline:
+            loop.poll(0.05)
+        assert len(results) == 1 and isinstance(results[0], TransportError), results
+        assert results[0].code == "Timeout"
+        time.sleep(0.2)
+        assert server.most_busy == 0  # no request reached the server
+    finally:
+        loop.close()
+        server.close()

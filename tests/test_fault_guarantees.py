@@ -29,6 +29,7 @@ import ownership
 from fault_kit import (
     EARLY,
     INTERVAL,
+    MARGIN,
     SKEW,
     SKEW_CODE,
     TIMEOUT,
@@ -200,6 +201,23 @@ def claims_nothing(receipt: dict[str, Any]) -> bool:
     return receipt["held"] is not None and all(not ids for ids in receipt["held"].values())
 
 
+def regained_by_an_earlier_beat(p: Plugin, lost_at: float) -> bool:
+    """Whether an answer to a heartbeat sent before the `lost` renewed the lease after it (a loaded
+    machine: the beat reached the server late, its answer came as the lease ran out). Its lease runs
+    from that send, by the rule; the claims that follow it are the node's own, not stale ones."""
+    seen = records(p)
+    lost = max(
+        i for i, r in enumerate(seen) if r["event"] == "lost" and ownership.parse_time(r["time"]) == lost_at
+    )
+    after = seen[lost:]
+    return any(
+        r["event"] == "assignment"
+        and any(r["assigned"].values())
+        and ownership.parse_time(r["lease_expires"]) - (TIMEOUT - MARGIN) < lost_at
+        for r in after
+    )
+
+
 def first_answered_after_the_loss(
     emulator: EmulatorServer, consumer: str, mark: int, lost_at: float
 ) -> dict[str, Any] | None:
@@ -264,7 +282,10 @@ def test_after_a_lapse_the_next_heartbeat_claims_nothing(
         lost_at = ownership.parse_time(next(r for r in records(p) if r["event"] == "lost")["time"])
 
         first = wait_for(lambda: first_answered_after_the_loss(emulator, "lapsed", mark, lost_at), 5)
-        assert first is not None and claims_nothing(first), (lost_at, held_after(emulator, "lapsed", 0))
+        assert first is not None and (claims_nothing(first) or regained_by_an_earlier_beat(p, lost_at)), (
+            lost_at,
+            held_after(emulator, "lapsed", 0),
+        )
         after = held_after(emulator, "lapsed", mark)
         assert not [r for r in after if r["error"] is not None]  # registered (again) at once, no error
         assert next(r for r in records(p) if r["event"] == "lost")["reason"] == "lease_expired"
@@ -311,7 +332,7 @@ def test_sustained_misbehaviour_past_the_lease_loses_on_time_then_claims_nothing
             first = wait_for(
                 functools.partial(first_answered_after_the_loss, emulator, "misled", mark, lost_at), 5
             )
-            assert first is not None and claims_nothing(first), (
+            assert first is not None and (claims_nothing(first) or regained_by_an_earlier_beat(p, lost_at)), (
                 effect,
                 lost_at,
                 held_after(emulator, "misled", mark),

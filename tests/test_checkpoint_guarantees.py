@@ -38,7 +38,7 @@ def test_a_frozen_node_commits_nothing_and_says_lost_first(
     topic = TOPIC[provider]
     conn: socket.socket | None = None
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         shard = min(p.current(topic))
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(control_socket(tmp_path, "frozen")))

@@ -35,6 +35,12 @@ Record = dict[str, Any]
 # Keys that live seconds instead of hours: refresh 1.5 s before the end, never hand out one with
 # under 0.5 s left, retry failures from 0.2 s.
 POLICY = RefreshPolicy(before=1.5, safety=0.5, retry_first=0.2, retry_max=1.0, min_spacing=0.2)
+# For the tests that say no heartbeat fails while keys rotate: ROTATING_LIFETIME-s keys rotating as
+# often as 3 s keys under POLICY (about every second), but with room for a loaded machine: the fetch
+# has 2.5 s before the key in hand runs out, and a key is handed out with at least 2 s left (a signed
+# heartbeat that reached the server 0.5 s later was refused as expired under CI load).
+ROTATING_LIFETIME = 6
+ROTATING = RefreshPolicy(before=4.5, safety=2.0, retry_first=0.2, retry_max=1.0, min_spacing=0.2)
 
 
 def fixtures(timeout: int = 3) -> dict[str, Any]:
@@ -93,16 +99,14 @@ class Running:
         groups: list[dict[str, Any]],
         environ: dict[str, str] | None = None,
         policy: RefreshPolicy = POLICY,
-        metadata_timeout: tuple[float, float] = (0.5, 1.0),
+        metadata_timeout: tuple[float, float] = (2.0, 5.0),  # the product's: a loaded machine is slow
     ) -> None:
         config = config_from_dict({"groups": groups}, environ=environ or {}).config
         self._r, self._w = os.pipe()
         self.runner = Runner(
             config.groups,
             RecordWriter(self._w),
-            credential_sessions=lambda: DefaultSessions(
-                metadata_timeout=metadata_timeout, sts_timeout=(0.5, 1.0)
-            ),
+            credential_sessions=lambda: DefaultSessions(metadata_timeout=metadata_timeout),
             credential_policy=policy,
         )
         self.records: list[Record] = []
@@ -120,7 +124,7 @@ class Running:
                     self.records.append(rec)
                     self._cond.notify_all()
 
-    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 10.0) -> Record:
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 30.0) -> Record:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -166,18 +170,22 @@ def refused_after_expiry(emu: EmulatorServer, group: dict[str, Any], key_id: str
 
 @pytest.mark.parametrize("provider", ["sls", "cls"])
 def test_keys_rotate_before_expiry_and_no_heartbeat_fails(emulator: EmulatorServer, provider: str) -> None:
-    identity(emulator, lifetime=3)  # each key lives 3 s; refreshed 1.5 s before its end
+    identity(emulator, lifetime=ROTATING_LIFETIME)  # refreshed 4.5 s before its end
     if provider == "sls":
         group = sls_group(emulator, {"source": "ecs_ram_role", "metadata_endpoint": emulator.url})
     else:
         group = cls_group(emulator, {"source": "cvm_role", "metadata_endpoint": emulator.url})
-    running = Running([group])
+    group["heartbeat_interval"] = 0.6  # a call budget (0.9 x interval) a loaded machine does not stall past
+    running = Running([group], policy=ROTATING)
     try:
         running.wait_for(lambda r: r["event"] == "assignment")
         first_key = identity(emulator)["keys"][0]["key_id"]
-        # five keys: four rotations, so the first ones are long expired
-        wait_for(lambda: len(identity(emulator)["keys"]) >= 5, 15, step=0.1)
-        time.sleep(0.5)
+        # five keys: four rotations; and at least 15 beats (fewer fit in that time on a loaded machine)
+        wait_for(
+            lambda: len(identity(emulator)["keys"]) >= 5 and len(heartbeats(emulator)) >= 15, 30, step=0.1
+        )
+        # the first key long expired (the refusal below)
+        wait_for(lambda: identity(emulator)["keys"][0]["expires_in"] < 0, 30, step=0.1)
     finally:
         running.stop()
     state = identity(emulator)
@@ -262,7 +270,7 @@ def test_an_expired_key_with_no_successor_fails_heartbeats_and_recovers(emulator
 
 
 def test_oidc_token_file_rotation_keeps_heartbeats_going(emulator: EmulatorServer, tmp_path: Path) -> None:
-    identity(emulator, lifetime=3)
+    identity(emulator, lifetime=ROTATING_LIFETIME)
     token_file = tmp_path / "token"
     token_file.write_text("projected-token-1")
     environ = {
@@ -276,13 +284,13 @@ def test_oidc_token_file_rotation_keeps_heartbeats_going(emulator: EmulatorServe
         **sls_group(emulator, {"source": "oidc_role", "sts_endpoint": emulator.url}),
         "heartbeat_interval": 0.6,
     }
-    running = Running([group], environ)
+    running = Running([group], environ, policy=ROTATING)
     try:
         running.wait_for(lambda r: r["event"] == "assignment")
         token_file.write_text("projected-token-2")
         identity(emulator, revoked_oidc_tokens=["projected-token-1"])
         fetched = identity(emulator)["fetches"]["AssumeRoleWithOIDC"]
-        wait_for(lambda: identity(emulator)["fetches"]["AssumeRoleWithOIDC"] >= fetched + 2, 10, step=0.1)
+        wait_for(lambda: identity(emulator)["fetches"]["AssumeRoleWithOIDC"] >= fetched + 2, 30, step=0.1)
     finally:
         running.stop()
     assert identity(emulator)["fetches"]["AssumeRoleWithOIDC"] >= fetched + 2

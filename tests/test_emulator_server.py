@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import socketserver
+import statistics
 import subprocess
 import sys
 import threading
@@ -130,12 +131,15 @@ def test_heartbeat_round_trip_is_fast(emulator: EmulatorServer) -> None:
     conn = connect(emulator)
     exchange(conn, sls_beat(emulator))
     requests = [sls_beat(emulator, held=(0, 1, 2, 3)) for _ in range(100)]
-    started = time.perf_counter()
+    took: list[float] = []
     for request in requests:
+        started = time.perf_counter()
         exchange(conn, request)
-    mean = (time.perf_counter() - started) / len(requests)
-    # ~0.3 ms on an idle machine; 40 ms would mean Nagle + delayed ACK are back.
-    assert mean < 0.01, f"mean round trip {mean * 1000:.2f} ms"
+        took.append(time.perf_counter() - started)
+    median = statistics.median(took)
+    # ~0.3 ms on an idle machine; 40 ms every time would mean Nagle + delayed ACK are back. The median,
+    # not the mean: a loaded machine's stalls (a mean of 17 ms under heavy load) hit a few trips.
+    assert median < 0.02, f"median round trip {median * 1000:.2f} ms"
 
 
 # -- dispatch and robustness

@@ -29,6 +29,7 @@ import ownership
 from fault_kit import (
     EARLY,
     INTERVAL,
+    MARGIN,
     SKEW,
     SKEW_CODE,
     TIMEOUT,
@@ -70,7 +71,7 @@ def test_sigstop_past_the_timeout_resumes_with_lost_first_whatever_was_in_flight
     the first record is `lost` (reason lease_expired), and only then a fresh `assignment`."""
     p = start_plugin(emulator, tmp_path, provider, "frozen")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         rule = {"consumer": "frozen", "action": "heartbeat"}
         in_flight = {
             "hang": {**rule, "effect": "hang", "seconds": 1.0, "count": 1},
@@ -169,7 +170,7 @@ def test_failure_answered_after_a_lapse_still_writes_lost_first(
     main = threading.Thread(target=runner.run, daemon=True)
     main.start()
     try:
-        assert wait_for(lambda: any(r["event"] == "lease" for r in got), 10)
+        assert wait_for(lambda: any(r["event"] == "lease" for r in got), 30)
         transport.armed = True
         assert transport.entered.wait(5)
         jump.seconds += TIMEOUT + 1.0  # the process "was frozen" past its lease while the call hung
@@ -200,6 +201,23 @@ def claims_nothing(receipt: dict[str, Any]) -> bool:
     return receipt["held"] is not None and all(not ids for ids in receipt["held"].values())
 
 
+def regained_by_an_earlier_beat(p: Plugin, lost_at: float) -> bool:
+    """Whether an answer to a heartbeat sent before the `lost` renewed the lease after it (a loaded
+    machine: the beat reached the server late, its answer came as the lease ran out). Its lease runs
+    from that send, by the rule; the claims that follow it are the node's own, not stale ones."""
+    seen = records(p)
+    lost = max(
+        i for i, r in enumerate(seen) if r["event"] == "lost" and ownership.parse_time(r["time"]) == lost_at
+    )
+    after = seen[lost:]
+    return any(
+        r["event"] == "assignment"
+        and any(r["assigned"].values())
+        and ownership.parse_time(r["lease_expires"]) - (TIMEOUT - MARGIN) < lost_at
+        for r in after
+    )
+
+
 def first_answered_after_the_loss(
     emulator: EmulatorServer, consumer: str, mark: int, lost_at: float
 ) -> dict[str, Any] | None:
@@ -219,7 +237,7 @@ def test_server_forgetting_the_consumer_costs_one_error_then_an_empty_claim(
     `lost` (consumer_unknown) and claims nothing next, which registers it again. One error, no loop."""
     p = start_plugin(emulator, tmp_path, "sls", "forgotten")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         mark = admin(emulator, "GET", "/_admin/log?since=0")["next"]
         n = len(records(p))
         admin(emulator, "POST", "/_admin/clock", {"advance": TIMEOUT + 1})  # the server's timeout passes
@@ -249,7 +267,7 @@ def test_after_a_lapse_the_next_heartbeat_claims_nothing(
 ) -> None:
     p = start_plugin(emulator, tmp_path, provider, "lapsed")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         admin(emulator, "POST", "/_admin/faults", {"consumer": "lapsed", "effect": "hang", "seconds": 5})
         assert p.wait_for(lambda rs: any(r["event"] == "lost" for r in rs), 2 * TIMEOUT), records(p)
         mark = admin(emulator, "GET", "/_admin/log?since=0")["next"]
@@ -264,7 +282,10 @@ def test_after_a_lapse_the_next_heartbeat_claims_nothing(
         lost_at = ownership.parse_time(next(r for r in records(p) if r["event"] == "lost")["time"])
 
         first = wait_for(lambda: first_answered_after_the_loss(emulator, "lapsed", mark, lost_at), 5)
-        assert first is not None and claims_nothing(first), (lost_at, held_after(emulator, "lapsed", 0))
+        assert first is not None and (claims_nothing(first) or regained_by_an_earlier_beat(p, lost_at)), (
+            lost_at,
+            held_after(emulator, "lapsed", 0),
+        )
         after = held_after(emulator, "lapsed", mark)
         assert not [r for r in after if r["error"] is not None]  # registered (again) at once, no error
         assert next(r for r in records(p) if r["event"] == "lost")["reason"] == "lease_expired"
@@ -288,7 +309,7 @@ def test_sustained_misbehaviour_past_the_lease_loses_on_time_then_claims_nothing
     two nodes' ownership ever overlaps with the server's view."""
     p = start_plugin(emulator, tmp_path, provider, "misled")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         for effect in SUSTAINED:
             n = len(records(p))
             rule = {"consumer": "misled", "action": "heartbeat", "effect": effect, "duration": TIMEOUT + 0.5}
@@ -311,7 +332,7 @@ def test_sustained_misbehaviour_past_the_lease_loses_on_time_then_claims_nothing
             first = wait_for(
                 functools.partial(first_answered_after_the_loss, emulator, "misled", mark, lost_at), 5
             )
-            assert first is not None and claims_nothing(first), (
+            assert first is not None and (claims_nothing(first) or regained_by_an_earlier_beat(p, lost_at)), (
                 effect,
                 lost_at,
                 held_after(emulator, "misled", mark),
@@ -335,10 +356,10 @@ def test_rebalance_revokes_without_a_loss(emulator: EmulatorServer, tmp_path: Pa
     first = start_plugin(emulator, tmp_path, "sls", "first")
     second: Plugin | None = None
     try:
-        assert first.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), first.log()
+        assert first.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), first.log()
         second = start_plugin(emulator, tmp_path, "sls", "second")
         plugins = {"first": first, "second": second}
-        assert wait_for(lambda: live_cover(plugins, "sls"), 10)
+        assert wait_for(lambda: live_cover(plugins, "sls"), 30)
         revokes = [r for r in first.events("assignment") if r["revoked"]]
         assert revokes and sum(len(ids) for ids in revokes[0]["revoked"].values()) == 3
         assert not first.events("lost") and not first.events("error")
@@ -361,7 +382,7 @@ def test_skew_beyond_the_window_costs_exactly_one_immediate_retry(
 ) -> None:
     p = start_plugin(emulator, tmp_path, provider, "skewed")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         for skew in (SKEW[provider], 0.0, -SKEW[provider]):
             n = len(records(p))
 

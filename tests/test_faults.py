@@ -29,6 +29,7 @@ SHARDBEAT_FAULT_SEED replays one schedule. One guarantee at a time: test_fault_g
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -293,7 +294,17 @@ def write_summary(summary: dict[str, Any]) -> None:
     existing = [
         s for s in existing if (s.get("provider"), s.get("seed")) != (summary["provider"], summary["seed"])
     ]
-    REPORT.write_text(json.dumps([*existing, summary], indent=2))
+    # A shared path (xdist workers, other checkouts, other users): written whole under a name of its
+    # own, then renamed, so a reader never sees half a file; a report that cannot be written fails
+    # no test.
+    part = REPORT.with_name(f"{REPORT.name}.{os.getpid()}.part")
+    try:
+        part.write_text(json.dumps([*existing, summary], indent=2))
+        os.replace(part, REPORT)
+    except OSError as exc:
+        print(f"\nfault run summary not written to {REPORT}: {exc}")
+        with contextlib.suppress(OSError):
+            part.unlink()
     print(f"\nfault run summary: {json.dumps(summary)}")
 
 

@@ -191,10 +191,17 @@ def records_since(p: Plugin, n: int) -> list[dict[str, Any]]:
     return p.all_records()[n:]
 
 
-def wait_error(p: Plugin, n: int, timeout: float = 5.0, what: str = "") -> dict[str, Any]:
-    got = p.wait_for(lambda rs: any(r["event"] == "error" for r in rs[n:]), timeout)
-    assert got, (what, [r["event"] for r in records_since(p, n)])
-    return next(r for r in records_since(p, n) if r["event"] == "error")
+def wait_error(
+    p: Plugin, n: int, timeout: float = 5.0, what: str = "", skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The first `error` record after the n-th record whose code is not in `skip`."""
+
+    def wanted(r: dict[str, Any]) -> bool:
+        return r["event"] == "error" and r["error"]["code"] not in skip
+
+    got = p.wait_for(lambda rs: any(wanted(r) for r in rs[n:]), timeout)
+    assert got, (what, [(r["event"], r.get("error")) for r in records_since(p, n)])
+    return next(r for r in records_since(p, n) if wanted(r))
 
 
 def recovered(p: Plugin, proxy: Proxy | None, timeout: float = 5.0) -> None:
@@ -300,12 +307,15 @@ def test_garbage_answers_are_named_errors_and_the_process_recovers(
     interval = GARBAGE_INTERVAL
     p = start(proxy, tmp_path, provider, interval)
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         seen: dict[str, str] = {}
         for name, (garbage, codes) in cases(provider).items():
             n = len(p.records)
             proxy.garbage = garbage
-            error = wait_error(p, n, what=name)
+            # A beat's budget is 0.9 x 0.25 s: on a loaded machine the proxy (a thread of this
+            # process) may not answer within it, a Timeout; the garbage is then named at a later beat.
+            late = frozenset() if "Timeout" in codes else frozenset({"Timeout"})
+            error = wait_error(p, n, timeout=15, what=name, skip=late)
             seen[name] = error["error"]["code"]
             assert error["error"]["code"] in codes, (name, error)
             assert error["source"] == "heartbeat"
@@ -333,7 +343,7 @@ def test_valid_answer_in_two_packets_with_connection_close_is_accepted(
     Reading it must not trip over the connection being closed under the response."""
     p = start(proxy, tmp_path, provider)
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         n = len(p.records)
         proxy.split_and_close = True
         assert p.wait_for(lambda rs: len([r for r in rs[n:] if r["event"] == "lease"]) >= 4, 5)
@@ -357,7 +367,7 @@ def test_slow_drip_answer_is_cut_off_at_the_call_deadline(
     was applied per socket read, so the call lasted as long as the trickle.)"""
     p = start(proxy, tmp_path, provider)
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         n = len(p.records)
         proxy.garbage = slow_drip(provider)
         started = time.monotonic()
@@ -378,7 +388,7 @@ def test_lost_comes_on_time_while_a_call_trickles(proxy: Proxy, tmp_path: Path, 
     `lost` when the lease runs out, and the process recovers once the server behaves."""
     p = start(proxy, tmp_path, provider)
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         proxy.garbage = slow_drip(provider)
         assert p.wait_for(lambda rs: any(r["event"] == "lost" for r in rs), 10), records_since(p, 0)
         proxy.garbage = None
@@ -413,7 +423,7 @@ def test_answer_with_broken_framing_is_refused_even_if_it_parses(
     invalid Content-Length to the close.)"""
     p = start(proxy, tmp_path, provider)
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         n = len(p.records)
         proxy.garbage = framing_error(provider, kind)
         error = wait_error(p, n, timeout=3 * INTERVAL + 1, what=kind)
@@ -444,7 +454,7 @@ def test_emulator_misbehaviours_are_named_errors_and_the_process_recovers(
 ) -> None:
     p = start_plugin(emulator, tmp_path, provider, "misled")
     try:
-        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 10), p.log()
+        assert p.wait_for(lambda rs: any(r["event"] == "lease" for r in rs), 30), p.log()
         for effect, expected in MISBEHAVING.items():
             n = len(p.records)
             rule = {"consumer": "misled", "action": "heartbeat", "effect": effect, "count": 2}

@@ -193,6 +193,8 @@ class CountingServer:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.accepted = 0
+        self.requests = 0
+        self.answered = 0
         self.busy = 0
         self.most_busy = 0
         self._lock = threading.Lock()
@@ -216,12 +218,15 @@ class CountingServer:
         try:
             while conn.recv(65536):
                 with self._lock:
+                    self.requests += 1
                     self.busy += 1
                     self.most_busy = max(self.most_busy, self.busy)
                 time.sleep(self.delay)
                 with self._lock:
                     self.busy -= 1
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+                with self._lock:
+                    self.answered += 1
         except OSError:
             pass
         finally:
@@ -682,4 +687,38 @@ def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> 
         assert answered < min(t for _, t in outcomes)
     finally:
         transport.close()
+        server.close()
+
+
+def test_a_call_whose_turn_comes_after_its_deadline_is_not_sent() -> None:
+    """A loop that comes back late (a loaded machine): a call waiting for a connection whose turn comes
+    after its deadline ends as a Timeout unsent. (It was written, then timed out in the same poll: for
+    a heartbeat, a claim put on the wire after its lease.)"""
+    clock = [100.0]
+    server = CountingServer(delay=1.0)  # the first answer comes once the loop has stopped polling
+    loop = HttpLoop(monotonic=lambda: clock[0], max_in_flight_per_host=1)
+    endpoint = Endpoint("http", "127.0.0.1", server.port, "h")
+    first: list[HttpResponse | TransportError] = []
+    second: list[HttpResponse | TransportError] = []
+    try:
+        loop.start(endpoint, REQ, 1000.0, first.append)
+        loop.start(endpoint, REQ, 101.0, second.append)  # waits: one call at a time on this endpoint
+        deadline = time.monotonic() + 10
+        while server.requests < 1 and time.monotonic() < deadline:
+            loop.poll(0.01)
+        assert server.requests == 1 and not second
+        # No poll now: the first answer waits in the socket while the loop is "away"; it comes back
+        # past the second call's deadline, and that answer frees the connection for it.
+        while server.answered < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock[0] = 102.0
+        while not (first and second) and time.monotonic() < deadline:
+            loop.poll(0.05)
+        assert isinstance(first[0], HttpResponse) and first[0].status == 200, first
+        assert len(second) == 1 and isinstance(second[0], TransportError), second
+        assert second[0].code == "Timeout"
+        time.sleep(0.1)
+        assert server.requests == 1  # the second call never reached the server
+    finally:
+        loop.close()
         server.close()

@@ -76,7 +76,7 @@ def running(emulator: EmulatorServer, tmp_path: Path) -> Iterator[tuple[Plugin, 
     )
     plugin = Plugin(["run", "--config", str(cfg)])
     try:
-        assert plugin.wait_for(lambda rs: len([r for r in rs if r["event"] == "assignment"]) == 2, 10)
+        assert plugin.wait_for(lambda rs: len([r for r in rs if r["event"] == "assignment"]) == 2, 30)
         yield plugin, sock, cfg
     finally:
         plugin.kill()
@@ -148,11 +148,11 @@ def test_released_confirms_what_it_released(emulator: EmulatorServer, tmp_path: 
     )
     b: Plugin | None = None
     try:
-        assert a.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 10)
+        assert a.wait_for(lambda rs: any(r["event"] == "assignment" for r in rs), 30)
         b = Plugin(
             ["run", "--config", str(write_config(tmp_path / "b.json", [group(emulator, "sls", "ack-b")]))]
         )
-        assert a.wait_for(lambda rs: any(r["event"] == "assignment" and r["revoked"] for r in rs), 10)
+        assert a.wait_for(lambda rs: any(r["event"] == "assignment" and r["revoked"] for r in rs), 30)
         revoked = next(r for r in a.events("assignment") if r["revoked"])["revoked"]["demo-logstore"]
         table = status_here("--socket", str(sock)).stdout.splitlines()[1].split()
         assert table[5] == str(len(revoked))  # RELEASING
@@ -241,7 +241,7 @@ def test_a_terminal_gets_the_text_view(emulator: EmulatorServer, tmp_path: Path)
     os.close(child)
     seen = b""
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while b" lease " not in seen.split(b"held", 1)[-1] and time.monotonic() < deadline:
             if select.select([main], [], [], 0.2)[0]:
                 seen += os.read(main, 65536)

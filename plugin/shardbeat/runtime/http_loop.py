@@ -265,6 +265,13 @@ class HttpLoop:
             self._keep_idle(conn)
 
     def _send_on(self, conn: Conn, call: Call) -> None:
+        if call.deadline <= self._monotonic():
+            # A loop that comes back late (a loaded machine) puts no call on the wire past its
+            # deadline (a heartbeat's claim past its lease); the connection goes on to the next call.
+            self._finish(call, TransportError("Timeout", "call deadline passed", "connect"))
+            conn.pool.busy -= 1
+            self._keep_idle(conn)
+            return
         conn.begin(call)
         self._write(conn)
 

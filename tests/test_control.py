@@ -295,6 +295,17 @@ def test_msgpack_stream_ending_mid_message_is_truncated() -> None:
     assert codes(clean) == ["status"]
 
 
+def test_a_msgpack_stream_cut_anywhere_inside_a_message_is_truncated() -> None:
+    """A cut between two elements of a message (after the map's header, after a key, after a whole
+    pair) used to be taken for the end of a message: no problem, and no reply to a socket client."""
+    whole = packed({"op": "released", "group": "g", "shards": {"t": [1, 2]}})
+    for cut in range(1, len(whole)):
+        _, out = feed_all([packed({"op": "status"}) + whole[:cut]])
+        assert codes(out) == ["status", f"!{TRUNCATED}"], cut
+    _, out = feed_all([packed({"op": "status"}) + whole])
+    assert codes(out) == ["status", "released"]
+
+
 def test_json_lines_in_a_msgpack_stream_are_named_one_report_per_line() -> None:
     """A stream whose first byte is non-ASCII is MessagePack for good; JSON lines after it used to
     decode as integers and, after the first report, vanish silently."""

@@ -368,7 +368,9 @@ class ControlDecoder:
             out.append(self._line(bytes(self._pending)))
         elif self._text is not None:
             self._skip_text(b"\n", out)  # a JSON line without its newline: still reported
-        elif self.mode == "msgpack" and self._unpacker is not None and self._fed > self._unpacker.tell():
+        elif self.mode == "msgpack" and self._unpacker is not None and self._fed > self._consumed:
+            # Bytes fed since the last whole message (tell() is no guide: it counts the parts of a
+            # message cut between two of its elements, a map's header and its first pair, as read).
             self._report(
                 out, ControlProblem(TRUNCATED, "the stream ended in the middle of a MessagePack message")
             )

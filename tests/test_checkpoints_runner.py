@@ -19,6 +19,7 @@ from harness import wait_for
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.emulator.world import StoredCheckpoint
+from shardbeat.runtime import control_replies as replies
 from test_runner import InProcess, fixtures, is_event, sls
 
 Record = dict[str, Any]
@@ -145,7 +146,12 @@ def test_release_ack_with_checkpoints_hands_over_exactly_there(emulator: Emulato
         final = {("demo-logstore", shard): cursor(1000 + shard) for shard in revoked}
         time.sleep(0.5)
         assert not [r for r in second.records if r["event"] == "assignment" and r["assigned"]]
-        first.runner.release(first.runner.sessions, {"demo-logstore": frozenset(revoked)}, final)
+        asked = {"demo-logstore": frozenset([*revoked, 99])}
+        done = first.runner.release(first.runner.sessions, asked, final)
+        # The reply to that `released`: its shards were waiting (held back only for their commit).
+        entry = replies.released("released", asked, first.runner.sessions, done)["groups"][0]
+        assert entry["not_releasing"] == {"demo-logstore": [99]}
+        assert entry["released"] == {} and entry["releasing"] == {"demo-logstore": sorted(revoked)}
         got = second.wait_for(lambda r: r["event"] == "assignment" and r["added"] != {})
         assert sorted(got["added"]["demo-logstore"]) == sorted(revoked)
         wait_for(lambda: len(starts(second, "demo-logstore")) >= len(revoked), 10)

@@ -59,7 +59,8 @@ def released(
         entry: dict[str, Any] = _who(session)
         entry["released"] = shards.to_json(mine)
         if op == "released":
-            entry["not_releasing"] = shards.to_json(shards.minus(asked, mine))
+            # Shards still releasing were waiting too: their release follows the commit of their values.
+            entry["not_releasing"] = shards.to_json(shards.minus(shards.minus(asked, mine), still))
         entry["releasing"] = shards.to_json(still)
         entries.append(entry)
     return {"op": op, "ok": True, "groups": entries}

@@ -394,6 +394,39 @@ def test_a_client_that_never_reads_its_replies_is_disconnected(
         assert read_json_lines(other, 1)[0]["op"] == "reload"
 
 
+class GatedSink(Sink):
+    """Holds the socket thread on the first message until `go` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def control(self, message: ControlMessage, reply: Reply | None = None) -> None:
+        if not self.held.is_set():
+            self.held.set()
+            self.go.wait(WAIT)
+        super().control(message, reply)
+
+
+def test_a_client_flooding_valid_ops_cannot_keep_another_waiting(sock_path: Path) -> None:
+    """Each turn of the socket thread reads one piece of every ready client. A piece was 64 KiB,
+    thousands of small ops each acted on (a status walks every group) before any other client was
+    heard: an operator's `status` waited seconds behind one looping client. Pieces are small now."""
+    sink = GatedSink()
+    flood = line({"op": "heartbeat", "group": "f"}) * 6000  # ~200 KiB
+    with serving(sock_path, sink), client(sock_path) as hog, client(sock_path) as operator:
+        sender = threading.Thread(target=hog.sendall, args=(flood,), daemon=True)
+        sender.start()
+        assert sink.held.wait(WAIT)  # the socket thread has read the flood's first piece
+        operator.sendall(line({"op": "status"}))
+        sink.go.set()
+        assert sink.wait(lambda s: "status" in s.ops())
+        before = sink.ops().index("status")
+        assert before < 1000, f"{before} of the flood's ops were acted on before the operator's"
+        sender.join(WAIT)
+
+
 def test_idle_clients_never_lock_a_newcomer_out(sock_path: Path) -> None:
     """32 silent clients used to fill every slot and every later client was refused. Now the client
     silent the longest makes room, so a newcomer (and any active client) is always served."""

@@ -19,7 +19,8 @@ One daemon thread serves the listener and every client through a selector.
 Fair to every client: a connection that sends nothing for `idle_timeout` seconds (default 300) is
 closed, and a newcomer beyond `max_clients` is admitted by closing the longest-silent connection,
 so idle or stuck clients can never lock everyone else out (a client mid-message is rarely the most
-silent one). Whatever an evicted client left unterminated is reported like any end of stream.
+silent one); each turn reads at most RECV_SIZE of each ready client, so a busy one cannot either.
+Whatever an evicted client left unterminated is reported like any end of stream.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ log = logging.getLogger("shardbeat.control")
 MAX_PATH_BYTES = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 MAX_CLIENTS = 32
 BACKLOG = 16
-RECV_SIZE = 64 * 1024
+# One read per ready client per turn: small, so a client looping on cheap ops (a few hundred fit in
+# a read) cannot keep the others waiting; a 64 KiB message still arrives in a few turns.
+RECV_SIZE = 4 * 1024
 PROBE_SECONDS = 1.0
 IDLE_TIMEOUT = 300.0  # hygiene; the eviction below is what keeps newcomers served
 EVICTION_LOG_EVERY = 10.0  # seconds between warnings about evicted clients (a connect flood is quiet)

@@ -266,6 +266,25 @@ def test_msgpack_problems_in_one_bad_patch_are_reported_once_then_again_after_a_
 
 
 @pytest.mark.parametrize(
+    "bad",
+    [
+        packed({"op": "fly"}),
+        packed({"op": "status", "group": "g"}),  # a field the op does not take
+        packed({1: "status"}),
+        b"\x82\xa2op\xa6status\xa2op\xa4stop",  # a key given twice
+        packed({"op": "x" * (MAX_MESSAGE_BYTES - 100), "pad": "y" * 200}),  # whole, but over the limit
+    ],
+)
+def test_each_whole_but_invalid_msgpack_map_is_reported_not_muted(bad: bytes) -> None:
+    """A well-formed map that is no valid message used to start a bad patch: the next ones were
+    muted, so a socket client sending three such messages got one reply, and waited for the rest."""
+    _, out = feed_all([bad * 3 + packed({"op": "status"})])
+    assert [c[0] for c in codes(out)] == ["!", "!", "!", "s"]
+    _, split = feed_all([bytes([b]) for b in bad * 3 + packed({"op": "status"})])
+    assert codes(split) == codes(out)
+
+
+@pytest.mark.parametrize(
     ("payload", "code"),
     [
         (packed([{"op": "status"}]), INVALID_MESSAGE),  # an array, not a map

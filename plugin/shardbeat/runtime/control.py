@@ -11,7 +11,9 @@ proves the two agree), so each problem gets a specific message. Problems never s
   MAX_MESSAGE_BYTES is reported once and skipped up to its newline.
 - MessagePack has no boundary to resynchronise on: undecodable or oversized input is reported, the
   buffered bytes are dropped and decoding restarts with the next bytes; until a valid message
-  arrives again, further problems are counted but not reported (one report per bad patch).
+  arrives again, further problems are counted but not reported (one report per bad patch). A whole
+  map that is not a valid message starts no bad patch: its bounds are known, so each such message
+  of a stream in step gets its own report (and, on the socket, its reply).
   JSON text in a MessagePack stream (a JSON line's `{` or `[` where a message should start) is
   named as such and skipped up to its newline, one report per line: the stream's format was fixed
   by its first byte, and silently reading JSON lines as MessagePack integers would hide that.
@@ -493,7 +495,9 @@ class ControlDecoder:
                 self._desynced = False
                 out.append(decoded)
             else:
-                self._report(out, decoded)
+                # A whole map is a message whose bounds are known: the next one is answered as well.
+                # Anything else (a bare integer, a string) is what garbage decodes to: a bad patch.
+                self._report(out, decoded, desync=not isinstance(doc, Mapping))
 
     def _skip_text(self, data: bytes, out: list[Decoded]) -> bytes:
         """Drop a JSON line up to its newline; report it once the line is over. Returns what follows."""
@@ -516,9 +520,9 @@ class ControlDecoder:
         )
         return data[newline + 1 :]
 
-    def _report(self, out: list[Decoded], problem: ControlProblem) -> None:
+    def _report(self, out: list[Decoded], problem: ControlProblem, desync: bool = True) -> None:
         if self._desynced:
             self.muted += 1
             return
-        self._desynced = True
+        self._desynced = desync
         out.append(problem)

@@ -338,6 +338,26 @@ def test_release_with_a_pending_value_is_held_until_it_is_committed() -> None:
     assert kit.driver.next_due() == kit.clock.mono  # and the server hears it at once
 
 
+def test_values_offered_after_the_release_never_hold_the_shard_back_again() -> None:
+    """A client that went on committing a shard after its `released` (faster than the service
+    answered) kept it claimed for ever: each settle found a newer value pending and held it again."""
+    kit = sls(release="ack", release_grace=60, checkpoints={"commit_interval": 30})
+    joined(kit, {LOGSTORE: [0, 1, 2, 3]})
+    kit.beat({LOGSTORE: [0, 1]})
+    kit.new_records()
+    kit.driver.offer({(LOGSTORE, 3): C1}, kit.clock.now())
+    kit.driver.release({LOGSTORE: frozenset({2, 3})}, kit.clock.now())
+    kit.poll()
+    (commit,) = [p for p in kit.pending if p.action == "UpdateCheckPoint"]
+    assert kit.driver.offer({(LOGSTORE, 3): C2, (LOGSTORE, 0): C3}, kit.clock.now()) == 1  # 0 only
+    refusal = error(kit)
+    assert refusal["error"]["code"] == "NotOwner" and "released" in refusal["error"]["message"]
+    kit.answer(kit.server.ok(), call=commit)
+    assert kit.driver.membership.releasing == {}  # released once the value it had is on the server
+    committed = [r["checkpoints"] for r in kit.new_records() if r["event"] == "committed"]
+    assert committed == [{LOGSTORE: {"3": C1}}]
+
+
 def test_a_clean_stop_flushes_before_lost_and_stopped() -> None:
     kit = sls(checkpoints={"commit_interval": 60})
     joined(kit)

@@ -212,6 +212,10 @@ class CommitBook:
             self.flush()
         return map_of(waiting)
 
+    def let_go(self, key: ShardKey) -> bool:
+        """Downstream has let go of this revoked shard: only the value it had then is still sent."""
+        return key in self._releasing
+
     def releasable(self) -> ShardMap:
         """Revoked shards whose commit has settled since they were held back: release them now."""
         done = [key for key in self._releasing if not self.touches(key)]

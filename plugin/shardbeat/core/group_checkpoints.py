@@ -225,6 +225,15 @@ class CheckpointRules:
                 at, "control", NOT_OWNER,
                 f"not held under a valid lease, nothing sent for {_values(others)}",
             )  # fmt: skip
+        done = {key: value for key, value in mine.items() if group.book.let_go(key)}
+        if done:
+            # Released, held back only for its last value: a newer one would hold it back again,
+            # and a client committing faster than the service answers would keep it claimed forever.
+            self.group_error(
+                at, "control", NOT_OWNER,
+                f"released (only the value pending then is committed), nothing taken for {_values(done)}",
+            )  # fmt: skip
+            mine = {key: value for key, value in mine.items() if key not in done}
         if epoch is not None and epoch > me.membership.epoch and mine:
             # No record of this process carried that epoch: the values were made under an earlier
             # run's records (its epochs count from 1 again) and may predate a loss; never trust them.

@@ -234,6 +234,41 @@ def test_control_ops_racing_a_stop_write_nothing_after_stopped() -> None:
         runner._exchange.close()
 
 
+def test_a_loop_of_status_ops_cannot_flood_the_record_stream() -> None:
+    """Every `status` op wrote a record per group: a client looping on it wrote ~9000 records a
+    second downstream. Records now follow a few asks at once, then one a second; every ask is answered."""
+    from shardbeat.config import config_from_dict
+    from shardbeat.runtime.control_channels import REPORT_BURST, ProblemBudget
+    from shardbeat.runtime.runner import Runner
+
+    groups = [
+        {
+            "provider": "sls",
+            "endpoint": "http://127.0.0.1:1",
+            "project": "proj",
+            "logstore": LOGSTORE,
+            "consumer_group": "demo-group",
+            "consumer": consumer,
+            "credentials": {"access_key_id": "a", "access_key_secret": "s"},
+        }
+        for consumer in ("c1", "c2")
+    ]
+    writer = _Writer()
+    runner = Runner(config_from_dict({"groups": groups}).config.groups, writer)  # type: ignore[arg-type]
+    now = [0.0]
+    runner._status_asks = ProblemBudget(clock=lambda: now[0])
+    try:
+        answers = [runner.emit_status() for _ in range(200)]
+        assert all(len(a) == 2 for a in answers)  # every ask gets the figures of both groups
+        assert len([r for r in writer.records if r["event"] == "status"]) == 2 * REPORT_BURST
+        now[0] += 1.0
+        runner.emit_status()
+        runner.emit_status()
+        assert len([r for r in writer.records if r["event"] == "status"]) == 2 * REPORT_BURST + 2
+    finally:
+        runner._exchange.close()
+
+
 # -- a walk over every group lets the loop thread in -------------------------------------------------
 
 

@@ -121,6 +121,7 @@ class Runner:
         self._orphans: list[tuple[GroupDriver, Call]] = []  # calls made off the loop thread
         self._on_demand_budget = OnDemandBudget()
         self._refusals = ProblemBudget()  # refused control ops, reported at a bounded rate
+        self._status_asks = ProblemBudget()  # `status` ops that write records: a loop must not flood stdout
         self._refused_dates = RefusedDates()  # answers whose Date was refused, logged at a bounded rate
         # Temporary keys refresh on threads of their own (never on the loop). STS goes by the
         # process's proxy/CA rules; metadata stays direct (DefaultSessions).
@@ -442,8 +443,14 @@ class Runner:
 
     def emit_status(self, write: bool = True) -> list[dict[str, object]]:
         """A status record per group, written to stdout unless `write` is false; returned with the
-        extra figures an operator asks for (control_replies.status_entry)."""
+        extra figures an operator asks for (control_replies.status_entry). Records are written for
+        a few asks at once, then one a second: a client looping on `status` would otherwise write
+        thousands of records a second downstream (the figures are still returned every time)."""
         from shardbeat.runtime.control_replies import status_entry
+
+        if write and self._status_asks.take() is None:
+            log.debug("control: status records not written (asked more often than once a second)")
+            write = False
 
         def entry(driver: GroupDriver, at: Instant) -> dict[str, object]:
             record = driver.status_record(at, self._writer.dropped)

@@ -107,8 +107,8 @@ class ControlHandler:
                     replies.failed(
                         op,
                         NOTHING_QUEUED,
-                        "commit: no value was queued (not held under a valid lease, a stale epoch, "
-                        "or not a valid checkpoint): see the error records",
+                        "commit: no value was queued (not held under a valid lease or already released, "
+                        "a stale epoch, or not a valid checkpoint): see the error records",
                     )
                 )
         elif op == "held" and message.shards is not None:

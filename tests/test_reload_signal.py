@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,42 @@ def test_a_flood_of_reload_ops_is_coalesced_like_sighup(tmp_path: Path) -> None:
     assert json.loads(out.splitlines()[-1])["event"] == "stopped"
     reloads = log.count("reload: credentials re-read")
     assert 1 <= reloads < ops // 10, f"{reloads} re-reads for {ops} reload ops"
+
+
+@pytest.mark.slow
+def test_a_burst_of_sighups_never_stops_the_loop(tmp_path: Path) -> None:
+    """The SIGHUP handler took a lock (threading.Event.set); the next SIGHUP, arriving while it held
+    it, ran the handler again inside it and deadlocked the loop thread within ~0.1 s of a burst:
+    no more heartbeats, no `lost`, and SIGTERM no longer stopped the process."""
+    with fast_emulator() as emulator:
+        doc = emulator.demo_config("sls") | {"consumer": "sighup-burst", "heartbeat_interval": 0.3}
+        config = write_config(tmp_path / "c.json", [doc], runtime_dir=str(tmp_path / "run"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardbeat", "run", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["event"] == "assignment"
+            sent = 0
+            stop_at = time.monotonic() + 1.5
+            while time.monotonic() < stop_at and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGHUP)
+                sent += 1
+            assert proc.poll() is None, "a burst of SIGHUPs ended the process"
+            calls_before = emulator.world.receipts()[1]
+            threading.Event().wait(1.0)  # the loop still beats (every 0.3 s)...
+            assert emulator.world.receipts()[1] > calls_before, f"no heartbeat after {sent} SIGHUPs"
+            proc.terminate()  # ...and still stops
+            out = proc.communicate(timeout=10)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    assert proc.returncode == 0
+    assert json.loads(out.splitlines()[-1])["event"] == "stopped"
 
 
 def test_close_ends_the_reload_thread() -> None:

@@ -26,7 +26,7 @@ from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-_reload = threading.Event()
+_reload = [False]  # a SIGHUP came: a plain flag, since a handler must take no lock (see _remember_reload)
 _replaced: dict[int, object] = {}  # the handlers `install` replaced, for `leave`
 
 
@@ -43,7 +43,7 @@ def install() -> None:
     """Take SIGTERM, SIGINT and SIGHUP for the start (main thread only: elsewhere Python refuses)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    _reload.clear()
+    _reload[0] = False
     for sig in STOP_SIGNALS:
         _replaced[sig] = signal.signal(sig, _interrupt)
     _replaced[signal.SIGHUP] = signal.signal(signal.SIGHUP, _remember_reload)
@@ -70,8 +70,7 @@ def ignore_after_stop() -> None:
 
 def reload_asked() -> bool:
     """Whether a SIGHUP came since `install` (and forget it: it is handed over once)."""
-    asked = _reload.is_set()
-    _reload.clear()
+    asked, _reload[0] = _reload[0], False
     return asked
 
 
@@ -80,7 +79,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _remember_reload(signum: int, frame: FrameType | None) -> None:
-    _reload.set()  # signal-safe: no lock the interrupted code may hold
+    # No lock (threading.Event.set takes one): the next SIGHUP may interrupt this very handler.
+    _reload[0] = True
 
 
 __all__ = ["StartupInterrupted", "ignore_after_stop", "install", "leave", "reload_asked"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -149,33 +150,49 @@ class ControlHandler:
 class Reloads:
     """SIGHUP asks for a reload; the work (credentials, re-reading and validating the config file)
     runs on a thread of its own, never on the loop thread the signal interrupted, so a slow disk or a
-    big config cannot delay a heartbeat or a `lost`. Signals that come while one runs share the next."""
+    big config cannot delay a heartbeat or a `lost`. Signals that come while one runs share the next.
+
+    An ask is a byte down a pipe, never a lock: a signal handler runs in the middle of whatever the
+    main thread was doing, its own handler included, so one that took a lock (threading.Event.set)
+    deadlocked the loop thread when the next SIGHUP came while it held it (a burst of SIGHUPs: no
+    more heartbeats, and SIGTERM no longer stopped the process)."""
 
     def __init__(self, reload: Callable[[], None]) -> None:
         self._reload = reload
-        self._asked = threading.Event()
         self._closed = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
         self.thread = threading.Thread(target=self._run, name="shardbeat-reload", daemon=True)
         self.thread.start()
 
     def ask(self) -> None:
-        self._asked.set()  # signal-safe: no lock that the interrupted thread may hold
+        """Signal-safe and lock-free; a full pipe means a reload is owed already."""
+        if self._closed:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._write, b"x")
 
     def close(self) -> None:
         """No more reloads: the thread ends (a run in a test process leaves none behind)."""
+        if self._closed:
+            return
         self._closed = True
-        self._asked.set()
+        with contextlib.suppress(OSError):
+            os.write(self._write, b"x")
+            os.close(self._write)
 
     def _run(self) -> None:
-        while True:
-            self._asked.wait()
-            self._asked.clear()
-            if self._closed:
-                return
-            try:
-                self._reload()
-            except Exception:  # a bug in reload must not end reloads
-                log.exception("reload failed")
+        try:
+            while True:
+                # Everything asked since the last reload is read at once: they share the next one.
+                if not os.read(self._read, 1 << 16) or self._closed:
+                    return
+                try:
+                    self._reload()
+                except Exception:  # a bug in reload must not end reloads
+                    log.exception("reload failed")
+        finally:
+            os.close(self._read)
 
 
 def _without_credentials(config: Config) -> object:

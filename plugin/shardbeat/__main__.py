@@ -1,3 +1,3 @@
-from shardbeat.cli import main
+from shardbeat.launch import main
 
 raise SystemExit(main())

@@ -38,6 +38,7 @@ from shardbeat.providers.services import DEFAULT as DEFAULT_SERVICE
 from shardbeat.providers.services import SERVICES
 from shardbeat.runtime import lifecycle_signals
 from shardbeat.runtime.logs import LEVELS, setup_logging
+from shardbeat.runtime.parent import remember_parent
 from shardbeat.schemas import SCHEMA_NAMES, SchemaName, schema_text
 
 log = logging.getLogger("shardbeat.cli")
@@ -381,6 +382,7 @@ def _secret_flags_warning(args: argparse.Namespace) -> str | None:
 
 def _run(args: argparse.Namespace) -> int:
     lifecycle_signals.install()  # first: a big config takes seconds to load (see the module)
+    remember_parent()  # a host killed while it loads is noticed once the watch runs
     try:
         return _run_installed(args)
     finally:

@@ -5,7 +5,8 @@ Reading and validating a big config, taking its instance locks and building its 
 seconds (3000 groups: about 3 s). Until now a signal in that window got the default action: SIGHUP
 (a reload, e.g. after rotating a credentials file) killed the process, silently, and under Fluent Bit
 a oneshot child that exits is never restarted; SIGTERM killed it without a word and not with the
-exit status a stop has. So `install` is called first thing in `run`:
+exit status a stop has. So `install` is called first thing in `run` (by shardbeat.launch, the
+process's entry, before the ~0.1-0.5 s of imports; again, harmlessly, by the CLI's `run`):
 - SIGHUP is remembered and handed to the reload machinery once it exists (`reload_asked`): a file
   edited while the old contents were being read is re-read then;
 - SIGTERM and SIGINT end the start at once by raising StartupInterrupted in the main thread (the way
@@ -41,8 +42,8 @@ class StartupInterrupted(BaseException):
 
 def install() -> None:
     """Take SIGTERM, SIGINT and SIGHUP for the start (main thread only: elsewhere Python refuses)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
+    if threading.current_thread() is not threading.main_thread() or _replaced:
+        return  # installed already (by shardbeat.launch, before the imports): keep what came since
     _reload[0] = False
     for sig in STOP_SIGNALS:
         _replaced[sig] = signal.signal(sig, _interrupt)

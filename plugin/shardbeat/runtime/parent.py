@@ -22,6 +22,18 @@ log = logging.getLogger("shardbeat.parent")
 
 DEFAULT_INTERVAL = 0.5
 
+# The parent as seen when the process began (`remember_parent`, first thing in `run`), not when the
+# watch starts: a host killed while a big config loads (seconds) re-parents us before the watch
+# exists, and a watch that took the new parent as its own would never notice.
+_at_start: int | None = None
+
+
+def remember_parent() -> None:
+    """Note the parent pid now, once per process; `watch_parent` compares against it."""
+    global _at_start
+    if _at_start is None:
+        _at_start = os.getppid()
+
 
 class ParentWatch:
     """Calls `on_death(old_ppid, new_ppid)` once, from its own daemon thread, when the parent changes."""
@@ -31,18 +43,22 @@ class ParentWatch:
         on_death: Callable[[int, int], None],
         interval: float = DEFAULT_INTERVAL,
         getppid: Callable[[], int] = os.getppid,
+        parent: int | None = None,
     ) -> None:
         self._on_death = on_death
         self._interval = interval
         self._getppid = getppid
-        self.parent = getppid()
+        self.parent = getppid() if parent is None else parent
         self._stop = threading.Event()
         self._once = threading.Lock()
         self._fired = False
         self._thread = threading.Thread(target=self._run, name="shardbeat-parent-watch", daemon=True)
 
     def start(self) -> ParentWatch:
-        self._thread.start()
+        """Check once now (a parent that died while we started is news before any heartbeat), then
+        keep checking on the thread."""
+        if not self.check():
+            self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -72,5 +88,5 @@ class ParentWatch:
 
 
 def watch_parent(on_death: Callable[[int, int], None], interval: float = DEFAULT_INTERVAL) -> ParentWatch:
-    """Start watching; the returned watch's stop() ends it."""
-    return ParentWatch(on_death, interval).start()
+    """Start watching the parent `remember_parent` saw (else today's); the returned watch's stop() ends it."""
+    return ParentWatch(on_death, interval, parent=_at_start).start()

@@ -344,3 +344,65 @@ def test_a_date_of_year_0000_moves_no_signing_clock_and_is_logged_once(
     assert not [rec for rec in lines if rec["event"] == "error"]
     notes = [rec.getMessage() for rec in caplog.records if "Date header" in rec.getMessage()]
     assert len(notes) == 1 and "'Sat, 01 Jan 0000 00:00:00 GMT'" in notes[0], notes
+
+
+def test_an_answer_that_cannot_be_read_fails_its_call_not_the_loop(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport failure's message is built by a module imported lazily, on the loop thread: a
+    failing import there (a package upgraded under the running process, a corrupt bytecode file)
+    ended the loop, and the process, with shards held and no `lost` written."""
+    from shardbeat.runtime import net_errors
+
+    def unloadable(*args: object) -> str:
+        raise ImportError("cannot import name 'describe' (an upgraded package)")
+
+    monkeypatch.setattr(net_errors, "describe", unloadable)
+    node = InProcess([sls(emulator)])
+    try:
+        node.wait_for(is_event("assignment"))
+        with emulator.world.lock:
+            emulator.world.faults.add(
+                [{"consumer": "c1", "effect": "reset", "count": 3}], emulator.world.mono_now()
+            )
+        error = node.wait_for(is_event("error"))
+        assert error["error"]["code"] == "InternalError"
+        assert "an upgraded package" in error["error"]["message"]
+        n = len(node.records)
+        node.wait_for(lambda r: r["event"] == "lease" and node.records.index(r) >= n)  # it beats on
+        assert node._thread.is_alive()
+    finally:
+        node.stop()
+
+
+def test_a_bug_in_the_loop_stops_it_like_a_stop_and_exits_1(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside any call (where one group's bug is contained), a bug used to end `run` with an
+    exception: no `lost` for the shards held, downstream left to find out from lease_expires."""
+    config = config_from_dict({"groups": [sls(emulator)]}).config
+    r, w = os.pipe()
+    runner = Runner(config.groups, RecordWriter(w))
+    exit_status: list[int] = []
+    thread = threading.Thread(target=lambda: exit_status.append(runner.run()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(s.membership.claim() for s in runner.sessions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(s.membership.claim() for s in runner.sessions)
+
+        def broken(now: float) -> float | None:
+            raise RuntimeError("injected bug in the loop")
+
+        monkeypatch.setattr(runner._timeline, "wait", broken)
+        thread.join(5)
+        assert exit_status == [1]
+    finally:
+        runner.stop()
+        thread.join(5)
+        os.close(w)
+    with os.fdopen(r, "rb") as stream:
+        events = [json.loads(line) for line in stream]
+    assert [rec["event"] for rec in events][-2:] == ["lost", "stopped"]
+    assert events[-2]["reason"] == "stopped"

@@ -29,6 +29,7 @@ from shardbeat.core.group_checkpoints import commit_across
 from shardbeat.core.group_figures import GroupSnapshot
 from shardbeat.core.on_demand import OnDemandBudget
 from shardbeat.core.records import Instant, Record, control_error
+from shardbeat.core.redaction import describe_exception
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
 from shardbeat.core.wire import HttpResponse, ProviderError
@@ -57,6 +58,8 @@ log = logging.getLogger("shardbeat.runner")
 STOP_FLUSH_SECONDS = 1.0
 STOP_COMMIT_SECONDS = 1.0  # a clean stop waits at most this long for the last commits
 OUTPUT_LOST = 1  # exit status when records could no longer be written (see `abandon`)
+INTERNAL_ERROR = 1  # exit status after a bug stopped the loop (see `run`)
+INTERNAL_CODE = "InternalError"  # the failure a call gets when its answer could not be read (a bug)
 MAX_WORKERS = 32  # threads for an injected blocking transport
 MAX_SLEEP = 1.0  # the loop looks at the heap at least this often, whatever it was told
 MAX_SLOT = 0.5  # seconds: see _slotted
@@ -168,12 +171,20 @@ class Runner:
         if self._credentials is not None:
             self._credentials.start()
         while not self._stopping:
-            with self._lock:
-                now = self._clock.monotonic()
-                self._run_due(now)
-                wait = self._timeline.wait(now)
-            self._writer.wake()  # once for the records of this turn, as the loop goes to wait
-            self._exchange.poll(MAX_SLEEP if wait is None else max(0.0, min(wait, MAX_SLEEP)))
+            try:
+                with self._lock:
+                    now = self._clock.monotonic()
+                    self._run_due(now)
+                    wait = self._timeline.wait(now)
+                self._writer.wake()  # once for the records of this turn, as the loop goes to wait
+                self._exchange.poll(MAX_SLEEP if wait is None else max(0.0, min(wait, MAX_SLEEP)))
+            except Exception:
+                # A bug outside any one call (those are caught in _advance): the loop cannot be
+                # trusted to keep the leases, so stop the way a stop does, telling downstream `lost`
+                # for what is held, rather than die holding shards it never said it let go of.
+                log.critical("internal error in the loop (please report it): stopping", exc_info=True)
+                self._exit_status = self._exit_status or INTERNAL_ERROR
+                self._stopping = True
         return self._shutdown()
 
     def _run_due(self, now: float) -> None:
@@ -273,19 +284,26 @@ class Runner:
     ) -> None:
         with self._lock:
             at = self._clock.instant()
-            if isinstance(result, TransportError):  # the message names the endpoint, the step and the fix
-                failure = ProviderError(
-                    result.code, result.describe(step.endpoint, step.budget), retry=Retry.FAST
-                )
+            try:
+                answer = self._answer_of(step, result, at)
+            except Exception as exc:  # a bug (or a lazy import that fails) here: the call still ends
+                log.exception("internal error in group %s while reading an answer", driver.config.label)
+                failure = ProviderError(INTERNAL_CODE, describe_exception(exc), retry=Retry.FAST)
                 answer = Answer(at, failure=failure)
-            else:
-                # A malformed or absurd Date is ignored (None); the parser keeps the last few parses.
-                value = result.headers.get("date")
-                date = server_values.http_date(value)
-                if date is None and value:
-                    self._refused_dates.note(f"{step.endpoint.host}:{step.endpoint.port}", value, at.mono)
-                answer = Answer(at, response=result, server_date=date)
             self._advance(driver, call, answer)
+
+    def _answer_of(self, step: Send, result: HttpResponse | TransportError, at: Instant) -> Answer:
+        if isinstance(result, TransportError):  # the message names the endpoint, the step and the fix
+            failure = ProviderError(
+                result.code, result.describe(step.endpoint, step.budget), retry=Retry.FAST
+            )
+            return Answer(at, failure=failure)
+        # A malformed or absurd Date is ignored (None); the parser keeps the last few parses.
+        value = result.headers.get("date")
+        date = server_values.http_date(value)
+        if date is None and value:
+            self._refused_dates.note(f"{step.endpoint.host}:{step.endpoint.port}", value, at.mono)
+        return Answer(at, response=result, server_date=date)
 
     def _releaser(self, driver: GroupDriver, revoked: ShardMap) -> Callable[[], None]:
         """Once the revoke is on stdout, downstream has been told: stop listing those shards and beat

@@ -285,6 +285,27 @@ def test_internal_error_is_one_log_line_and_exit_1(
     assert captured.out == ""
 
 
+@pytest.mark.parametrize("verb", ["run", "doctor"])
+def test_a_value_error_while_loading_is_an_internal_error_not_the_users_flags(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt bytecode file fails its (lazy) import with ValueError("bad marshal data"): it was
+    reported as a usage error ("shardbeat run: error: bad marshal data", usage, exit 2), sending the
+    operator to their flags. Only a flag that does not fit is a usage error."""
+    sls_env(monkeypatch)
+
+    def corrupt(*args: object, **kwargs: object) -> None:
+        raise ValueError("bad marshal data (unknown type code)")
+
+    monkeypatch.setattr(cli, "config_from_dict", corrupt)
+    path = write_config(tmp_path, {"groups": [SLS]})
+    assert cli.main([verb, "--config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "internal error (please report it): bad marshal data" in captured.err
+    assert "usage:" not in captured.err
+    assert captured.out == ""
+
+
 # -- run --emulator ------------------------------------------------------------------------------------
 
 

@@ -247,6 +247,12 @@ def _socket_path(text: str) -> str:
 # -- flags -> config document --------------------------------------------------------------------------
 
 
+class FlagError(ValueError):
+    """A flag that does not fit the others (a usage error, exit 2). Its own type: any other
+    ValueError on the way (a corrupt bytecode file's "bad marshal data" in a lazy import, a bug) is
+    an internal error, never reported as the user's flags."""
+
+
 def _start_position(text: str) -> str | float:
     """--start: begin, end or unix seconds (range and sign are the config schema's to judge)."""
     if text in ("begin", "end"):
@@ -279,7 +285,7 @@ def _group_from_flags(args: argparse.Namespace, provider: str) -> tuple[dict[str
         if owner != provider:
             hint = [f for f, (p, _, _) in CREDENTIAL_FLAGS.items() if p == provider]
             also = f"; for {provider} use {', '.join(hint)}" if hint else ""
-            raise ValueError(f"{flag} is for --provider {owner}{also}")
+            raise FlagError(f"{flag} is for --provider {owner}{also}")
         creds[key] = value
     if getattr(args, "credentials_source", None):
         creds["source"] = args.credentials_source
@@ -406,7 +412,7 @@ def _run_installed(args: argparse.Namespace) -> int:
         if args.emulator:
             return _run_emulator(args)
         loaded = _config_from_file(args) if args.config else _config_from_flags(args)
-    except ValueError as exc:  # a credential flag of the other provider
+    except FlagError as exc:  # a credential flag of the other provider
         return _usage(parser, str(exc))
     except ConfigError as exc:
         return _log_problems(exc)
@@ -517,7 +523,7 @@ def _doctor(args: argparse.Namespace) -> int:
         )
     try:
         loaded = _config_from_file(args) if args.config else _config_from_flags(args)
-    except ValueError as exc:  # a credential flag of the other provider
+    except FlagError as exc:  # a credential flag of the other provider
         return _usage(parser, str(exc))
     except ConfigError as exc:
         for line in summary_lines(exc.problems, "config: "):

@@ -8,6 +8,7 @@ from the emulator's admin log, so the test sees claims, not our own records.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -147,3 +148,28 @@ def test_stdout_closed_at_start_claims_nothing(emulator: EmulatorServer, tmp_pat
     time.sleep(INTERVAL)
     receipts = admin(emulator, "GET", "/_admin/log")["receipts"]
     assert [r for r in receipts if r["consumer"] == "closed-at-start"] == []
+
+
+@pytest.mark.parametrize(
+    ("redirect", "said"),
+    [(">&-", "stdout is closed"), ('1<"$CFG"', "stdout is open for reading only")],
+)
+def test_a_stdout_no_record_can_reach_claims_nothing(
+    emulator: EmulatorServer, tmp_path: Path, redirect: str, said: str
+) -> None:
+    """Read-only (`1<file`) was found only at the first record: after the first heartbeat had
+    joined the group and been given shards, which then stayed with a node nobody heard from."""
+    cfg = config(emulator, tmp_path, "sls", "unwritable-at-start")
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f'exec "{sys.executable}" -m shardbeat run --config "$CFG" {redirect}'],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        env={**os.environ, "CFG": str(cfg)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{said}: records could not be written".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    time.sleep(INTERVAL)
+    receipts = admin(emulator, "GET", "/_admin/log")["receipts"]
+    assert [r for r in receipts if r["consumer"] == "unwritable-at-start"] == []

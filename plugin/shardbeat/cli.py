@@ -559,16 +559,14 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shardbeat.runtime.stdio import reserve_standard_fds
+    from shardbeat.runtime.stdio import reserve_standard_fds, unwritable_stdout
 
     closed = reserve_standard_fds()  # first: before anything here opens a file (locks, sockets)
     arguments = sys.argv[1:] if argv is None else list(argv)
-    if 1 in closed and arguments[:1] != ["emulator"]:
+    if arguments[:1] != ["emulator"] and (why := "stdout is closed" if 1 in closed else unwritable_stdout()):
         # Nothing could reach downstream: refuse before claiming anything (records into /dev/null
         # would let this node hold shards nobody is told about).
-        print(
-            "shardbeat: error: stdout is closed: records could not be written; not starting", file=sys.stderr
-        )
+        print(f"shardbeat: error: {why}: records could not be written; not starting", file=sys.stderr)
         return USAGE_ERROR
     if arguments[:1] == ["run"]:
         return _main(arguments)

@@ -10,6 +10,7 @@ must refuse to start (and claim nothing) rather than heartbeat into /dev/null.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sys
 
@@ -40,3 +41,14 @@ def reserve_standard_fds() -> frozenset[int]:
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, errors="backslashreplace", closefd=False))  # noqa: SIM115
     return frozenset(closed)
+
+
+def unwritable_stdout() -> str | None:
+    """Why no record could ever be written to fd 1 (open, but for reading only: `1<file`), else None.
+    Known before anything is claimed, like a closed stdout; found only at the first record otherwise,
+    after the first heartbeat had joined the group and been given shards nobody would be told of."""
+    try:
+        mode = fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return "stdout is closed"
+    return "stdout is open for reading only" if mode == os.O_RDONLY else None

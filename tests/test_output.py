@@ -200,3 +200,31 @@ def test_records_emitted_without_waking_the_writer_go_out_at_its_next_wake_or_fl
     writer.close(1)
     os.close(w)
     assert [x["n"] for x in read_lines(r)] == [3]
+
+
+def test_a_non_blocking_stdout_with_a_slow_reader_waits_it_does_not_break() -> None:
+    """O_NONBLOCK set by the host on the pipe it shares with us: a full pipe gave EAGAIN, read as
+    "cannot write records to stdout", and a reader that merely paused cost every shard and the exit."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    filler = b"x" * 65536
+    while True:  # the reader pauses: the pipe is full
+        try:
+            os.write(w, filler)
+        except BlockingIOError:
+            break
+    broken: list[str] = []
+    writer = RecordWriter(w, on_broken=broken.append)
+    for i in range(50):
+        writer.emit(rec("assignment", i))
+    assert not writer.flush(0.3)  # waiting for the reader, as a blocking write would
+    got = b""
+    while b'"n":49' not in got:  # the reader resumes
+        got += os.read(r, 1 << 20)
+    assert writer.flush(5)
+    assert broken == [] and not writer.broken
+    writer.close(1)
+    os.close(w)
+    got += b"".join(iter(lambda: os.read(r, 1 << 20), b""))
+    lines = [json.loads(line) for line in got.replace(b"x", b"").splitlines()]  # the filler is all "x"
+    assert [x["n"] for x in lines] == list(range(50))

@@ -368,5 +368,18 @@ def _chain(first: Callable[[], None] | None, second: Callable[[], None] | None) 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            # The host gave us a non-blocking stdout (O_NONBLOCK lives on the pipe's open file, which
+            # it shares with us): a full pipe is a reader that is slow, not gone. Wait as a blocking
+            # write would; a reader that leaves wakes the wait, and the next write says EPIPE.
+            _wait_writable(fd)
+            continue
         view = view[n:]
+
+
+def _wait_writable(fd: int) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    poller.poll()

@@ -182,3 +182,36 @@ def test_a_host_killed_while_the_plugin_starts_is_noticed_before_any_claim(
         if host.poll() is None:
             host.kill()
             host.wait(5)
+
+
+# The plugin exec'ed with SIGTERM, SIGINT and SIGHUP blocked, as a host forking from a thread that
+# blocks them would leave it (a signal mask survives exec).
+MASKED = """
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+os.execv(sys.executable, [sys.executable, "-m", "shardbeat", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signals_blocked_by_the_host_still_stop_the_plugin(
+    emulator: EmulatorServer, tmp_path: Path, sig: signal.Signals
+) -> None:
+    err = tmp_path / "err"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MASKED, "run", "--config", str(config_for(emulator, tmp_path, "masked"))],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=err.open("wb"),
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["event"] == "assignment"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=10)  # before the fix: never delivered, a hang
+        assert proc.returncode == 0, err.read_text()
+        assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)

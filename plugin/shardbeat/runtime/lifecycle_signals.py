@@ -44,6 +44,10 @@ def install() -> None:
     """Take SIGTERM, SIGINT and SIGHUP for the start (main thread only: elsewhere Python refuses)."""
     if threading.current_thread() is not threading.main_thread() or _replaced:
         return  # installed already (by shardbeat.launch, before the imports): keep what came since
+    # A signal mask is inherited across exec: a host that forks from a thread blocking these would
+    # hand us a SIGTERM that is never delivered (and a host that waits for its child without limit,
+    # as Fluent Bit does, would hang). Threads started from here on inherit the unblocked mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (*STOP_SIGNALS, signal.SIGHUP))
     _reload[0] = False
     for sig in STOP_SIGNALS:
         _replaced[sig] = signal.signal(sig, _interrupt)

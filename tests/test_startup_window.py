@@ -97,9 +97,9 @@ def config_for(emulator: EmulatorServer, tmp_path: Path, consumer: str) -> Path:
     return write_config(tmp_path / "c.json", [doc], runtime_dir=str(tmp_path / "run"))
 
 
-def start_gated_import(config: Path, gate: Path, err: Path) -> subprocess.Popen[bytes]:
+def start_gated_import(config: Path, gate: Path, err: Path, *flags: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", GATED_IMPORT, "run", "--config", str(config)],
+        [sys.executable, "-c", GATED_IMPORT, "run", "--config", str(config), *flags],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=err.open("wb"),
@@ -135,12 +135,13 @@ def test_sighup_during_the_imports_is_a_reload_not_a_death(emulator: EmulatorSer
             proc.communicate(timeout=5)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(("sig", "log_format"), [(signal.SIGTERM, "text"), (signal.SIGINT, "json")])
 def test_stop_signal_during_the_imports_exits_zero_saying_why(
-    emulator: EmulatorServer, tmp_path: Path, sig: signal.Signals
+    emulator: EmulatorServer, tmp_path: Path, sig: signal.Signals, log_format: str
 ) -> None:
     gate, err = tmp_path / "gate", tmp_path / "err"
-    proc = start_gated_import(config_for(emulator, tmp_path, "term-import"), gate, err)
+    config = config_for(emulator, tmp_path, "term-import")
+    proc = start_gated_import(config, gate, err, "--log-format", log_format)
     try:
         assert wait_for(lambda: "AT-GATE" in err.read_text(), 20), err.read_text()
         proc.send_signal(sig)
@@ -148,6 +149,8 @@ def test_stop_signal_during_the_imports_exits_zero_saying_why(
         log = err.read_text()
         assert proc.returncode == 0, log
         assert f"stopped by {sig.name} while starting; nothing was claimed" in log
+        if log_format == "json":  # every line one JSON object, as a Vector host decodes stderr
+            assert all(json.loads(line)["message"] for line in log.splitlines() if line != "AT-GATE")
         assert "Traceback" not in log and "KeyboardInterrupt" not in log
         assert out == b""
         assert heartbeats_of(emulator, "term-import") == []

@@ -10,6 +10,7 @@ module imports nothing heavy, so that window shrinks to the interpreter's own st
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 from shardbeat.runtime import lifecycle_signals
@@ -25,7 +26,24 @@ def main() -> int:
 
         return cli_main()
     except lifecycle_signals.StartupInterrupted as exc:  # before the CLI could say it: nothing claimed
-        if sys.stderr is not None:  # None when fd 2 was closed: never fall back to stdout
-            said = f"shardbeat: stopped by {exc.signal_name} while starting; nothing was claimed"
-            print(said, file=sys.stderr)
+        _say_stopped(exc.signal_name)
         return 0
+
+
+def _say_stopped(signal_name: str) -> None:
+    """The line the CLI logs for a stop while starting, in the format asked for (JSON lines on stderr
+    are what a Vector host with include_stderr decodes)."""
+    said = f"stopped by {signal_name} while starting; nothing was claimed"
+    if sys.stderr is None:  # fd 2 was closed: never fall back to stdout
+        return
+    args = sys.argv[1:]
+    json_logs = "--log-format=json" in args or ("--log-format", "json") in itertools.pairwise(args)
+    try:
+        import logging
+
+        from shardbeat.runtime.logs import setup_logging
+
+        setup_logging("info", "json" if json_logs else "text")
+        logging.getLogger("shardbeat.cli").info("%s", said)
+    except BaseException:  # a second signal, or the logging modules themselves unusable
+        print(f"shardbeat: {said}", file=sys.stderr)

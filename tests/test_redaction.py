@@ -272,3 +272,83 @@ def test_the_html_spelling_of_a_secret_is_html_escape_s() -> None:
     for value in ("a&b<c>\"d'e", "plain-Secret_123", "&&<<>>''\"\""):
         assert _html_escaped(value, quote=True) == html.escape(value)
         assert _html_escaped(value, quote=False) == html.escape(value, quote=False)
+
+
+def _any_spelling(token: str, escape: Any) -> str:
+    """`token` with every character that is no letter or digit spelled by `escape`."""
+    return "".join(c if c.isalnum() else escape(c) for c in token)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(lambda t: _any_spelling(t, lambda c: f"%{ord(c):02x}"), id="percent-lower-case"),
+        pytest.param(lambda t: _any_spelling(t, lambda c: f"%25{ord(c):02X}"), id="percent-twice"),
+        pytest.param(
+            lambda t: (
+                json.dumps(t)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace("=", "\\u003d")
+            ),
+            id="json-go-gson",
+        ),
+        pytest.param(lambda t: _any_spelling(t, lambda c: f"\\u{ord(c):04X}"), id="json-upper-case"),
+        pytest.param(lambda t: _any_spelling(t, lambda c: f"&#{ord(c)};"), id="html-decimal"),
+        pytest.param(lambda t: _any_spelling(t, lambda c: f"&#x{ord(c):x};"), id="html-hex"),
+        pytest.param(lambda t: html.escape(html.escape(t)), id="html-twice"),
+        pytest.param(lambda t: t[:20], id="cut-to-its-start"),
+        pytest.param(
+            lambda t: _any_spelling(t[:20], lambda c: f"%{ord(c):02x}"), id="cut-and-percent-encoded"
+        ),
+        pytest.param(lambda t: "..." + t[-14:], id="cut-to-its-end"),
+    ],
+)
+def test_a_secret_in_a_spelling_no_python_encoder_writes_or_cut_short_is_masked(spelling: Any) -> None:
+    """Go's JSON writes & as \\u0026, Gson = as \\u003d, .NET upper-case \\u002B, a proxy %2f; a server
+    or proxy cuts what it echoes to its first or last few dozen characters. The refused-Date line, a
+    request id in a record, any log line and the records' cheap check all took these as harmless."""
+    from shardbeat.core.redaction import SECRETS
+    from shardbeat.providers.server_values import request_id
+    from shardbeat.runtime.refused_dates import RefusedDates
+
+    Credentials("AKID", "secret-KEY-value-9", ODD_TOKEN)
+    shown = spelling(ODD_TOKEN)
+    assert shown not in ODD_TOKEN or len(shown) < len(ODD_TOKEN)  # a spelling, or a fragment
+    tail = ODD_TOKEN[-14:]  # a cut echo keeps one end: the start (TELL) or the end
+    for text in (redact(f"server said: {shown}!"), request_id(shown) or "", redact(f"({shown})")):
+        assert TELL not in text and tail not in text, text
+    for text in (shown, f"Date: {shown}"):
+        assert SECRETS.found_in(json.dumps({"request_id": text}).encode())
+    with _captured("shardbeat.runner") as lines:
+        RefusedDates().note("127.0.0.1:1", shown, 0.0)
+    assert lines and all(TELL not in line and tail not in line for line in lines), lines
+
+
+def test_a_key_id_that_shares_a_secrets_first_characters_is_not_masked() -> None:
+    """A fragment is a secret cut short only where the text stops with it: `demo-sts-akid` beside
+    `demo-sts-secret-key` keeps its name (tests, status lines and doctor show key ids)."""
+    Credentials("demo-sts-secret-id", "demo-sts-secret-key-0123", "demo-sts-token-0123456789")
+    assert redact("key demo-sts-secret-id, token demo-sts-tokenizer") == (
+        "key demo-sts-secret-id, token demo-sts-tokenizer"
+    )
+    assert redact("key demo-sts-secret-ke...") == f"key {MASK}..."
+
+
+class _captured:
+    """The messages logged to `name` while inside."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+        self.lines: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        lines = self.lines
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(record.getMessage())
+
+        self.handler = Keep()
+        self.logger.addHandler(self.handler)
+        return lines
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)

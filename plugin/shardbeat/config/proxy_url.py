@@ -31,8 +31,10 @@ class ProxyUrl:
     password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for secret in self.secrets:  # the one redaction point masks them in every log, record and reply
-            register_secret(secret)
+        # The one redaction point masks them in every log, record and reply; the password also when
+        # cut short, the values around it only whole (their ends are the user name, host and port).
+        for secret in self.secrets:
+            register_secret(secret, whole_only=secret != self.password)
 
     @property
     def authority(self) -> str:

@@ -12,6 +12,10 @@ The registry is process-wide state (no I/O): secrets are registered where creden
 looked for where text leaves, which are far apart. Values shorter than MIN_SECRET are not registered
 (they would cut ordinary words out of every line); real keys and tokens are far longer.
 
+Beyond the exact spellings listed here (`shown_forms`), core.secret_spellings finds a secret in any
+other spelling an encoder may give it (`%2f`, `\\u003d`, `&#61;`) and cut to its first or last few
+dozen characters.
+
 Text from outside (a server's message, a proxy's status line) is masked BEFORE it is cut to size
 (`clip`): a cut through an echoed token would leave a prefix the mask no longer recognises, and an
 STS token is longer than any limit a message is cut to.
@@ -27,6 +31,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from shardbeat.core.encodable import MAX_DEPTH, TOO_DEEP
+from shardbeat.core.secret_spellings import Spellings
 
 MIN_SECRET = 8
 MAX_SECRETS = 256  # rotation keeps adding; the oldest rotated ones fall out
@@ -44,20 +49,26 @@ class SecretRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pinned: set[str] = set()
-        self._values: OrderedDict[str, None] = OrderedDict()
+        self._values: OrderedDict[str, bool] = OrderedDict()  # value -> whole only (never a cut one)
         self._text: re.Pattern[str] | None = None
         self._bytes: re.Pattern[bytes] | None = None
+        self._spellings = Spellings(())
 
-    def register(self, value: str | None) -> None:
+    def register(self, value: str | None, whole_only: bool = False) -> None:
+        """`whole_only`: a value made of a secret and text that is not (a proxy URL's user, host and
+        port): masked only whole, as a cut one's ends are no secret (secret_spellings)."""
         if not value or len(value) < MIN_SECRET:
             return
         with self._lock:
             if value in self._values:
                 self._values.move_to_end(value)
+                if self._values[value] and not whole_only:
+                    self._values[value] = False
+                    self._compile()
                 return
             if len(self._pinned) < PINNED_SECRETS:
                 self._pinned.add(value)
-            self._values[value] = None
+            self._values[value] = whole_only
             if len(self._values) > MAX_SECRETS:
                 oldest = next(v for v in self._values if v not in self._pinned)  # pinned < MAX
                 del self._values[oldest]
@@ -71,15 +82,20 @@ class SecretRegistry:
         self._text = re.compile("|".join(map(re.escape, ordered)))
         encoded = sorted({f.encode("utf-8", "surrogatepass") for f in forms}, key=len, reverse=True)
         self._bytes = re.compile(b"|".join(map(re.escape, encoded)))
+        self._spellings = Spellings(self._values.items())  # any other spelling, a cut one (secret_spellings)
 
     def redact(self, text: str) -> str:
         pattern = self._text
-        return text if pattern is None else pattern.sub(MASK, text)
+        # Fragments and other spellings first: the exact pass could mask a shorter secret inside a
+        # longer one's fragment ("demo-secret" in "demo-secret-key-and-m...") and leave its rest.
+        return text if pattern is None else pattern.sub(MASK, self._spellings.mask(text, MASK))
 
     def found_in(self, data: bytes) -> bool:
-        """Cheap check on encoded output: does it hold any secret?"""
+        """Cheap check on encoded output: does it hold any secret (in any spelling, or cut)?"""
         pattern = self._bytes
-        return pattern is not None and pattern.search(data) is not None
+        if pattern is None:
+            return False
+        return pattern.search(data) is not None or self._spellings.found_in(data)
 
 
 def shown_forms(value: str) -> set[str]:
@@ -111,8 +127,8 @@ def shown_forms(value: str) -> set[str]:
 SECRETS = SecretRegistry()
 
 
-def register_secret(value: str | None) -> None:
-    SECRETS.register(value)
+def register_secret(value: str | None, whole_only: bool = False) -> None:
+    SECRETS.register(value, whole_only)
 
 
 def redact(text: str) -> str:

@@ -188,6 +188,31 @@ def test_a_secret_flag_warns_even_when_the_command_line_is_refused(
         assert SECRET not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "--config", "c.json", "--access-key-secret", SECRET],  # a verb without secret flags
+        ["status", "--config", "c.json", "--token", SECRET],
+        ["run", "--config", "c.json", "--acess-key-secret", SECRET],  # a typo in the flag
+        ["run", "--config", "c.json", f"--acess-key-secret={SECRET}"],
+        ["run", "--config", "c.json", SECRET],  # a stray word
+        ["run", "--config", "c.json", f"--secret={SECRET}"],  # ambiguous: --secret-id or --secret-key
+    ],
+)
+def test_a_refused_command_line_names_the_flags_never_a_value(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse repeats what it could not place ("unrecognized arguments: --acess-key-secret S3CR3T"),
+    and stderr is the host's log under Fluent Bit and Vector."""
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert SECRET not in captured.err and captured.out == ""
+    assert "error: " in captured.err
+    flag = next((arg.partition("=")[0] for arg in argv[3:] if arg.startswith("-")), None)
+    if flag is not None:
+        assert flag in captured.err  # the flag at fault is still named
+
+
 def test_key_id_flag_alone_does_not_warn(
     ran: list[Config], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

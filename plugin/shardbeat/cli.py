@@ -21,6 +21,7 @@ from typing import Any
 
 from shardbeat import __version__
 from shardbeat.cli_operator import add_operator_verbs
+from shardbeat.cli_parser import ArgumentParser
 from shardbeat.config import (
     Config,
     ConfigError,
@@ -147,7 +148,7 @@ def _add_group_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(  # usage errors name flags, never values (cli_parser)
         prog="shardbeat",
         description="Keep consumer-group memberships alive on Alibaba Cloud SLS and Tencent Cloud CLS, "
         "and write shard assignments as records on stdout.",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from shardbeat.config import ConfigError, load_config
 
@@ -13,9 +14,7 @@ USAGE_ERROR = 2
 MIN_WATCH = 0.1  # seconds between `status --watch` refreshes, as the heartbeat interval's floor
 
 
-def add_operator_verbs(
-    verbs: argparse._SubParsersAction[argparse.ArgumentParser], socket_path: Callable[[str], str]
-) -> None:
+def add_operator_verbs(verbs: argparse._SubParsersAction[Any], socket_path: Callable[[str], str]) -> None:
     """Add `status` and `stop` to the subparsers `verbs`; `socket_path` normalises a --socket value."""
     _socket_path = socket_path
     status = verbs.add_parser(

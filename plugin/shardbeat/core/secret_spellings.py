@@ -19,6 +19,7 @@ A fragment from the middle of a secret (neither end) is not recognised: no echo 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -59,6 +60,15 @@ def char_pattern(char: str) -> str:
     return "(?:" + "|".join(char_forms(char)) + ")"
 
 
+@functools.cache
+def _compiled_forms(char: str) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:
+    """char_forms(char) compiled to match forwards (at a position) and backwards (ending at one).
+    Compiled when first needed, as the spelled anchors are: compiling them all for a 1000-character
+    token costs ~100 ms, and nearly every text never needs them (no anchor in it)."""
+    forms = char_forms(char)
+    return [re.compile(form) for form in forms], [re.compile(rf"(?:{form})\Z") for form in forms]
+
+
 class Spellings:
     """Finds, in a text, the registered secrets and their prefix and suffix fragments in any spelling."""
 
@@ -66,29 +76,22 @@ class Spellings:
         """`secrets`: (value, whole only): a whole-only value is found in any spelling, never cut."""
         self._anchors: list[tuple[str, bool]] = []  # group number - 1 -> (secret, is the prefix)
         self._by_text: dict[str, list[tuple[str, bool]]] = {}  # an anchor as is -> its (secret, prefix)
-        parts: list[str] = []
-        forward: dict[str, list[re.Pattern[str]]] = {}
-        backward: dict[str, list[re.Pattern[str]]] = {}
         self._whole: set[str] = set()
+        spaced = False
         for secret, whole_only in secrets:
             if whole_only:
                 self._whole.add(secret)
+            spaced = spaced or " " in secret
             ends = [True] if len(secret) <= MIN_FRAGMENT or whole_only else [True, False]
             for prefix in ends:
                 piece = secret[:MIN_FRAGMENT] if prefix else secret[-MIN_FRAGMENT:]
-                parts.append("(" + "".join(char_pattern(c) for c in piece) + ")")
                 self._anchors.append((secret, prefix))
                 self._by_text.setdefault(piece, []).append((secret, prefix))
-            for char in secret:
-                if char not in forward:
-                    forward[char] = [re.compile(form) for form in char_forms(char)]
-                    backward[char] = [re.compile(rf"(?:{form})\Z") for form in char_forms(char)]
-        self._forward, self._backward = forward, backward
-        self._spelled = re.compile("|".join(parts)) if parts else None
+        self._spelled: re.Pattern[str] | None = None  # compiled when first needed (_spelled_anchors)
         # Every spelling but the plain one starts with one of these (or is "+", for a space): a text
         # without them (nearly every log line and record) is searched for the anchors as they are,
         # which a regex of literals does some 30 times faster.
-        self._marks = "\\%&+" if " " in forward else "\\%&"
+        self._marks = "\\%&+" if spaced else "\\%&"
         ordered = sorted(self._by_text, key=len, reverse=True)
         self._plain = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         encoded = [piece.encode("utf-8", "surrogatepass") for piece in ordered]
@@ -104,11 +107,19 @@ class Spellings:
             return self._plain_bytes.search(data) is not None
         return bool(self.spans(data.decode("utf-8", "replace")))
 
+    def _spelled_anchors(self) -> re.Pattern[str]:
+        if self._spelled is None:
+            pieces = [
+                secret[:MIN_FRAGMENT] if prefix else secret[-MIN_FRAGMENT:]
+                for secret, prefix in self._anchors
+            ]
+            self._spelled = re.compile("|".join("(" + "".join(map(char_pattern, p)) + ")" for p in pieces))
+        return self._spelled
+
     def _anchor_hits(self, text: str, at: int) -> tuple[re.Match[str], list[tuple[str, bool]]] | None:
         """The next anchor at or after `at`, with the (secret, prefix) ends it may be."""
         if any(mark in text for mark in self._marks):
-            assert self._spelled is not None
-            match = self._spelled.search(text, at)
+            match = self._spelled_anchors().search(text, at)
             if match is None:
                 return None
             assert match.lastindex is not None
@@ -119,7 +130,7 @@ class Spellings:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The (start, end) of every secret or fragment found in `text`, merged, in order."""
-        if self._spelled is None:
+        if not self._anchors:
             return []
         found: list[tuple[int, int]] = []
         at = 0
@@ -149,7 +160,7 @@ class Spellings:
     def _prefix(self, text: str, secret: str, match: re.Match[str]) -> tuple[int, int] | None:
         ends, done = {match.end()}, min(len(secret), MIN_FRAGMENT)
         while done < len(secret):
-            forms = self._forward[secret[done]]
+            forms = _compiled_forms(secret[done])[0]
             further = {step.end() for at in ends for form in forms if (step := form.match(text, at))}
             if not further:
                 break
@@ -162,7 +173,7 @@ class Spellings:
     def _suffix(self, text: str, secret: str, match: re.Match[str]) -> tuple[int, int] | None:
         starts, left = {match.start()}, len(secret) - MIN_FRAGMENT
         while left > 0:
-            forms = self._backward[secret[left - 1]]
+            forms = _compiled_forms(secret[left - 1])[1]
             earlier = {
                 step.start()
                 for at in starts

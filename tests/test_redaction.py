@@ -330,6 +330,9 @@ def test_a_key_id_that_shares_a_secrets_first_characters_is_not_masked() -> None
         "key demo-sts-secret-id, token demo-sts-tokenizer"
     )
     assert redact("key demo-sts-secret-ke...") == f"key {MASK}..."
+    from shardbeat.core.redaction import SECRETS
+
+    assert not SECRETS.found_in(b'{"key_id":"demo-sts-secret-id"}')  # records are not masked again for it
 
 
 class _captured:

@@ -99,12 +99,11 @@ class Spellings:
         self._mark_bytes = [mark.encode() for mark in self._marks]
 
     def found_in(self, data: bytes) -> bool:
-        """Does encoded output (UTF-8 JSON, msgpack) hold a secret or a fragment? Where no spelling
-        but the plain one can be, any anchor counts (a false alarm costs the caller one masked copy)."""
+        """Does encoded output (UTF-8 JSON, msgpack) hold a secret or a fragment?"""
         if self._plain_bytes is None:
             return False
-        if not any(mark in data for mark in self._mark_bytes):
-            return self._plain_bytes.search(data) is not None
+        if not any(mark in data for mark in self._mark_bytes) and self._plain_bytes.search(data) is None:
+            return False  # no spelling but the plain one can be here, and no anchor is
         return bool(self.spans(data.decode("utf-8", "replace")))
 
     def _spelled_anchors(self) -> re.Pattern[str]:

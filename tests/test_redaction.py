@@ -355,3 +355,28 @@ class _captured:
 
     def __exit__(self, *exc: object) -> None:
         self.logger.removeHandler(self.handler)
+
+
+def test_reading_fragments_on_is_linear_in_the_text_whatever_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret with a repeating pattern against a text of near-copies ("aaaa..." against "aaa...aZ")
+    had every position read some 50 characters on: quadratic, seconds for a 20 KB line. The work is
+    bounded per text, and what is left past the bound is masked, not shown."""
+    from shardbeat.core import secret_spellings
+    from shardbeat.core.secret_spellings import Spellings
+
+    reads = [0]
+    real = secret_spellings._compiled_forms
+
+    def counted(char: str) -> Any:
+        reads[0] += 1
+        return real(char)
+
+    monkeypatch.setattr(secret_spellings, "_compiled_forms", counted)
+    secret = "a" * 60 + "Z" + "b" * 20
+    spellings = Spellings([(secret, False)])
+    text = "a" * 20000 + "Zbbbbb ok"  # ends with a cut copy: "a" * 60 + "Zbbbbb"
+    masked = spellings.mask(text, MASK)
+    assert reads[0] <= 2 * (len(text) + 2000), reads[0]
+    assert masked.endswith(f"{MASK} ok") and "Zb" not in masked

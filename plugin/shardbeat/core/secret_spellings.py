@@ -27,6 +27,12 @@ from collections.abc import Iterable
 # key id's, a host's or a word's (and masking 12 of a 30-character key leaves 18 unguessed).
 MIN_FRAGMENT = 12
 _LONGEST_SPELLING = 24  # characters one spelled character may take when read backwards (a suffix)
+# Reading a fragment on past its anchor, character by character, is bounded per text: a text made
+# of overlapping near-copies of a secret ("aaaa..." against a secret "aaa...aZ") would otherwise take
+# time quadratic in its length. Past the bound, every anchor left is masked as found, with the run of
+# characters around it that the secret could hold: masking a word too many is the safe way to be wrong.
+_STEPS_PER_CHARACTER = 1  # a step: one character of a secret read on, at each position it may be at
+_STEPS_ANYWAY = 2_000  # so a short text still reads a whole 1000-character token
 _ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
 
 
@@ -53,6 +59,22 @@ def char_forms(char: str) -> list[str]:
     if char == " ":
         forms.append(r"\+")
     return forms
+
+
+def _run_end(text: str, at: int, secret: str) -> int:
+    """Where the run of characters from `at` on that could all be part of `secret` (or its escapes) ends."""
+    allowed = set(secret) | set("\\%&#;")
+    while at < len(text) and text[at] in allowed:
+        at += 1
+    return at
+
+
+def _run_start(text: str, at: int, secret: str) -> int:
+    """Where the run of characters up to `at` that could all be part of `secret` begins."""
+    allowed = set(secret) | set("\\%&#;")
+    while at > 0 and text[at - 1] in allowed:
+        at -= 1
+    return at
 
 
 def char_pattern(char: str) -> str:
@@ -132,6 +154,7 @@ class Spellings:
         if not self._anchors:
             return []
         found: list[tuple[int, int]] = []
+        budget = [_STEPS_PER_CHARACTER * len(text) + _STEPS_ANYWAY]
         at = 0
         while (hit := self._anchor_hits(text, at)) is not None:
             match, ends = hit
@@ -139,7 +162,9 @@ class Spellings:
                 span
                 for secret, prefix in ends
                 if (
-                    span := self._prefix(text, secret, match) if prefix else self._suffix(text, secret, match)
+                    span := self._prefix(text, secret, match, budget)
+                    if prefix
+                    else self._suffix(text, secret, match, budget)
                 )
             ]
             if not spans:
@@ -156,9 +181,14 @@ class Spellings:
     # One spelled character may be read more than one way ("%25" is "%" encoded, or "%" then "25";
     # "&amp;" is "&" encoded, or "&" then "amp;"): every reading is followed, as a set of positions.
 
-    def _prefix(self, text: str, secret: str, match: re.Match[str]) -> tuple[int, int] | None:
+    def _prefix(
+        self, text: str, secret: str, match: re.Match[str], budget: list[int]
+    ) -> tuple[int, int] | None:
         ends, done = {match.end()}, min(len(secret), MIN_FRAGMENT)
         while done < len(secret):
+            budget[0] -= len(ends)
+            if budget[0] < 0:
+                return match.start(), _run_end(text, max(ends), secret)  # out of time (_STEPS_ANYWAY)
             forms = _compiled_forms(secret[done])[0]
             further = {step.end() for at in ends for form in forms if (step := form.match(text, at))}
             if not further:
@@ -169,9 +199,14 @@ class Spellings:
             return match.start(), at
         return None
 
-    def _suffix(self, text: str, secret: str, match: re.Match[str]) -> tuple[int, int] | None:
+    def _suffix(
+        self, text: str, secret: str, match: re.Match[str], budget: list[int]
+    ) -> tuple[int, int] | None:
         starts, left = {match.start()}, len(secret) - MIN_FRAGMENT
         while left > 0:
+            budget[0] -= len(starts)
+            if budget[0] < 0:
+                return _run_start(text, min(starts), secret), match.end()
             forms = _compiled_forms(secret[left - 1])[1]
             earlier = {
                 step.start()

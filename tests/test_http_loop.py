@@ -722,3 +722,52 @@ def test_a_call_whose_turn_comes_after_its_deadline_is_not_sent() -> None:
     finally:
         loop.close()
         server.close()
+
+
+def test_a_name_whose_first_address_drops_handshakes_is_reached_on_its_next_one() -> None:
+    """A name resolving to a black-holed address first (IPv6 configured but dropped on the way, a dead
+    A record) and a working one second: the set-up moves on to the second address in time. (The first
+    took the call's whole deadline: every heartbeat timed out in "connect" and the lease was lost.)"""
+    from shardbeat.runtime.resolver import Resolver
+
+    server = CountingServer()
+    with black_hole() as dropped:
+
+        def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", dropped)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", server.port)),
+            ]
+
+        loop = HttpLoop(resolver=Resolver(getaddrinfo))
+        try:
+            endpoint = Endpoint("http", "two-addresses.test", 80, "two-addresses.test")
+            answer = loop.send(endpoint, REQ, time.monotonic() + 5.0)
+            assert answer.status == 200 and server.accepted == 1
+        finally:
+            loop.close()
+            server.close()
+
+
+def test_each_address_but_the_last_gets_a_share_of_the_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect_first's per-address timeouts: the time left split over the addresses still to try, at
+    least connect.MIN_ATTEMPT (when that much is left); the last address gets all that is left."""
+    clock = [0.0]
+    timeouts: list[float | None] = []
+
+    class Unanswered(socket.socket):
+        def connect(self, address: Any) -> None:
+            timeouts.append(self.gettimeout())
+            clock[0] += timeouts[-1] or 0.0
+            raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "socket", Unanswered)
+    addresses = [(socket.AF_INET, ("127.0.0.1", 9))] * 4
+    with pytest.raises(TimeoutError):
+        connect.connect_first(addresses, 8.0, lambda: clock[0])
+    assert timeouts == [2.0, 2.0, 2.0, 2.0]
+    clock[0] = 0.0
+    timeouts.clear()
+    with pytest.raises(TimeoutError):
+        connect.connect_first(addresses, 2.5, lambda: clock[0])
+    assert timeouts == [1.0, 1.0, 0.5]  # the floor, then what is left; the spent deadline ends the tries

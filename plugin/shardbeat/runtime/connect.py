@@ -19,6 +19,8 @@ from shardbeat.runtime.network import Route
 from shardbeat.runtime.resolver import Address, Resolver, ResolveTimeout
 
 MAX_CONNECT_ANSWER = 16 * 1024
+# The least time one address of several gets for its TCP handshake (a far region's round trip fits).
+MIN_ATTEMPT = 1.0
 
 
 class ProxyRefused(OSError):
@@ -92,17 +94,23 @@ def _left(deadline: float, monotonic: Callable[[], float]) -> float:
 def connect_first(
     addresses: Sequence[Address], deadline: float, monotonic: Callable[[], float]
 ) -> socket.socket:
-    """Each address in turn, as socket.create_connection does, but against the one deadline."""
+    """Each address in turn, as socket.create_connection does, but against the one deadline.
+
+    An address whose handshake gets no reply (a black-holed A record, or IPv6 that is configured
+    but dropped on the way) may not spend the whole deadline: each address but the last gets its
+    share of the time left (at least MIN_ATTEMPT, if there is that much), so the next one is tried.
+    """
     failure: OSError = OSError("no address to connect to")
-    for family, sockaddr in addresses:
+    for index, (family, sockaddr) in enumerate(addresses):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(_left(deadline, monotonic))
+            left = _left(deadline, monotonic)
+            sock.settimeout(max(left / (len(addresses) - index), min(left, MIN_ATTEMPT)))
             sock.connect(sockaddr)
         except OSError as exc:
             sock.close()
             failure = exc
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError) and deadline - monotonic() <= 0:
                 break  # the deadline is spent: no time for the next address
             continue
         except BaseException:

@@ -771,3 +771,54 @@ def test_each_address_but_the_last_gets_a_share_of_the_time_left(monkeypatch: py
     with pytest.raises(TimeoutError):
         connect.connect_first(addresses, 2.5, lambda: clock[0])
     assert timeouts == [1.0, 1.0, 0.5]  # the floor, then what is left; the spent deadline ends the tries
+
+
+def test_the_rest_of_a_request_is_not_sent_once_its_deadline_passed() -> None:
+    """A server that stops reading mid-request (its window full) and reads again only after the call's
+    deadline: the rest of the request is not written then (the loop wrote it on the first write event,
+    before the same poll timed the call out: the whole request reached the server past its deadline)."""
+    body = b"x" * (16 << 20)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    ready = threading.Event()
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        ready.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    clock = [100.0]
+    loop = HttpLoop(monotonic=lambda: clock[0])
+    results: list[HttpResponse | TransportError] = []
+    try:
+        request = HttpRequest("POST", "/", (("Host", "h"), ("Content-Length", str(len(body)))), body)
+        endpoint = Endpoint("http", "127.0.0.1", listener.getsockname()[1], "h")
+        loop.start(endpoint, request, 101.0, results.append)
+        until = time.monotonic() + 10
+        conns: list[Any] = []
+        while not conns and time.monotonic() < until:  # connected and written until the buffers filled
+            loop.poll(0.05)
+            conns = [k.data for k in loop._selector.get_map().values() if k.data is not None]
+        assert conns and conns[0].out is not None, "the request should still be partly unsent"
+        assert ready.wait(10)
+        written = len(conns[0].call.data) - len(conns[0].out)  # what the client sent before its deadline
+        clock[0] = 102.0  # the deadline passes while the loop is away; the server reads meanwhile
+        server = accepted[0]
+        server.settimeout(0.3)
+        received = 0
+        with contextlib.suppress(OSError):
+            while chunk := server.recv(1 << 20):
+                received += len(chunk)
+        loop.poll(0)  # the loop comes back: writable, and past the deadline
+        with contextlib.suppress(OSError):
+            while chunk := server.recv(1 << 20):
+                received += len(chunk)
+        assert len(results) == 1 and isinstance(results[0], TransportError), results
+        assert results[0].code == "Timeout"
+        assert received == written  # not a byte more after the deadline
+    finally:
+        loop.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()

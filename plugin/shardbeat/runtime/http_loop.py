@@ -15,7 +15,8 @@ the blocking way on connector threads (http_connectors.py), which hand the socke
   will come again, and reopening costs far more than an idle socket), and an idle connection the
   server closes is noticed and dropped at once.
 - Deadlines are strict: at a call's deadline it fails with Timeout at the step it was in (resolve,
-  connect and tls as the connector thread last said, else answer), and its connection is closed.
+  connect and tls as the connector thread last said, else answer), and its connection is closed; no byte
+  of a request is written past its deadline (a heartbeat's claim past its lease).
   A connector that finishes after its call timed out gives the socket to the next waiting call of
   that endpoint, else to the idle pool (the set-up was paid for; a slow network still gets a use).
 - A call on a reused connection that fails before any byte of answer arrived (the server had
@@ -291,6 +292,11 @@ class HttpLoop:
             self._selector.modify(conn.sock, events, conn)
 
     def _write(self, conn: Conn) -> None:
+        call = conn.call
+        if call is not None and call.deadline <= self._monotonic():
+            # No byte of a call goes on the wire past its deadline (a server that opens its window late,
+            # a loop back late): the call's Timeout comes from _expire, this poll or the next.
+            return
         try:
             events = conn.write()
         except OSError as exc:

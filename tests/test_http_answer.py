@@ -278,3 +278,72 @@ def test_a_status_line_echoing_a_secret_is_masked() -> None:
 def test_a_content_length_with_thousands_of_leading_zeros_is_still_its_value() -> None:
     answer, _ = feed_all([b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 5000 + b"2\r\n\r\n[]"])
     assert answer is not None and answer.body == b"[]"
+
+
+def _coded(coding: str, body: bytes, framing: str = "length") -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\n"
+    if framing == "chunked":
+        chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _compress(coding: str, data: bytes) -> bytes:
+    import gzip
+    import zlib
+
+    if coding in ("gzip", "x-gzip"):
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    raw = zlib.compressobj(wbits=-15)  # raw deflate, as some servers send for "deflate"
+    return raw.compress(data) + raw.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "packing", "framing"),
+    [
+        ("gzip", "gzip", "length"),
+        ("x-gzip", "x-gzip", "chunked"),
+        ("deflate", "deflate", "length"),
+        ("deflate", "raw", "chunked"),
+        ("GZIP, identity", "gzip", "length"),
+    ],
+)
+def test_a_compressed_body_is_read_decoded(coding: str, packing: str, framing: str) -> None:
+    """No request asks for a coding, yet without Accept-Encoding any is acceptable (RFC 9110 12.5.3):
+    a gzip or deflate body is the JSON it decodes to, not bytes that "are not JSON"."""
+    content = b'{"Response": {"RequestId": "r-1", "Groups": [1, 2, 3]}}' * 20
+    answer, _ = parse_every_way(_coded(coding, _compress(packing, content), framing))
+    assert answer.body == content
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "words"),
+    [
+        (_coded("br", b"\x0b\x02\x80[]\x03"), "InvalidHTTP", "content coding shardbeat does not decode (br)"),
+        (_coded("gzip, gzip", b"x"), "InvalidHTTP", "does not decode (gzip, gzip)"),
+        (_coded("gzip", b"not gzip at all"), "InvalidHTTP", "not valid gzip"),
+        (_coded("gzip", _compress("gzip", b"[1, 2, 3]" * 50)[:-12]), "InvalidHTTP", "gzip body is cut short"),
+        # a body that decodes past the limit (a "zip bomb") fails as an oversize answer would
+        (_coded("gzip", _compress("gzip", b"0" * (MAX_RESPONSE_BYTES + 1))), "ResponseTooLarge", "over"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n",
+            "InvalidHTTP",
+            "transfer coding shardbeat does not decode (gzip, chunked)",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n[]", "InvalidHTTP", "transfer coding"),
+    ],
+)
+def test_codings_that_cannot_be_read_fail_naming_them(data: bytes, code: str, words: str) -> None:
+    """A transfer coding other than chunked, or a content coding that is not gzip or deflate: an error
+    that names it (the coded bytes were read as the content, which the providers then called "not
+    JSON", or worse, read as JSON)."""
+    error = fails_every_way(data, eof=True) if len(data) < 2000 else _fails_whole(data)
+    assert error.code == code and words in error.message, error.message
+
+
+def _fails_whole(data: bytes) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        feed_all([data], eof=True)
+    return caught.value

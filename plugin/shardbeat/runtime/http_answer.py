@@ -41,6 +41,15 @@ def _cut_short() -> TransportError:
     return _invalid("answer cut short (IncompleteRead)")  # transport.py's words for a short body
 
 
+def _codings(header: str) -> list[str]:
+    """The codings a Transfer-Encoding or Content-Encoding lists, in order, "identity" left out."""
+    return [c for c in (part.strip(" \t").lower() for part in header.split(",")) if c and c != "identity"]
+
+
+def _shown(header: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in clip(header, 60))
+
+
 def _blank_line(buf: bytearray, start: int) -> tuple[int, int]:
     """(index of the newline that ends the head, length of the blank line after it), or (-1, 0).
     Lines may end in CRLF or a bare LF (RFC 9112 2.2 lets a recipient accept either)."""
@@ -143,7 +152,38 @@ class AnswerParser:
     def _finish(self, body: bytes) -> HttpResponse:
         self._state = _DONE
         self._buf = bytearray()
+        if body and "content-encoding" in self.headers:
+            body = self._decoded(body)
         return HttpResponse(self._status, self.headers, body)
+
+    def _decoded(self, body: bytes) -> bytes:
+        """The body without its content coding. No request asks for one (no Accept-Encoding), but
+        without that header any coding is acceptable (RFC 9110 12.5.3): gzip and deflate are decoded,
+        within MAX_RESPONSE_BYTES decoded; another coding is an error that names it, never its bytes
+        read as JSON."""
+        header = self.headers["content-encoding"]
+        codings = _codings(header)
+        if not codings:
+            return body
+        if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+            raise _invalid(f"answer has a content coding shardbeat does not decode ({_shown(header)})")
+        import zlib  # lazy: almost no answer is compressed
+
+        failure = ""
+        # gzip (or zlib: 32 + 15 detects either); deflate is zlib-wrapped, raw deflate as some servers send
+        for wbits in (47,) if codings[0] != "deflate" else (15, -15):
+            decoder = zlib.decompressobj(wbits)
+            try:
+                decoded = decoder.decompress(body, MAX_RESPONSE_BYTES + 1)
+            except zlib.error as exc:
+                failure = str(exc)
+                continue
+            if len(decoded) > MAX_RESPONSE_BYTES or decoder.unconsumed_tail:
+                raise _too_large()
+            if not decoder.eof:
+                raise _invalid(f"answer's {codings[0]} body is cut short")
+            return decoded
+        raise _invalid(f"answer's body is not valid {codings[0]} ({clip(failure, 60)})")
 
     # -- the head ----------------------------------------------------------------------------------
 
@@ -241,7 +281,11 @@ class AnswerParser:
         elif coding is not None:
             if length is not None:
                 self.keep_alive = False  # both framings: a smuggling shape; never reuse the connection
-            if coding.rsplit(",", 1)[-1].strip(" \t").lower() == "chunked":
+            codings = _codings(coding)
+            if codings[:-1] or (codings and codings[-1] != "chunked"):  # gzip, chunked; gzip alone
+                # Its bytes are not the content: read as such, they made a misleading "not JSON".
+                raise _invalid(f"answer has a transfer coding shardbeat does not decode ({_shown(coding)})")
+            if codings:
                 self._state = _CHUNKED
             else:
                 self._state = _CLOSE

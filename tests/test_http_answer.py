@@ -167,8 +167,10 @@ def test_chunk_trailers_are_read_and_dropped() -> None:
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]",
             "InvalidHTTP",
-            "Content-Length",
+            "conflicting Content-Length values (2, 3)",
         ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 20\r\n\r\n[]", "InvalidHTTP", "conflicting Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\n[]", "InvalidHTTP", "conflicting Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n[]", "InvalidHTTP", "invalid Content-Length"),
         (
             f"HTTP/1.1 200 OK\r\nContent-Length: {MAX_RESPONSE_BYTES + 1}\r\n\r\n".encode(),
@@ -347,3 +349,18 @@ def _fails_whole(data: bytes) -> TransportError:
     with pytest.raises(TransportError) as caught:
         feed_all([data], eof=True)
     return caught.value
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Length: 2\r\nContent-Length: 2\r\n",
+        b"Content-Length: 2, 2\r\n",
+        b"Content-Length: 02 ,2\r\n",
+    ],
+)
+def test_a_content_length_said_twice_alike_is_that_length(head: bytes) -> None:
+    """RFC 9110 8.6: the same length repeated (a proxy's artefact) may be read as that one length; it
+    failed as "an invalid Content-Length" (the hint: not the log service). The connection is not reused."""
+    answer, parser = parse_every_way(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n[]")
+    assert answer.body == b"[]" and not parser.reusable

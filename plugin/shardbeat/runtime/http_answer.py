@@ -292,6 +292,13 @@ class AnswerParser:
                 self.keep_alive = False
         elif length is not None:
             length = length.strip(" \t")
+            if "," in length:  # repeated (joined by _headers) or a list: one length said again (RFC 9110 8.6)
+                values = {value.strip(" \t") for value in length.split(",")}
+                if len({(v.lstrip("0") or "0") if v.isascii() and v.isdigit() else v for v in values}) > 1:
+                    shown = _shown(", ".join(sorted(values)))
+                    raise _invalid(f"answer has conflicting Content-Length values ({shown})")
+                length = values.pop()
+                self.keep_alive = False  # a proxy's artefact at best: this connection is not reused
             if not (length.isascii() and length.isdigit()):
                 raise _invalid("answer has an invalid Content-Length")
             # Measured by its digits before int(): Python refuses to convert over 4300 digits

@@ -292,11 +292,6 @@ class HttpLoop:
             self._selector.modify(conn.sock, events, conn)
 
     def _write(self, conn: Conn) -> None:
-        call = conn.call
-        if call is not None and call.deadline <= self._monotonic():
-            # No byte of a call goes on the wire past its deadline (a server that opens its window late,
-            # a loop back late): the call's Timeout comes from _expire, this poll or the next.
-            return
         try:
             events = conn.write()
         except OSError as exc:
@@ -315,6 +310,10 @@ class HttpLoop:
             self._drop(conn)
             return
         if conn.out is not None:
+            if conn.call.deadline <= self._monotonic():
+                # The rest of a request never goes on the wire past its deadline (a server that opened
+                # its window late, a loop back late): _expire, later in this poll, ends the call.
+                return
             self._write(conn)
             if conn.closed or (conn.out is not None and not mask & READ):
                 return

@@ -822,3 +822,33 @@ def test_the_rest_of_a_request_is_not_sent_once_its_deadline_passed() -> None:
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+def test_many_calls_whose_turn_comes_after_their_deadline_end_without_recursion() -> None:
+    """As above with 2000 waiting calls (1000 groups on one endpoint, a slow server): each overdue call
+    ended through _send_on -> _keep_idle -> _pump -> _send_on, one level deeper per call, until a
+    RecursionError escaped poll() (the runner's loop). Now they end in one loop, as queue Timeouts."""
+    clock = [100.0]
+    server = CountingServer(delay=0.3)
+    loop = HttpLoop(monotonic=lambda: clock[0], max_in_flight_per_host=1)
+    endpoint = Endpoint("http", "127.0.0.1", server.port, "h")
+    first: list[HttpResponse | TransportError] = []
+    waited: list[HttpResponse | TransportError] = []
+    try:
+        loop.start(endpoint, REQ, 1000.0, first.append)
+        for _ in range(2000):
+            loop.start(endpoint, REQ, 101.0, waited.append)
+        deadline = time.monotonic() + 10
+        while server.requests < 1 and time.monotonic() < deadline:
+            loop.poll(0.01)
+        while server.answered < 1 and time.monotonic() < deadline:  # the loop is "away"
+            time.sleep(0.01)
+        clock[0] = 102.0
+        while not (first and len(waited) == 2000) and time.monotonic() < deadline:
+            loop.poll(0.05)
+        assert isinstance(first[0], HttpResponse) and first[0].status == 200, first
+        assert {(r.code, r.step) for r in waited if isinstance(r, TransportError)} == {("Timeout", "queue")}
+        assert len(waited) == 2000 and server.requests == 1
+    finally:
+        loop.close()
+        server.close()

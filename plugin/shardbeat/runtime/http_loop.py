@@ -216,13 +216,23 @@ class HttpLoop:
         one is idle, else a new one (at most MAX_OPENING being opened at once per endpoint, so one
         unreachable endpoint cannot hold every connector thread)."""
         waiting = pool.waiting
+        now = None
         while waiting and pool.busy < self._max_busy and (pool.idle or pool.opening < MAX_OPENING):
             call = waiting.popleft()
             if call.finished:
                 continue
+            if now is None:
+                now = self._monotonic()
+            if call.deadline <= now:
+                # Its deadline passed while it waited (a loop back late): not sent, and ended here, in
+                # this loop: _send_on's own check would recurse through _keep_idle once per such call.
+                self._finish(call, call.timeout(pool.route))
+                continue
             pool.busy += 1
             if pool.idle:
-                self._send_on(pool.idle.pop(), call)
+                conn = pool.idle.pop()
+                conn.begin(call)
+                self._write(conn)
             else:
                 self._open(pool, call)
 

@@ -852,3 +852,23 @@ def test_many_calls_whose_turn_comes_after_their_deadline_end_without_recursion(
     finally:
         loop.close()
         server.close()
+
+
+def test_a_call_already_past_its_deadline_says_the_process_was_late_not_the_network() -> None:
+    """A call whose deadline passed before the loop could send it (a busy host, a stopped process): the
+    error says so. It said "connect to ...: call deadline passed; no reply to the TCP handshake: a
+    firewall may drop the traffic", sending an operator after a network that was never tried."""
+    clock = [100.0]
+    loop = HttpLoop(monotonic=lambda: clock[0])
+    results: list[HttpResponse | TransportError] = []
+    try:
+        endpoint = Endpoint("http", "127.0.0.1", 9, "h")
+        loop.start(endpoint, REQ, 101.0, results.append)
+        clock[0] = 102.0  # the loop comes back past the deadline
+        loop.poll(0)
+        assert len(results) == 1 and isinstance(results[0], TransportError), results
+        said = results[0].describe(endpoint, 1.0)
+        assert results[0].code == "Timeout" and "ran late" in said, said
+        assert "firewall" not in said and "TCP handshake" not in said, said
+    finally:
+        loop.close()

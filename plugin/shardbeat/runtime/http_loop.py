@@ -53,6 +53,16 @@ MAX_OPENING = 4  # connections being opened at once per endpoint (and at most a 
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
+def _unsent() -> TransportError:
+    """A call whose deadline passed before it could be sent: no step of the network was slow (that
+    would have been its Timeout), this process was: named so, not "connect" (whose fix blames a firewall)."""
+    return TransportError(
+        "Timeout",
+        "the call's deadline passed before it was sent (this process ran late: a busy host or a "
+        "stopped process)",
+    )
+
+
 class HttpLoop:
     def __init__(
         self,
@@ -179,7 +189,7 @@ class HttpLoop:
         now = self._monotonic()
         for call in new:
             if call.deadline <= now:  # as transport.py: no time left to even try
-                self._finish(call, TransportError("Timeout", "call deadline passed", "connect"))
+                self._finish(call, _unsent())
                 continue
             pool = self._pools.get(call.key)
             if pool is None:
@@ -279,7 +289,7 @@ class HttpLoop:
         if call.deadline <= self._monotonic():
             # A loop that comes back late (a loaded machine) puts no call on the wire past its
             # deadline (a heartbeat's claim past its lease); the connection goes on to the next call.
-            self._finish(call, TransportError("Timeout", "call deadline passed", "connect"))
+            self._finish(call, _unsent())
             conn.pool.busy -= 1
             self._keep_idle(conn)
             return

@@ -14,6 +14,7 @@ import pytest
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.server import EmulatorServer
 from shardbeat.providers.base import Endpoint, HttpRequest
+from shardbeat.runtime import resolver as resolver_module
 from shardbeat.runtime.http_loop import HttpLoop
 from shardbeat.runtime.http_session import RequestsTransport, make_session
 from shardbeat.runtime.network import Network
@@ -77,6 +78,24 @@ def test_answers_are_cached_briefly_and_stand_in_when_a_fresh_lookup_fails(dns: 
     now[0] += 400
     with pytest.raises(socket.gaierror):
         resolver.resolve("ok.test", 80, now[0] + 5)
+
+
+def test_a_hung_lookup_is_not_waited_for_to_the_deadline_when_an_older_answer_can_stand_in(
+    dns: FakeDns,
+) -> None:
+    """The resolver hangs once an answer is stale: the old answer comes after at most STALE_WAIT (or
+    half the time left), while there is still time to connect with it. (It came at the deadline, too
+    late to use: every new connection failed for as long as the resolver hung, and with a server that
+    closes idle connections, every beat did: the lease was lost although an answer stood ready.)"""
+    resolver = Resolver(dns, fresh_for=0.0, stale_for=300)
+    first = resolver.resolve("flaky.test", 80, time.monotonic() + 5)
+    dns.hang.add("flaky.test")
+    for left in (10.0, 0.4):
+        started = time.monotonic()
+        assert resolver.resolve("flaky.test", 80, started + left) == first
+        took = time.monotonic() - started
+        assert took < min(resolver_module.STALE_WAIT, left / 2) + 0.5, took  # not `left`
+    assert dns.calls == ["flaky.test", "flaky.test"]  # the one hung lookup, still in flight
 
 
 def test_ip_literals_never_look_anything_up(dns: FakeDns) -> None:

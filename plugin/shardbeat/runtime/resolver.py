@@ -9,7 +9,9 @@ costs one thread per name, not one per call.
 Answers are kept for a short while (TTL 30 s: a lease outlives many beats, and keep-alive means a
 lookup only happens for a new connection anyway). When a fresh lookup fails or times out, an
 answer up to 5 minutes old is used instead (with a warning), so a resolver hiccup does not cost
-the lease; after that the failure is the caller's.
+the lease; after that the failure is the caller's. While such an answer could stand in, a hung
+lookup is waited for at most STALE_WAIT (1 s, or half the time left): its stand-in must come while
+there is still time to connect with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ GetAddrInfo = Callable[..., list[tuple[Any, ...]]]
 
 FRESH_FOR = 30.0
 STALE_FOR = 300.0
+STALE_WAIT = (
+    1.0  # the longest a lookup is waited for when an older answer could stand in (at most half the time left)
+)
 
 
 class ResolveTimeout(TimeoutError):
@@ -80,11 +85,18 @@ class Resolver:
                 threading.Thread(
                     target=self._run, args=(key, lookup), name="shardbeat-dns", daemon=True
                 ).start()
-        lookup.done.wait(max(0.0, deadline - self._monotonic()))
+        left = max(0.0, deadline - self._monotonic())
+        stand_in = cached is not None and now - cached[0] < self._stale_for
+        # With an answer that may stand in, a hung lookup is not waited for to the deadline: the
+        # answer would come when no time is left to connect with it (and every new connection failed
+        # for as long as the resolver hung). The lookup goes on and fills the cache when it answers.
+        patience = min(left / 2, STALE_WAIT) if stand_in else left
+        lookup.done.wait(patience)
         if lookup.addresses is not None:
             return lookup.addresses
         failure: OSError = lookup.error or ResolveTimeout(
-            f"DNS gave no answer for {host} before the call's deadline"
+            f"DNS gave no answer for {host} "
+            + (f"within {patience:.1f}s" if stand_in else "before the call's deadline")
         )
         if cached is not None and now - cached[0] < self._stale_for:
             age = now - cached[0]

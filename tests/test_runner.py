@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from harness import wait_for
 from shardbeat.config import config_from_dict
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
@@ -103,26 +104,34 @@ def is_event(name: str, **fields: Any) -> Callable[[Record], bool]:
     return lambda r: r["event"] == name and all(r.get(k) == v for k, v in fields.items())
 
 
-def held_by(emulator: EmulatorServer, consumer: str) -> list[int]:
+def beats(emulator: EmulatorServer, consumer: str) -> list[dict[str, Any]]:
+    """The heartbeats the server answered for one consumer, oldest first."""
     receipts, _ = emulator.world.receipts(0)
-    mine = [j for j in (r.to_json() for r in receipts) if j["consumer"] == consumer and j["status"] == 200]
-    return sorted(mine[-1]["held"]["demo-logstore"]) if mine else []
+    return [j for j in (r.to_json() for r in receipts) if j["consumer"] == consumer and j["status"] == 200]
 
 
 def test_release_on_ack_holds_revoked_shards_until_acked(emulator: EmulatorServer) -> None:
-    a = InProcess([sls(emulator, consumer="a", release="ack", release_grace=60)])
+    # 1 s beats (a 0.9 s call budget): at 0.3 s a loaded machine timed beats out, and a run of them
+    # ends a's lease, which hands its shards on by the lease rule, not by the ack this test is about.
+    a = InProcess([sls(emulator, consumer="a", release="ack", release_grace=60, heartbeat_interval=1.0)])
     b: InProcess | None = None
     try:
         a.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"]["demo-logstore"]) == 6)
-        b = InProcess([sls(emulator, consumer="b")])
+        b = InProcess([sls(emulator, consumer="b", heartbeat_interval=1.0)])
         revoke = a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
         revoked = revoke["revoked"]["demo-logstore"]
         assert len(revoked) == 3
-        time.sleep(1.0)  # several beats: a still lists the revoked shards, b cannot have them
-        assert set(revoked) <= set(held_by(emulator, "a"))
+        # Several beats of both after the revoke (waited for, not slept: a loaded machine beats late):
+        # each of a's still lists the revoked shards, and b, asking all along, is given none of them.
+        na, nb = len(beats(emulator, "a")), len(beats(emulator, "b"))
+        assert wait_for(
+            lambda: len(beats(emulator, "a")) >= na + 3 and len(beats(emulator, "b")) >= nb + 2, 30
+        )
+        waiting = beats(emulator, "a")[na:]
+        assert all(set(revoked) <= set((x["held"] or {}).get("demo-logstore", [])) for x in waiting), waiting
         assert not any(r["event"] == "assignment" and r["assigned"] for r in b.records)
         a.runner.release(a.runner.sessions, {"demo-logstore": frozenset(revoked)})
-        got = b.wait_for(lambda r: r["event"] == "assignment" and r["assigned"] != {}, timeout=5)
+        got = b.wait_for(lambda r: r["event"] == "assignment" and r["assigned"] != {})
         assert got["assigned"]["demo-logstore"] == revoked
     finally:
         a.stop()
@@ -130,20 +139,31 @@ def test_release_on_ack_holds_revoked_shards_until_acked(emulator: EmulatorServe
             b.stop()
 
 
-def test_immediate_release_hands_over_within_about_one_beat(emulator: EmulatorServer) -> None:
-    a = InProcess([sls(emulator, consumer="a", heartbeat_interval=1.0)])
+def test_immediate_release_beats_at_once_after_writing_the_revoke() -> None:
+    """The handover's own step: a's beat that frees the shards follows the one that revoked them at
+    once, not a tick later. Its own server (a 10 s group timeout) lets the beats be 2 s apart, so a
+    loaded machine's lateness stays far from the tick this tells apart; the rule is a step test
+    (test_driver_release), how fast a handover goes is the benchmark's."""
+    interval = 2.0
+    server = EmulatorServer(parse_fixtures(fixtures(timeout=10))).start()
+    a = InProcess([sls(server, consumer="a", heartbeat_interval=interval, timeout=10)])
     b: InProcess | None = None
     try:
         a.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"]["demo-logstore"]) == 6)
-        b = InProcess([sls(emulator, consumer="b", heartbeat_interval=1.0)])
-        a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
-        t0 = time.monotonic()
-        b.wait_for(lambda r: r["event"] == "assignment" and len(r["assigned"].get("demo-logstore", [])) == 3)
-        assert time.monotonic() - t0 < 1.5  # a beats right after writing the revoke; b's next beat gets them
+        b = InProcess([sls(server, consumer="b", heartbeat_interval=interval, timeout=10)])
+        revoke = a.wait_for(lambda r: r["event"] == "assignment" and r["revoked"] != {})
+        revoked = set(revoke["revoked"]["demo-logstore"])
+        got = b.wait_for(lambda r: r["event"] == "assignment" and r["assigned"] != {})
+        assert set(got["assigned"]["demo-logstore"]) == revoked
+        held = [(x["mono"], set((x["held"] or {}).get("demo-logstore", []))) for x in beats(server, "a")]
+        freed = next(i for i in range(1, len(held)) if revoked <= held[i - 1][1] and not held[i][1] & revoked)
+        gap = held[freed][0] - held[freed - 1][0]  # the next tick would be `interval` later
+        assert gap < interval / 2, f"the freeing beat came {gap:.2f}s after the revoking one"
     finally:
         a.stop()
         if b:
             b.stop()
+        server.stop()
 
 
 def test_status_record(emulator: EmulatorServer) -> None:
@@ -192,16 +212,17 @@ def test_a_broken_writer_stops_claims_even_when_nobody_told_the_runner(emulator:
 
         node.writer._encode = hopeless
         broke_at = time.time()
-        node._thread.join(5)
+        node._thread.join(30)
         assert not node._thread.is_alive(), "the runner kept going with a broken writer"
         result.append(0)
-        # The next beat's answer is the first record that fails; the beat after it must not be sent.
+        # The answer to the first beat the server got after the break (or to one in flight then) is
+        # the first record that fails; no beat may claim after it, however late a loaded machine ran.
         late = [
             r
             for r in emulator.world.receipts()[0]
-            if r.call.consumer == "c1" and r.wall > broke_at + 2 * 0.3 and any((r.call.held or {}).values())
+            if r.call.consumer == "c1" and r.wall > broke_at and any((r.call.held or {}).values())
         ]
-        assert late == []
+        assert len(late) <= 1, [(r.seq, r.wall - broke_at) for r in late]
     finally:
         if not result:
             node.runner.stop()

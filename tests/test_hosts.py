@@ -366,8 +366,9 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
 
         # Now the service stops answering, still with nobody reading: the lease must lapse on time.
         admin(emulator, "POST", "faults", {"consumer": consumer, "action": "heartbeat", "effect": "hang"})
-        last_ok = max(r["wall"] for r in receipts(emulator, consumer) if r["status"] == 200)
-        time.sleep(TIMEOUT - MARGIN + 0.5)
+        answered = sorted(r["wall"] for r in receipts(emulator, consumer) if r["status"] == 200)
+        prev_ok, last_ok = answered[-2:]
+        time.sleep(TIMEOUT - MARGIN + 1.0)  # a loop held by the blocked write would decide 1 s late, or later
         assert pipe_fill(host.stdout_fd()) >= 56_000
         stalled_for = time.monotonic() - t_full
         resumed_at = time.time()
@@ -376,9 +377,12 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
         assert wall(lost["time"]) < resumed_at - 0.3  # decided on time; only its delivery waited
         before = [r for r in host.all()[: host.all().index(lost)] if r["event"] in ("lease", "assignment")]
         expires = wall(before[-1]["lease_expires"])
-        assert abs(wall(lost["time"]) - expires) < 0.25, (lost["time"], before[-1]["lease_expires"])
-        # The lease ran from the last answered heartbeat's send, a little before the server got it.
-        assert last_ok + (TIMEOUT - MARGIN) - 0.3 <= expires <= last_ok + (TIMEOUT - MARGIN) + 0.05
+        # On time: the exact moment is a step test (test_driver_lease); here a loaded machine's timer
+        # may be late, by less than half the margin (the server keeps the shards a margin longer).
+        assert -0.25 < wall(lost["time"]) - expires < MARGIN / 2, (lost["time"], before[-1]["lease_expires"])
+        # The lease ran from the last answered heartbeat's send: before the server got it, after the
+        # server got the one before (one call in flight at a time), however late a loaded machine ran.
+        assert prev_ok + (TIMEOUT - MARGIN) < expires <= last_ok + (TIMEOUT - MARGIN) + 0.05
         assert stalled_for > 3 * INTERVAL
         admin(emulator, "DELETE", "faults")
         rc, _ = host.stop()
@@ -403,16 +407,30 @@ def test_control_over_stdin_takes_effect_under_fluent_bit(
     try:
         host.wait_event("assignment")
         os.write(w, encode({"op": "status"}, encoding))
-        status = host.wait_event("status", 3)
+        status = host.wait_event("status")
         assert status["assigned"] == {"demo-logstore": [0, 1, 2, 3, 4, 5]}
 
-        # `heartbeat`: right after a scheduled beat, ask for one; it must come long before the next.
-        n = len(receipts(emulator, consumer))
-        assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 3)
-        n, t0 = len(receipts(emulator, consumer)), time.monotonic()
+        # `heartbeat`: asked for right after a scheduled beat, one comes long before the next tick (a
+        # whole interval after it): within 2/3 of one, by the server's clock. A scheduled beat the test
+        # saw late (a loaded machine) is let go and the next one used. The spacing rule is a step test
+        # (test_driver_control); how fast an on-demand beat goes is the benchmark's.
+        for _ in range(10):
+            n = len(receipts(emulator, consumer))
+
+            def fresh(seen: int = n) -> bool:
+                return len(receipts(emulator, consumer)) > seen
+
+            assert wait_for(fresh, 10)
+            prev = len(receipts(emulator, consumer)) - 1
+            if time.monotonic() - receipts(emulator, consumer)[prev]["mono"] < 0.3:
+                break
+        else:
+            pytest.fail("never saw a scheduled beat within 0.3 s of the server's receipt")
         os.write(w, encode({"op": "heartbeat", "group": "demo-group"}, encoding))
-        assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 1.0)
-        assert time.monotonic() - t0 < 0.6
+        assert wait_for(lambda: len(receipts(emulator, consumer)) > prev + 1, 10)
+        beat, asked = receipts(emulator, consumer)[prev : prev + 2]
+        gap = asked["mono"] - beat["mono"]
+        assert gap < 1.5 * 2 / 3, f"the asked-for beat came {gap:.2f} s after the scheduled one (1.5 s beats)"
 
         t0 = time.monotonic()
         os.write(w, encode({"op": "stop"}, encoding))
@@ -495,9 +513,9 @@ def test_garbage_control_input_is_survived(emulator: EmulatorServer, tmp_path: P
         assert "Traceback" not in host.log()
         # ...and the channel, the plugin and its heartbeats carry on.
         os.write(w, b'{"op": "status"}\n')
-        host.wait_event("status", 3)
+        host.wait_event("status")
         n = len(receipts(emulator, consumer))
-        assert wait_for(lambda: len(receipts(emulator, consumer)) >= n + 2, 3 * INTERVAL + 1)
+        assert wait_for(lambda: len(receipts(emulator, consumer)) >= n + 2, 10)
         assert host.proc.poll() is None
         rc, _ = host.stop()
         assert rc == 0
@@ -533,10 +551,13 @@ def test_release_ack_holds_a_revoked_shard_in_the_heartbeat_until_the_ack(
         revoked = set(revoke["revoked"]["demo-logstore"])
         assert len(revoked) == 3
         t_revoke = time.monotonic()
-        n = len(receipts(emulator, "ack-a"))
-        time.sleep(4 * INTERVAL)
+        # Three beats after the revoke (waited for: a loaded machine beats late), b's among them.
+        n, nb = len(receipts(emulator, "ack-a")), len(receipts(emulator, "ack-b"))
+        assert wait_for(
+            lambda: len(receipts(emulator, "ack-a")) >= n + 3 and len(receipts(emulator, "ack-b")) >= nb + 2,
+            30,
+        )
         waiting = receipts(emulator, "ack-a")[n:]
-        assert len(waiting) >= 3
         assert all(revoked <= held_ids(x) for x in waiting), [x["held"] for x in waiting]
         assert not any(
             set(x["assigned"]["demo-logstore"]) & revoked
@@ -551,11 +572,11 @@ def test_release_ack_holds_a_revoked_shard_in_the_heartbeat_until_the_ack(
                 "json",
             ),
         )
-        t_ack = time.monotonic()
         n = len(receipts(emulator, "ack-a"))
-        assert wait_for(lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "ack-a")[n:]), 2)
-        assert time.monotonic() - t_ack < 1.0  # released at once (a beat now), not at the next tick
-        assert time.monotonic() - t_revoke < 20  # the grace did not do it
+        # The ack over stdin frees them, long before the 20 s grace would. (The beat at once after the
+        # ack is a step test, test_driver_release: at 0.3 s beats the next tick is as near.)
+        assert wait_for(lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "ack-a")[n:]), 10)
+        assert time.monotonic() - t_revoke < 15  # the grace did not do it
         got = b.wait_for(
             lambda rs: next(
                 (
@@ -565,7 +586,6 @@ def test_release_ack_holds_a_revoked_shard_in_the_heartbeat_until_the_ack(
                 ),
                 None,
             ),
-            5,
         )
         assert got, b.log()
         for host in (a, b):
@@ -593,14 +613,19 @@ def test_release_ack_gives_up_after_the_grace_with_a_warning(
         )
         assert revoke, a.log()
         revoked = set(revoke["revoked"]["demo-logstore"])
-        t_revoke = time.monotonic()
         n = len(receipts(emulator, "grace-a"))
-        assert wait_for(
-            lambda: any(not (held_ids(x) & revoked) for x in receipts(emulator, "grace-a")[n:]), 5
-        )
-        took = time.monotonic() - t_revoke
-        assert grace - 0.2 <= took <= grace + 2 * INTERVAL + 0.3, took
-        assert wait_for(lambda: "releasing anyway" in a.log(), 2), a.log()
+
+        def freeing() -> dict[str, Any] | None:
+            return next((x for x in receipts(emulator, "grace-a")[n:] if not held_ids(x) & revoked), None)
+
+        freed = wait_for(freeing, 10)
+        assert freed
+        # From the revoke record to the server's receipt of the freeing beat (neither waits for the
+        # loaded test to look): never before the grace; the 3 s upper bound catches a grace not kept
+        # (the shards would stay held). The exact moment is a step test (test_driver_release).
+        took = freed["wall"] - wall(revoke["time"])
+        assert grace - 0.05 <= took <= grace + 3, took
+        assert wait_for(lambda: "releasing anyway" in a.log(), 10), a.log()
         assert a.stop()[0] == 0
     finally:
         a.kill()
@@ -629,7 +654,7 @@ def test_stdin_eof_stops_only_when_asked(emulator: EmulatorServer, tmp_path: Pat
             time.sleep(1.0)
             assert host.proc.poll() is None
             n = len(receipts(emulator, consumer))
-            assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 2 * INTERVAL + 0.5)
+            assert wait_for(lambda: len(receipts(emulator, consumer)) > n, 10)
             assert host.stop()[0] == 0
         host.check_stream()
     finally:

@@ -660,7 +660,9 @@ def test_endpoints_whose_set_up_stalls_cannot_delay_a_healthy_endpoints_connecti
 
 def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> None:
     """HttpTransport gives each calling thread its own loop (and connector threads): a call stalled in
-    its set-up holds only its own thread."""
+    its set-up holds only its own thread. The stalled calls' 4 s deadlines leave a loaded machine's
+    healthy call room (it lost to 2 s ones under load); one held behind them would still lose."""
+    stall_for = 4.0
     server = CountingServer()
     transport = HttpTransport()
     try:
@@ -671,7 +673,7 @@ def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> 
 
             def stall() -> None:
                 try:
-                    transport.send(stalled, REQ, time.monotonic() + 2.0)
+                    transport.send(stalled, REQ, time.monotonic() + stall_for)
                 except TransportError as exc:
                     outcomes.append((f"{exc.code}/{exc.step}", time.monotonic()))
 
@@ -682,7 +684,7 @@ def test_the_blocking_face_lets_no_stalled_call_delay_another_threads_call() -> 
             assert transport.send(healthy, REQ, time.monotonic() + 30).status == 200
             answered = time.monotonic()
             for thread in threads:
-                thread.join(10)
+                thread.join(stall_for + 10)
         assert [o for o, _ in outcomes] == ["Timeout/connect"] * 12
         assert answered < min(t for _, t in outcomes)
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fault_kit import admin
+from harness import wait_for
 from proxy_kit import PrivateCa, private_ca
 from shardbeat.config.model import NetworkConfig
 from shardbeat.emulator.server import EmulatorServer
@@ -873,4 +874,39 @@ def test_a_call_already_past_its_deadline_says_the_process_was_late_not_the_netw
         assert results[0].code == "Timeout" and "ran late" in said, said
         assert "firewall" not in said and "TCP handshake" not in said, said
     finally:
+        loop.close()
+
+
+def test_a_queued_call_whose_turn_comes_after_its_deadline_starts_no_set_up() -> None:
+    """A loop that comes back late (a loaded machine) finds the set-ups that timed out in their
+    connector threads before it expires the calls queued behind them: a freed slot must not start a
+    set-up (here a lookup that hangs, holding a connector thread) for a call already past its deadline.
+    (It did: test_an_endpoint_whose_dns_hangs_cannot_take_every_connector_thread saw a fifth call
+    time out in its lookup under load.)"""
+    from shardbeat.runtime.resolver import Resolver
+
+    release = threading.Event()
+    lookups: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        lookups.append(host)
+        release.wait(10)  # a DNS server that never answers
+        raise socket.gaierror(socket.EAI_AGAIN, "released")
+
+    loop = HttpLoop(resolver=Resolver(getaddrinfo), connector_threads=8)
+    hung = Endpoint("http", "hung.test", 80, "hung.test")
+    results: list[HttpResponse | TransportError] = []
+    try:
+        for _ in range(http_loop.MAX_OPENING + 1):
+            loop.start(hung, REQ, time.monotonic() + 0.3, results.append)
+        loop.poll(0)  # MAX_OPENING set-ups start, the last call waits for a slot
+        assert wait_for(lambda: lookups, 10)
+        time.sleep(0.6)  # the loop is "away" past every deadline; the set-ups give up meanwhile
+        for _ in range(10):
+            loop.poll(0.05)
+        assert len(results) == http_loop.MAX_OPENING + 1
+        steps = sorted((r.code, r.step) for r in results if isinstance(r, TransportError))
+        assert steps == [("Timeout", "queue")] + [("Timeout", "resolve")] * http_loop.MAX_OPENING, steps
+    finally:
+        release.set()
         loop.close()

@@ -395,7 +395,9 @@ def test_lost_comes_on_time_while_a_call_trickles(proxy: Proxy, tmp_path: Path, 
         assert p.wait_for(lambda rs: any(r["event"] == "lost" for r in rs), 10), records_since(p, 0)
         proxy.garbage = None
         [(_, late)] = ownership.watchdog_delays("fuzzed", records_since(p, 0))
-        assert late <= 0.25, f"lost written {late:.3f}s after the lease ran out"
+        # The exact moment is a step test (test_driver_lease); here a loaded machine's timer may be
+        # late, by less than half the lease margin (1 s: the server keeps the shards that much longer).
+        assert late < 0.5, f"lost written {late:.3f}s after the lease ran out"
         recovered(p, proxy, timeout=15)
         assert not ownership.check({"fuzzed": records_since(p, 0)}).problems()
         assert "Traceback" not in p.log()

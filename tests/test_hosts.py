@@ -340,15 +340,16 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
     sock = tmp_path / "ctl.sock"
     cfg = config(tmp_path, "c", [group(emulator, "sls", consumer)], control={"socket": str(sock)})
     host = VectorHost(["--config", str(cfg)])
+    # A one-page pipe (4 KiB; set before the child writes) is filled by a few records: status records
+    # now come at most ten at once, then one a second, and could no longer fill the 64 KiB default.
+    size = fcntl.fcntl(host.stdout_fd(), fcntl.F_SETPIPE_SZ, 4096)
+    full = size - 1024  # a blocked writer leaves less room than its next record (< 1 KiB)
     try:
         host.wait_event("assignment")
         host.wait_event("lease")
         host.stall()
-        # Fill the 64 KiB pipe: each `status` request writes a record of a few hundred bytes.
-        send_socket(sock, encode({"op": "status"}, "json") * 600)
-        # Linux fills a pipe page by page (16 x 4 KiB) and starts a new page for a record that does not fit
-        # the current one, so a full pipe of ~600-byte records holds ~59 KiB, not 64.
-        assert wait_for(lambda: pipe_fill(host.stdout_fd()) >= 56_000, 5), pipe_fill(host.stdout_fd())
+        send_socket(sock, encode({"op": "status"}, "json") * 20)  # a few hundred bytes each
+        assert wait_for(lambda: pipe_fill(host.stdout_fd()) >= full, 10), pipe_fill(host.stdout_fd())
         t_full = time.monotonic()
         seq_full = len(receipts(emulator, consumer))
         # Four more beats while the pipe stays full (waited for: a loaded machine beats later; a loop
@@ -357,7 +358,7 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
         # intervals failed here under load: a 0.6 s gap at 0.3 s beats).
         assert wait_for(lambda: len(receipts(emulator, consumer)) >= seq_full + 4, 10)
         during = receipts(emulator, consumer)[seq_full - 1 :]
-        assert pipe_fill(host.stdout_fd()) >= 56_000  # still blocked: nothing was read
+        assert pipe_fill(host.stdout_fd()) >= full  # still blocked: nothing was read
         monos = [r["mono"] for r in during]
         gaps = [b - a for a, b in itertools.pairwise(monos)]
         assert len(gaps) >= 3, gaps
@@ -369,7 +370,7 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
         answered = sorted(r["wall"] for r in receipts(emulator, consumer) if r["status"] == 200)
         prev_ok, last_ok = answered[-2:]
         time.sleep(TIMEOUT - MARGIN + 1.0)  # a loop held by the blocked write would decide 1 s late, or later
-        assert pipe_fill(host.stdout_fd()) >= 56_000
+        assert pipe_fill(host.stdout_fd()) >= full
         stalled_for = time.monotonic() - t_full
         resumed_at = time.time()
         host.resume()

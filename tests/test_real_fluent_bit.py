@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -112,19 +112,26 @@ class FluentBit:
         self.proc = subprocess.Popen(
             [binary, "-c", str(tmp_path / example)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            # Apart from stdout: shardbeat's log lines (its stderr is Fluent Bit's) written into the
+            # same pipe could land inside a record line Fluent Bit writes in more than one piece.
+            stderr=subprocess.PIPE,
             env=env,
             cwd=tmp_path,
         )
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # Fluent Bit's stdout: the records its stdout output prints
+        self.both: list[str] = []  # stdout and stderr, as they came: for failure messages
         self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        for stream, lines in ((self.proc.stdout, self.lines), (self.proc.stderr, None)):
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
+    def _read(self, stream: IO[bytes] | None, lines: list[str] | None) -> None:
+        assert stream is not None
+        for raw in stream:
+            line = raw.decode(errors="replace")
             with self._cond:
-                self.lines.append(raw.decode(errors="replace"))
+                if lines is not None:
+                    lines.append(line)
+                self.both.append(line)
                 self._cond.notify_all()
 
     def records(self) -> list[Record]:
@@ -155,7 +162,7 @@ class FluentBit:
 
     def output(self) -> str:
         with self._cond:
-            return "".join(self.lines)
+            return "".join(self.both)
 
     def shardbeat_pid(self) -> int:
         assert wait_for(self.pid_file.exists, 10), self.output()[-3000:]

@@ -294,3 +294,28 @@ def test_example_mixed() -> None:
     assert [g.provider for g in loaded.config.groups] == ["sls", "sls", "cls"]
     assert loaded.config.groups[1].credentials.key_id == "F"
     assert loaded.warnings == ()
+
+
+HUGE = "9" * 5000  # past int()'s digit limit: the parsers raise a bare ValueError, not their own error
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("c.json", '{"groups": [{"timeout": ' + HUGE + "}]}"),
+        ("c.toml", "[[groups]]\ntimeout = " + HUGE + "\n"),
+    ],
+)
+def test_an_integer_too_long_to_read_is_a_problem_not_a_crash(tmp_path: Path, name: str, text: str) -> None:
+    path = write(tmp_path / name, text)
+    (problem,) = file_problems(path)
+    assert problem == Problem(str(path), "config file holds an integer with too many digits to read")
+
+
+def test_a_credentials_file_with_an_integer_too_long_to_read(tmp_path: Path) -> None:
+    write(tmp_path / "creds.json", '{"access_key_id": "A", "access_key_secret": ' + HUGE + "}")
+    raw = {"groups": [sls_entry(credentials_file="creds.json")]}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(raw, base_dir=tmp_path, environ={})
+    (problem,) = caught.value.problems
+    assert "too many digits" in problem.message

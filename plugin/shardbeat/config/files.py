@@ -17,6 +17,9 @@ from shardbeat.config.model import ConfigError, Problem
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; anything near this is the wrong file
 
 
+_TOO_LONG = "{what} holds an integer with too many digits to read"
+
+
 class _NonStandardNumber(ValueError):
     pass
 
@@ -94,6 +97,8 @@ def parse_json(text: str, name: str, what: str) -> Any:
         raise ConfigError([Problem(name, f"{exc} is not a JSON number (in {what})")]) from None
     except RecursionError:
         raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
+    except ValueError:  # an integer past int()'s digit limit (4300): json raises no JSONDecodeError
+        raise ConfigError([Problem(name, _TOO_LONG.format(what=what))]) from None
     if repeated:
         raise ConfigError(
             [Problem(name, f"key {key!r} appears twice in one object (in {what})") for key in repeated]
@@ -111,6 +116,8 @@ def parse_toml(text: str, name: str, what: str) -> Any:
         raise ConfigError([Problem(name, f"invalid TOML in {what}: {exc}")]) from None
     except RecursionError:
         raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
+    except ValueError:  # an integer past int()'s digit limit: tomllib lets int()'s error through
+        raise ConfigError([Problem(name, _TOO_LONG.format(what=what))]) from None
 
 
 def parse_config_file(path: str | os.PathLike[str]) -> Any:

@@ -297,3 +297,61 @@ def test_an_sts_endpoint_no_connection_can_reach_is_refused(sts: str) -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_dict({"groups": [sls(credentials={**creds, "sts_endpoint": sts})]}, environ={})
     assert [p.path for p in caught.value.problems] == ["groups[0].credentials.sts_endpoint"]
+
+
+@pytest.mark.parametrize(
+    ("group", "environ", "path"),
+    [
+        # The schema refuses these in the file; from the official chains' variables they got through.
+        (sls(credentials={"source": "ecs_ram_role"}), {"ALIBABA_CLOUD_ECS_METADATA": "../../x"}, "role_name"),
+        (
+            sls(credentials={"source": "oidc_role", "role_arn": "r", "oidc_provider_arn": "p"}),
+            {"ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/t", "ALIBABA_CLOUD_ROLE_SESSION_NAME": "a b"},
+            "role_session_name",
+        ),
+        (
+            sls(credentials={"source": "oidc_role", "role_arn": "r", "oidc_provider_arn": "p"}),
+            {"ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/t", "ALIBABA_CLOUD_ROLE_SESSION_NAME": "x" * 65},
+            "role_session_name",
+        ),
+    ],
+)
+def test_a_setting_from_the_environment_is_held_to_the_schemas_rule(
+    group: dict[str, Any], environ: dict[str, str], path: str
+) -> None:
+    found = problems(group, environ)
+    key = f"groups[0].credentials.{path}"
+    assert key in found, found
+    assert found[key].startswith("ALIBABA_CLOUD_")
+    assert (
+        environ.get("ALIBABA_CLOUD_ECS_METADATA", "@") not in found[key]
+    )  # names the variable, not its value
+
+
+@pytest.mark.parametrize(
+    ("profile", "words"),
+    [
+        ({"mode": "EcsRamRole", "ram_role_name": "../../latest/x"}, "ram_role_name has an invalid format"),
+        ({"mode": "EcsRamRole", "ram_role_name": "role\n"}, "ram_role_name"),
+        ({"mode": "OIDC", "sts_region": "evil.example/x?"}, "sts_region must be a region id"),
+        ({"mode": "OIDC", "sts_region": "cn-hangzhou\n"}, "sts_region must be a region id"),
+        ({"mode": "OIDC", "role_session_name": "a b"}, "role_session_name has an invalid format"),
+        ({"mode": "OIDC", "expired_seconds": 10**12}, "expired_seconds must be at most 43200"),
+        ({"mode": "OIDC", "expired_seconds": "3600"}, "expired_seconds must be an integer"),
+    ],
+)
+def test_a_profiles_settings_are_held_to_the_rules_of_the_config_keys(
+    tmp_path: Path, profile: dict[str, Any], words: str
+) -> None:
+    """A profile's role name goes into the metadata URL's path and its region into the STS host name:
+    one that the config's own key would refuse is refused from the profile too."""
+    oidc = {
+        "ram_role_arn": "acs:ram::1:role/r",
+        "oidc_provider_arn": "acs:ram::1:oidc/p",
+        "oidc_token_file": "/t",
+    }
+    aliyun = tmp_path / ".aliyun" / "config.json"
+    aliyun.parent.mkdir()
+    aliyun.write_text(json.dumps({"current": "p1", "profiles": [{"name": "p1", **oidc, **profile}]}))
+    found = problems(sls(credentials={"source": "profile"}), {"HOME": str(tmp_path)})
+    assert words in found["groups[0].credentials.profile"], found

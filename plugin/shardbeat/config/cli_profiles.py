@@ -15,6 +15,7 @@ Errors name the file, the profile and the key, never a value.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
 from typing import Any
@@ -27,14 +28,18 @@ from shardbeat.config.credential_sources import (
     CliProfile,
     EcsRamRole,
     SourceSpec,
+    base_url,
+    credentials_definition,
 )
 from shardbeat.config.credentials import credential_flaw
 from shardbeat.config.files import parse_json, read_text
 from shardbeat.config.model import ConfigError, Problem
+from shardbeat.config.schema_errors import setting_problems
 from shardbeat.providers.base import Credentials
 from shardbeat.providers.services import service
 
 MAX_PROFILE_BYTES = 1024 * 1024
+_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # an Alibaba region id (cn-hangzhou): it names the STS host
 
 
 class ProfileError(ValueError):
@@ -95,26 +100,38 @@ def _alibaba(spec: CliProfile, text: str) -> Credentials | SourceSpec:
         return Credentials(field("access_key_id"), field("access_key_secret"))
     if mode == "StsToken":
         return Credentials(field("access_key_id"), field("access_key_secret"), field("sts_token"))
+
+    def setting(key: str, ours: str) -> Any:
+        """An optional setting, held to the rule of the config key it stands for (`ours`)."""
+        value = found.get(key) if found is not None else None
+        if value is None or value == "":
+            return None
+        problems = setting_problems(credentials_definition(spec.provider), ours, value, key)
+        if problems:
+            raise ProfileError(f"{spec.path}: profile {name!r}: {key} {problems[0].message}")
+        return value
+
     if mode == "EcsRamRole":
-        role = found.get("ram_role_name")
-        return EcsRamRole(ECS_METADATA, role if isinstance(role, str) and role else None)
+        return EcsRamRole(ECS_METADATA, setting("ram_role_name", "role_name"))
     if mode == "OIDC":
         region = found.get("sts_region")
-        sts = (
-            f"https://sts.{region}.aliyuncs.com"
-            if isinstance(region, str) and region
-            else f"https://{ALIBABA_STS}"
-        )
-        session = found.get("role_session_name")
-        duration = found.get("expired_seconds")
+        sts = f"https://{ALIBABA_STS}"
+        if isinstance(region, str) and region:
+            sts = base_url(f"sts.{region}.aliyuncs.com", "https") or ""
+            if not sts or not _REGION.fullmatch(region):
+                raise ProfileError(
+                    f"{spec.path}: profile {name!r}: sts_region must be a region id such as cn-hangzhou"
+                )
+        session = setting("role_session_name", "role_session_name")
+        duration = setting("expired_seconds", "duration_seconds")
         token_file = os.path.expanduser(field("oidc_token_file"))
         return AlibabaOidc(
             field("ram_role_arn"),
             field("oidc_provider_arn"),
             os.path.join(os.path.dirname(spec.path), token_file),
             sts,
-            session if isinstance(session, str) and session else f"shardbeat-{os.getpid()}",
-            duration if isinstance(duration, int) and duration >= 900 else ALIBABA_DURATION,
+            session or f"shardbeat-{os.getpid()}",
+            ALIBABA_DURATION if duration is None else int(duration),  # 3600.0 is an integer to the schema
         )
     raise ProfileError(
         f"{spec.path}: profile {name!r} has mode {str(mode)[:40]!r}; shardbeat supports AK, StsToken, "

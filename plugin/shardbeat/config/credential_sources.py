@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from shardbeat.config.model import Problem, ProviderName
+from shardbeat.config.schema_errors import setting_problems
 from shardbeat.providers.endpoint import address_problem
 from shardbeat.providers.services import service
 
@@ -117,6 +118,11 @@ class CliProfile:
 SourceSpec = EcsRamRole | CvmRole | AlibabaOidc | TkeOidc | CliProfile
 
 
+def credentials_definition(provider: ProviderName) -> str:
+    """The config schema's `$defs` entry for a group's `credentials`."""
+    return f"{provider}Credentials"
+
+
 def _home(environ: Mapping[str, str]) -> str:
     return environ.get("HOME") or os.path.expanduser("~")
 
@@ -194,10 +200,13 @@ def _tke_token_file(environ: Mapping[str, str]) -> str | None:
 
 
 class _Reader:
-    def __init__(self, given: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, given: Mapping[str, Any], where: str, environ: Mapping[str, str], provider: ProviderName
+    ) -> None:
         self.given = given
         self.where = where
         self.environ = environ
+        self.definition = credentials_definition(provider)  # the schema's rules for these keys
         self.problems: list[Problem] = []
 
     def text(self, key: str, env: str | None = None, default: str | None = None) -> str | None:
@@ -219,7 +228,9 @@ class _Reader:
                     )
                 )
                 return None
-            return found
+            flaws = setting_problems(self.definition, key, found, f"{self.where}.{key}")
+            self.problems.extend(Problem(p.path, f"{env} {p.message}") for p in flaws)
+            return None if flaws else found
         return default
 
     def required(self, key: str, env: str | None) -> str:
@@ -417,7 +428,7 @@ def parse_source(
     default_region: str | None,
 ) -> tuple[SourceSpec | None, list[Problem]]:
     """`credentials` of a non-static source -> its spec, or the problems (at `where`.key)."""
-    reader = _Reader(given, where, environ)
+    reader = _Reader(given, where, environ, provider)
     allowed = service(provider).credential_sources
     for key in given:
         if key != "source" and key not in source_keys(provider, source):

@@ -55,6 +55,14 @@ def expand_string(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]
     return _REFERENCE.sub(substitute, text), problems
 
 
+CONTROL_MESSAGE = "must not contain control characters (newline, tab, ...)"
+
+
+def has_control(text: str) -> bool:
+    """A newline, tab, ... : refused in every config string (the schema's `$` lets a final newline by)."""
+    return _CONTROL.search(text) is not None
+
+
 def expand(document: Any, environ: Mapping[str, str]) -> tuple[Any, list[Problem], set[str]]:
     """Expand every string in `document`; also refuse control characters (newlines, tabs) in strings.
 
@@ -73,8 +81,8 @@ def expand(document: Any, environ: Mapping[str, str]) -> tuple[Any, list[Problem
             return value
         path = json_path(parts)
         expanded, messages = expand_string(value, environ)
-        if not messages and _CONTROL.search(expanded):
-            messages = ["must not contain control characters (newline, tab, ...)"]
+        if not messages and has_control(expanded):
+            messages = [CONTROL_MESSAGE]
         for message in messages:
             problems.append(Problem(path, message))
         if messages:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shardbeat.config import schema_check
-from shardbeat.config.expand import json_path
+from shardbeat.config.expand import CONTROL_MESSAGE, has_control, json_path
 from shardbeat.config.model import Problem
 from shardbeat.config.problem_summary import SHOWN_PER_KIND, segments
 from shardbeat.core.json_kind import json_kind
@@ -209,3 +209,22 @@ def schema_problems(name: SchemaName, document: Any) -> list[Problem]:
             continue
         found.extend(problems_for(error, suggest))
     return sorted_problems(found)
+
+
+def setting_problems(definition: str, key: str, value: Any, path: str) -> list[Problem]:
+    """The config schema's rule for `key` of `$defs/definition` (e.g. slsCredentials role_name) applied
+    to a value the config file did not hold (an environment variable, a vendor CLI profile): a setting
+    is held to one rule wherever it comes from. Problems at `path`."""
+    root = _shipped("config")
+    own = root["$defs"][definition]["properties"].get(key)
+    if own is None:
+        return []  # a setting the schema does not name (none today): nothing to hold it to
+    rule = {"$defs": root["$defs"], **own}
+    if isinstance(value, str) and has_control(value):
+        return [Problem(path, CONTROL_MESSAGE)]  # as expand() holds every string of the document
+    if schema_check.passes(rule, value):
+        return []
+    from jsonschema import Draft202012Validator  # lazy, as validator_for
+
+    errors = Draft202012Validator(rule).iter_errors(value)
+    return sorted_problems(Problem(path, p.message) for e in errors for p in problems_for(e))

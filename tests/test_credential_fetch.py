@@ -378,6 +378,22 @@ def test_malformed_metadata_answers_are_named_without_secrets(
         server.server_close()
 
 
+@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"Code": ' + b"9" * 5000 + b"}"])
+def test_a_metadata_answer_json_cannot_decode_is_a_fetch_error(
+    sessions: DefaultSessions, body: bytes
+) -> None:
+    """Nesting past the decoder's recursion limit (RecursionError) or an integer past int()'s digit
+    limit (a bare ValueError): a FetchError like any answer that is not JSON, not an internal error."""
+    server = _Canned(200, body)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="answer is not JSON"):
+            fetch(EcsRamRole(f"http://127.0.0.1:{server.server_address[1]}", "r"), sessions)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_sts_error_echoing_the_oidc_token_is_scrubbed(sessions: DefaultSessions, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("eyJ-bearer-TOKEN-value")

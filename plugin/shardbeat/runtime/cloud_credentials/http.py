@@ -206,7 +206,7 @@ def read_token_file(path: str, what: str) -> str:
 def json_object(answer: Answer, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can decode
         raise FetchError(f"{what}: HTTP {answer.status}, answer is not JSON") from None
     if not isinstance(doc, dict):
         raise FetchError(f"{what}: HTTP {answer.status}, answer is not a JSON object")

@@ -319,3 +319,32 @@ def test_a_credentials_file_with_an_integer_too_long_to_read(tmp_path: Path) -> 
         config_from_dict(raw, base_dir=tmp_path, environ={})
     (problem,) = caught.value.problems
     assert "too many digits" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        # Deep enough for the walks after parsing (two frames a level) to pass Python's recursion limit,
+        # shallow enough for the parsers themselves: an internal error before.
+        ("c.json", '{"groups": [{"x": ' + "[" * 700 + "]" * 700 + "}]}"),
+        ("c.json", '{"control": ' + '{"a": ' * 700 + "1" + "}" * 700 + "}"),
+        ("c.toml", "x = " + "[" * 400 + "]" * 400 + "\n"),
+    ],
+)
+def test_nesting_the_checks_cannot_walk_is_refused_at_parse(tmp_path: Path, name: str, text: str) -> None:
+    path = write(tmp_path / name, text)
+    (problem,) = file_problems(path)
+    assert problem == Problem(str(path), "config file is nested too deeply")
+
+
+def test_nesting_up_to_the_bound_is_left_to_the_schema(tmp_path: Path) -> None:
+    from shardbeat.config.files import MAX_NESTING
+
+    def nested(levels: int) -> str:  # the document itself is the first level
+        return '{"x": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+    assert "nested" not in " ".join(
+        p.message for p in file_problems(write(tmp_path / "a.json", nested(MAX_NESTING)))
+    )
+    (deep,) = file_problems(write(tmp_path / "b.json", nested(MAX_NESTING + 1)))
+    assert "nested too deeply" in deep.message

@@ -15,6 +15,10 @@ from typing import Any
 from shardbeat.config.model import ConfigError, Problem
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; anything near this is the wrong file
+# A config nests 4 deep (groups[i].credentials.key). The parsers accept ~1000 levels, but what walks
+# the document afterwards (expand, the checks) recurses with two frames a level: past ~490 it hit
+# Python's recursion limit, an internal error. Refused here, for every walk after.
+MAX_NESTING = 64
 
 
 _TOO_LONG = "{what} holds an integer with too many digits to read"
@@ -99,6 +103,8 @@ def parse_json(text: str, name: str, what: str) -> Any:
         raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
     except ValueError:  # an integer past int()'s digit limit (4300): json raises no JSONDecodeError
         raise ConfigError([Problem(name, _TOO_LONG.format(what=what))]) from None
+    if _too_deep(value):
+        raise ConfigError([Problem(name, f"{what} is nested too deeply")])
     if repeated:
         raise ConfigError(
             [Problem(name, f"key {key!r} appears twice in one object (in {what})") for key in repeated]
@@ -110,7 +116,7 @@ def parse_toml(text: str, name: str, what: str) -> Any:
     import tomllib  # lazy: most configs are JSON
 
     try:
-        return tomllib.loads(text)
+        value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # The message already ends with "(at line L, column C)".
         raise ConfigError([Problem(name, f"invalid TOML in {what}: {exc}")]) from None
@@ -118,6 +124,25 @@ def parse_toml(text: str, name: str, what: str) -> Any:
         raise ConfigError([Problem(name, f"{what} is nested too deeply")]) from None
     except ValueError:  # an integer past int()'s digit limit: tomllib lets int()'s error through
         raise ConfigError([Problem(name, _TOO_LONG.format(what=what))]) from None
+    if _too_deep(value):
+        raise ConfigError([Problem(name, f"{what} is nested too deeply")])
+    return value
+
+
+def _too_deep(document: Any) -> bool:
+    """Objects and lists nested past MAX_NESTING, found without recursion (only containers are visited)."""
+    if type(document) is not dict and type(document) is not list:
+        return False
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if type(value) is dict else value
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                if depth >= MAX_NESTING:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def parse_config_file(path: str | os.PathLike[str]) -> Any:

@@ -543,3 +543,58 @@ def test_a_proxy_that_holds_connect_is_named_not_a_tcp_handshake(tls_emulator: E
                 transport.close()
     finally:
         listener.close()
+
+
+def test_a_call_through_an_unreachable_proxy_names_the_proxy_not_the_endpoint(
+    emulator: EmulatorServer,
+) -> None:
+    """`run` said 'connect to <endpoint>: connection refused; nothing listens there: check the endpoint's
+    host and port' when it was the proxy that refused: the endpoint was fine, the proxy is what to check
+    (doctor named it; the records and logs of `run` now do too)."""
+    from shardbeat.runtime.output import RecordWriter
+    from shardbeat.runtime.runner import Runner
+
+    port = dead_port()
+    raw = {"groups": [sls_group(endpoint=emulator.url)], "proxy": f"http://u:{PASSWORD}@127.0.0.1:{port}"}
+    config = config_from_dict(raw, environ={}).config
+    r, w = os.pipe()
+    runner = Runner(config.groups, RecordWriter(w), network=Network.of(config))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    errors: list[dict[str, Any]] = []
+    with os.fdopen(r, "rb") as stream:
+        for line in stream:  # bounded: the runner is stopped at the first error record
+            record = json.loads(line)
+            if record["event"] == "error":
+                errors.append(record)
+                runner.stop()
+            if record["event"] == "stopped":
+                break
+    thread.join(5)
+    os.close(w)
+    message = errors[0]["error"]["message"]
+    assert message.startswith(f"connect to proxy 127.0.0.1:{port} (for 127.0.0.1:{emulator.port}): ")
+    assert "check the proxy's host and port" in message and PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    ("code", "step", "expected"),
+    [
+        ("ConnectionRefused", "connect", "connect to proxy p.example:3128 (for h.example:443): x; nothing"),
+        (
+            "NameResolution",
+            "resolve",
+            "resolve proxy p.example (for h.example:443): x; check the proxy's host",
+        ),
+        (
+            "Timeout",
+            "connect",
+            "connect to proxy p.example:3128 (for h.example:443): x; no reply from the proxy",
+        ),
+        ("TLSError", "tls", "TLS handshake with h.example:443: x"),  # past the proxy: the endpoint's
+        ("Timeout", "answer", "answer from h.example:443: x"),
+    ],
+)
+def test_errors_of_the_proxys_own_steps_name_the_proxy(code: str, step: str, expected: str) -> None:
+    endpoint = Endpoint("https", "h.example", 443, "h.example")
+    assert TransportError(code, "x", step).describe(endpoint, None, "p.example:3128").startswith(expected)

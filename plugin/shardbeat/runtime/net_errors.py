@@ -65,8 +65,22 @@ def fix_for(code: str, step: str | None) -> str | None:
     return _FIX.get((code, step)) or _FIX.get((code, None))
 
 
-def describe(code: str, detail: str, step: str | None, where: str) -> str:
-    """One line: `<step> <endpoint>: <detail>; <fix>`. `where` is host:port (or a URL)."""
+# Through a proxy, the name resolved and the TCP handshake made are the proxy's: what to check is it.
+_PROXY_FIX: dict[str, str] = {
+    "NameResolution": "check the proxy's host name (config proxy or *_PROXY) and this host's DNS",
+    "ConnectionRefused": "nothing listens there: check the proxy's host and port (config proxy or *_PROXY)",
+    "Timeout": "no reply from the proxy in time: check that it runs and that this host may reach it",
+}
+
+
+def describe(code: str, detail: str, step: str | None, where: str, proxy: str | None = None) -> str:
+    """One line: `<step> <endpoint>: <detail>; <fix>`. `where` is host:port (or a URL); `proxy`, the
+    proxy's host:port when the call goes through one: a failed resolve or connect was then the proxy's."""
+    if proxy is not None and step in ("resolve", "connect"):
+        target = proxy.rsplit(":", 1)[0] if step == "resolve" else proxy
+        head = f"{_VERB[step]} proxy {target} (for {where})"
+        fix = _PROXY_FIX.get(code) or fix_for(code, step)
+        return f"{head}: {detail}" + (f"; {fix}" if fix else "")
     target = where.split(":")[0] if step == "resolve" else where
     head = f"{_VERB.get(step or '', 'call to')} {target}"
     fix = fix_for(code, step)

@@ -86,6 +86,14 @@ class Network:
     def route_to(self, endpoint: Endpoint) -> Route:
         return self.route(endpoint.scheme, endpoint.host, endpoint.port)
 
+    def proxy_of(self, endpoint: Endpoint) -> str | None:
+        """host:port of the proxy that calls to `endpoint` go through, for error messages; None if direct."""
+        try:
+            proxy = self.route_to(endpoint).proxy
+        except NetworkError:  # refused before the start (config_problems): no call went anywhere
+            return None
+        return None if proxy is None else proxy.authority
+
     def _choose(self, scheme: str, host: str, port: int) -> Route:
         url = url_of(scheme, host, port)
         configured = self.settings.proxy

@@ -294,8 +294,9 @@ class Runner:
 
     def _answer_of(self, step: Send, result: HttpResponse | TransportError, at: Instant) -> Answer:
         if isinstance(result, TransportError):  # the message names the endpoint, the step and the fix
+            proxy = self.network.proxy_of(step.endpoint)  # a failed resolve or connect was the proxy's
             failure = ProviderError(
-                result.code, result.describe(step.endpoint, step.budget), retry=Retry.FAST
+                result.code, result.describe(step.endpoint, step.budget, proxy), retry=Retry.FAST
             )
             return Answer(at, failure=failure)
         # A malformed or absurd Date is ignored (None); the parser keeps the last few parses.

@@ -27,15 +27,16 @@ class TransportError(Exception):
         self.message = message
         self.step = step
 
-    def describe(self, endpoint: Endpoint, budget: float | None = None) -> str:
+    def describe(self, endpoint: Endpoint, budget: float | None = None, proxy: str | None = None) -> str:
         """The failure as an operator reads it: the endpoint, the step and the fix (net_errors);
-        `budget`, the call's time allowance in seconds, is named in a timeout."""
+        `budget`, the call's time allowance in seconds, is named in a timeout; `proxy` (host:port),
+        the proxy the call went through, is named when it was the proxy that could not be reached."""
         from shardbeat.runtime.net_errors import describe
 
         detail = self.message
         if self.code == "Timeout" and budget is not None:
             detail = f"{detail} ({budget:.1f}s)"
-        return describe(self.code, detail, self.step, f"{endpoint.host}:{endpoint.port}")
+        return describe(self.code, detail, self.step, f"{endpoint.host}:{endpoint.port}", proxy)
 
 
 def setup_step(exc: BaseException) -> str | None:

@@ -270,7 +270,9 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
 @pytest.mark.parametrize(
     ("listen", "problem"),
     [("9464", "host:port"), ("127.0.0.1:", "host:port"), ("127.0.0.1:99999", "host:port"),
-     ("host:http", "host:port"), (":9464", "give a host"), ("::1:9464", "brackets")],
+     ("host:http", "host:port"), (":9464", "give a host"), ("::1:9464", "brackets"),
+     # str.isdigit() takes both: int() raised on the first (an internal error) and read the second as 3
+     ("127.0.0.1:\u00b2", "host:port"), ("127.0.0.1:\u0663", "host:port")],
 )  # fmt: skip
 def test_parse_listen_refuses_with_a_specific_message(listen: str, problem: str) -> None:
     with pytest.raises(MetricsError, match=problem):

@@ -128,6 +128,16 @@ def test_no_proxy_suffix_and_cidr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert network.route("https", "cls.tencentcloudapi.com", 443).proxy is not None
 
 
+@pytest.mark.parametrize("bits", ["\u00b2", "\u0663", " 8", "+8", "8/8"])  # '\u00b2'.isdigit(): int() crashed
+def test_a_no_proxy_cidr_mask_is_read_as_requests_reads_it(
+    monkeypatch: pytest.MonkeyPatch, bits: str
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", f"10.0.0.0/{bits}")
+    for url in ("https://10.1.2.3/", "https://11.0.0.1/", "https://64.0.0.1/"):
+        assert route_url(Network(), url) == requests_choice(url), url
+
+
 def test_config_proxy_overrides_the_environment_but_not_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:1")
     monkeypatch.setenv("NO_PROXY", "internal.example")
@@ -458,6 +468,11 @@ def test_the_proxy_and_v4_example_is_valid() -> None:
             "refused CONNECT",
         ),
         (b"HTTP/1.1 200 Connection established\r\n\r\nearly bytes", "ProxyError", "sent data before"),
+        (
+            b"HTTP/1.1 \xb200 OK\r\n\r\n",
+            "ProxyError",
+            "refused CONNECT",
+        ),  # '\u00b200'.isdigit(): int() raised
     ],
 )
 def test_a_proxy_refusal_with_a_body_is_named_by_its_status(answer: bytes, code: str, words: str) -> None:

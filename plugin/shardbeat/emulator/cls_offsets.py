@@ -28,6 +28,11 @@ MAX_OFFSET = 2**63 - 1
 Params = Mapping[str, Any]
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '\u00b2', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def commit_values(params: Params) -> dict[str, dict[str, str | int]]:
     """The offsets a commit names, {TopicID: {"<partition>": offset}} (raises ClsError if malformed)."""
     infos = params.get("TopicPartitionOffsetsInfo")
@@ -56,13 +61,13 @@ def describe(world: World, name: str, group: ClsGroup, params: Params) -> dict[s
     if topic is not None and (not isinstance(topic, str) or topic not in group.topics):
         raise ClsError("InvalidParameter", "`TopicId` is not a topic of this consumer group.")
     partition = params.get("PartitionId", "-1")
-    if not isinstance(partition, str) or not (partition == "-1" or partition.isdigit()):
+    if not isinstance(partition, str) or not (partition == "-1" or _decimal(partition)):
         raise ClsError("InvalidParameter", "`PartitionId` must be a partition id as a string.")
     offset_type = params.get("OffsetType", 0)
     if offset_type not in (0, 1) or isinstance(offset_type, bool):
         raise ClsError("InvalidParameter", "`OffsetType` must be 0 (fetch_offset) or 1 (list_offset).")
     start = params.get("From")
-    if offset_type == 1 and not (isinstance(start, str) and (start in ("begin", "end") or start.isdigit())):
+    if offset_type == 1 and not (isinstance(start, str) and (start in ("begin", "end") or _decimal(start))):
         raise ClsError("InvalidParameter", "`From` must be begin, end or unix seconds (a string).")
     keys = [
         key

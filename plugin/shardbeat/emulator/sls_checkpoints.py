@@ -34,7 +34,7 @@ def encode_cursor(position: int) -> str:
 
 
 def _shard(store: SlsLogstore, value: object) -> int:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if type(value) is not int or value not in store.shards:
         raise SlsError(404, "ShardNotExist", "shard not exist")
@@ -113,7 +113,7 @@ def get_cursor(world: World, store: SlsLogstore, shard_text: str, req: EmuReques
         position = 0
     elif start == "end":
         position = world.end_position()
-    elif start.isdigit():
+    elif start.isascii() and start.isdigit():
         position = world.position_at(int(start))
     else:
         raise SlsError(400, "ParameterInvalid", "from must be begin, end or unix seconds")

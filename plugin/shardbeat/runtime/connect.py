@@ -146,7 +146,7 @@ def _tunnel(
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
     parts = status_line.split(" ", 2)
     status = parts[1] if len(parts) > 1 and parts[0].startswith("HTTP/") else ""
-    if status.isdigit() and 200 <= int(status) < 300:
+    if status.isascii() and status.isdigit() and 200 <= int(status) < 300:  # "²00": isdigit, not int
         if rest:
             # Nothing may follow a 2xx before our TLS hello; a refusal's body (a 407 page) may.
             raise ProxyRefused("ProxyError", f"proxy {proxy.redacted} sent data before the tunnel opened")

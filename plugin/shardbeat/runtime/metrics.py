@@ -207,11 +207,16 @@ class MetricsError(ValueError):
     """metrics.listen cannot be used (malformed, or the address cannot be bound)."""
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' (which int() refuses) and '٣' (which it reads as 3)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[ipv6]:port` -> (host, port). An empty host is refused: binding every interface
     must be asked for explicitly (0.0.0.0:PORT), since the page names groups and consumers."""
     host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not sep or not _decimal(port_text) or not 0 <= int(port_text) <= 65535:
         raise MetricsError(f"metrics.listen {listen!r}: expected host:port, e.g. 127.0.0.1:9464")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -24,11 +24,15 @@ def _variable(name: str) -> str | None:
 def _cidr(entry: str) -> ipaddress.IPv4Network | None:
     """An IPv4 CIDR block as requests.utils.is_valid_cidr accepts it (mask 1..32), else None."""
     address, slash, bits = entry.partition("/")
-    if not slash or not bits.isdigit() or not 1 <= int(bits) <= 32:
+    try:
+        mask = int(bits)  # as requests: int() ('٣' is 3); isdigit() also took '²', which int() refuses
+    except ValueError:
+        return None
+    if not slash or not 1 <= mask <= 32:
         return None
     try:
         socket.inet_aton(address)
-        return ipaddress.IPv4Network(f"{socket.inet_ntoa(socket.inet_aton(address))}/{bits}", strict=False)
+        return ipaddress.IPv4Network(f"{socket.inet_ntoa(socket.inet_aton(address))}/{mask}", strict=False)
     except (OSError, ValueError):
         return None
 
@@ -99,7 +103,8 @@ def _bypass_by_suffix(host: str) -> bool:
     if no_proxy == "*":
         return True
     host = host.lower()
-    bare = host.rsplit(":", 1)[0] if host.rsplit(":", 1)[-1].isdigit() else host
+    port = host.rsplit(":", 1)[-1]
+    bare = host.rsplit(":", 1)[0] if port.isascii() and port.isdigit() else host
     for name in no_proxy.split(","):
         name = name.strip().lstrip(".").lower()
         if not name:

@@ -125,7 +125,7 @@ def test_json_nan_and_repeated_keys_are_refused(tmp_path: Path) -> None:
     (nan,) = file_problems(write(tmp_path / "nan.json", '{"groups": [{"timeout": NaN}]}'))
     assert "NaN" in nan.message
     repeated = file_problems(write(tmp_path / "rep.json", '{"groups": [], "groups": []}'))
-    assert [p.message for p in repeated] == ["key 'groups' appears twice in one object (in config file)"]
+    assert [p.message for p in repeated] == ["a key appears twice in one object ('groups', in config file)"]
 
 
 @pytest.mark.parametrize(

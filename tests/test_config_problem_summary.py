@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from shardbeat import cli
-from shardbeat.config import ConfigError, Problem, config_from_dict, schema_errors
+from shardbeat.config import ConfigError, Problem, config_from_dict, load_config, schema_errors
 from shardbeat.config.problem_summary import SHOWN_PER_KIND, Omitted, kind_of, summarise, summary_lines
 from shardbeat.schemas import load_schema
 
@@ -102,6 +102,21 @@ def test_the_kind_ignores_what_names_a_key_value_or_index() -> None:
     assert kind_of("must be at least 0.1") != kind_of("must be at least 1")  # another rule
 
 
+def test_thirty_thousand_repeated_keys_are_a_few_lines(tmp_path: Path) -> None:
+    """The message named the key before " (" ("key 'k7' appears twice ..."): 30,000 repeated keys
+    were 30,000 kinds, so 30,000 lines; and all at the file's name, a summary went to its 'parent'
+    (c.json -> c)."""
+    path = tmp_path / "c.json"
+    path.write_text("{" + ", ".join(f'"k{i}": 1, "k{i}": 2' for i in range(3000)) + "}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    lines = summary_lines(caught.value.problems)
+    assert len(lines) == SHOWN_PER_KIND + 1
+    assert lines[-1].startswith(
+        f"{path}: and {3000 - SHOWN_PER_KIND} more, all under it: a key appears twice"
+    )
+
+
 def test_a_summary_is_said_under_the_deepest_path_all_share() -> None:
     problems = [Problem(f'groups[2].credentials["k {i}"]', "unknown key") for i in range(30)]
     problems += [Problem(f"groups[{i}].x", "required") for i in range(30)]
@@ -112,7 +127,7 @@ def test_a_summary_is_said_under_the_deepest_path_all_share() -> None:
     same = summarise(
         [Problem("groups[1].topics", f"must not repeat an item ('t{i}' appears twice)") for i in range(12)]
     )
-    assert isinstance(same[-1], Omitted) and same[-1].path == "groups[1]"  # all at one path: its parent
+    assert isinstance(same[-1], Omitted) and same[-1].path == "groups[1].topics"  # all at one path: it
 
 
 def test_past_the_overall_limit_the_rest_is_summarised_too() -> None:

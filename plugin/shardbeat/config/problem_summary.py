@@ -108,8 +108,10 @@ def _omitted(kind: str, left: list[Problem]) -> Omitted:
                 break
             size += 1
         del common[size:]
+    if all(problem.path == left[0].path for problem in left):
+        return Omitted(left[0].path, kind, len(left), left[-1].path)  # all at one path (a file's name too)
     if len(common) == len(segments(left[-1].path)):
-        common = common[:-1]  # all at one path: said at its parent, as being under it
+        common = common[:-1]  # one of them at the path all share: said at its parent, as being under it
     return Omitted(_joined(common), kind, len(left), left[-1].path)
 
 

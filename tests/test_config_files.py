@@ -214,7 +214,7 @@ def test_credentials_file_readable_by_others_warns(tmp_path: Path) -> None:
         ('["x"]', "must hold a JSON object"),
         (
             json.dumps({"access_key_id": "A", "access_key_secret": SECRET, "acess": "x"}),
-            "unknown key 'acess'",
+            "unknown key ('acess')",
         ),
         (json.dumps({"access_key_id": "A", "access_key_secret": 5}), "access_key_secret must be a non-empty"),
         (json.dumps({"access_key_id": "A"}), "not in {file}, and ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
@@ -348,3 +348,18 @@ def test_nesting_up_to_the_bound_is_left_to_the_schema(tmp_path: Path) -> None:
     )
     (deep,) = file_problems(write(tmp_path / "b.json", nested(MAX_NESTING + 1)))
     assert "nested too deeply" in deep.message
+
+
+def test_thousands_of_unknown_keys_in_a_credentials_file_are_a_few_lines(tmp_path: Path) -> None:
+    """Each named its key before the part problem_summary cuts off: one kind, so one line, per key."""
+    from shardbeat.config.problem_summary import SHOWN_PER_KIND, summary_lines
+
+    keys = {"access_key_id": "A", "access_key_secret": SECRET, **{f"k{i}": 1 for i in range(2000)}}
+    write(tmp_path / "creds.json", json.dumps(keys))
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(
+            {"groups": [sls_entry(credentials_file="creds.json")]}, base_dir=tmp_path, environ={}
+        )
+    lines = summary_lines(caught.value.problems)
+    assert len(lines) == SHOWN_PER_KIND + 1 and "and 1990 more" in lines[-1]
+    assert SECRET not in "\n".join(lines)

@@ -43,7 +43,9 @@ def read_credentials_file(
     values: dict[str, str] = {}
     for key, value in document.items():
         if key not in keys.names:
-            problems.append(Problem(where, f"{path}: unknown key {key!r}; expected {', '.join(keys.names)}"))
+            # The key after " (": the kind problem_summary counts (5,000 unknown keys: a few lines).
+            expected = ", ".join(keys.names)
+            problems.append(Problem(where, f"{path}: unknown key ({key!r}); expected {expected}"))
         elif not isinstance(value, str) or not value:
             problems.append(Problem(where, f"{path}: {key} must be a non-empty string"))
         else:

@@ -120,3 +120,42 @@ def test_a_source_setting_from_the_environment_gets_the_files_rules(tmp_path: Pa
     found = [(p.path, p.message) for p in caught.value.problems]
     assert [path for path, _ in found] == ["groups[0].credentials.role_arn"]
     assert "TKE_ROLE_ARN" in found[0][1] and value.strip() not in found[0][1]
+
+
+LONE = "/tmp/x\ud800y"  # JSON's "\ud800": a str that no path, URL or header encodes (os.fsencode raised)
+
+
+@pytest.mark.parametrize(
+    ("top", "group", "path"),
+    [
+        ({"control": {"socket": LONE}}, {}, "control.socket"),
+        ({"runtime_dir": LONE}, {}, "runtime_dir"),
+        ({"tls": {"ca_file": LONE}}, {}, "tls.ca_file"),
+        ({"metrics": {"listen": "\ud800:9464"}}, {}, "metrics.listen"),
+        ({"proxy": "http://\ud800:3128"}, {}, "proxy"),
+        ({}, {"credentials": None, "credentials_file": LONE}, "groups[0].credentials_file"),
+        (
+            {},
+            {"credentials": {"source": "profile", "profile_file": LONE}},
+            "groups[0].credentials.profile_file",
+        ),
+        ({}, {"endpoint": "\ud800.example.com"}, "groups[0].endpoint"),
+    ],
+)
+def test_a_lone_surrogate_is_one_clear_problem_wherever_it_is(
+    tmp_path: Path, top: dict[str, Any], group: dict[str, Any], path: str
+) -> None:
+    entry = {**copy.deepcopy(SLS), **group}
+    entry = {k: v for k, v in entry.items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"groups": [entry], **top}, base_dir=tmp_path, environ={}, hostname="h")
+    (problem,) = caught.value.problems
+    assert problem.path == path and problem.message.startswith("must be Unicode text: holds a lone surrogate")
+
+
+def test_undecodable_bytes_from_the_environment_still_make_a_path(tmp_path: Path) -> None:
+    """os.environ keeps a byte it cannot decode as a surrogate (\\udcff): that one encodes back."""
+    loaded = config_from_dict(
+        {"groups": [SLS], "runtime_dir": "${DIR}"}, base_dir=tmp_path, environ={"DIR": "/tmp/a\udcffb"}
+    )
+    assert loaded.config.runtime_dir == "/tmp/a\udcffb"

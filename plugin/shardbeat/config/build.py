@@ -260,7 +260,7 @@ class _Group:
             )
         if isinstance(spec, sources.CliProfile):
             problems = cli_profiles.check_profile(spec, where)
-            self.problems.extend(problems)
+            self.problems.extend(p for p in problems if p.path not in self.skip)  # expand() said why
             if problems:
                 return None, None, None, False
         return None, None, spec, spec is not None

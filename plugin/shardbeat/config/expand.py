@@ -63,6 +63,22 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+SURROGATE_MESSAGE = (
+    "must be Unicode text: holds a lone surrogate (such as \\ud800), which no file name, URL or header "
+    "can carry"
+)
+
+
+def encodable(text: str) -> bool:
+    """UTF-8 can carry it: JSON's "\\ud800" gives a str no path, URL or header encodes (os.fsencode
+    raised deep in the checks); the environment's undecodable bytes (surrogateescape) still pass."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def expand(document: Any, environ: Mapping[str, str]) -> tuple[Any, list[Problem], set[str]]:
     """Expand every string in `document`; also refuse control characters (newlines, tabs) in strings.
 
@@ -83,6 +99,8 @@ def expand(document: Any, environ: Mapping[str, str]) -> tuple[Any, list[Problem
         expanded, messages = expand_string(value, environ)
         if not messages and has_control(expanded):
             messages = [CONTROL_MESSAGE]
+        if not messages and not encodable(expanded):
+            messages = [SURROGATE_MESSAGE]
         for message in messages:
             problems.append(Problem(path, message))
         if messages:

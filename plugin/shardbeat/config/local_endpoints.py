@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shardbeat.config.expand import encodable
 from shardbeat.config.model import Problem
 
 # sockaddr_un.sun_path is 108 bytes on Linux (104 on BSD/macOS), one of them the terminating NUL.
@@ -30,7 +31,7 @@ def local_endpoint_problems(document: Mapping[str, Any], base: Path) -> list[Pro
             problems.append(Problem("metrics.listen", str(exc).split(": ", 1)[-1]))
     control = document.get("control")
     socket_path = control.get("socket") if isinstance(control, dict) else None
-    if isinstance(socket_path, str) and socket_path and "\0" not in socket_path:
+    if isinstance(socket_path, str) and socket_path and "\0" not in socket_path and encodable(socket_path):
         full = os.path.abspath(base / os.path.expanduser(socket_path))
         if len(os.fsencode(full)) > MAX_SOCKET_PATH_BYTES:
             problems.append(

@@ -25,6 +25,7 @@ import os
 import stat
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 from harness import Plugin  # noqa: E402 (after the cache is set up, so it is cached too)
+from shardbeat.core.redaction import SECRETS  # noqa: E402
+from shardbeat.core.secret_spellings import Spellings  # noqa: E402
 from shardbeat.emulator.fixtures import Fixtures, parse_fixtures  # noqa: E402
 from shardbeat.emulator.server import EmulatorServer  # noqa: E402
 
@@ -129,6 +132,27 @@ def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         os.environ.pop("XDG_RUNTIME_DIR", None)
     else:
         os.environ["XDG_RUNTIME_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def secrets_of_this_test() -> Iterator[None]:
+    """The registry of secrets is the process's (core/redaction.SECRETS). In a worker it would carry
+    every earlier test's secrets, and their fragments (core/secret_spellings) can mask another test's
+    text ("check access_key_secret" after a test registered "groups[0].credentials.access_key_secret"):
+    each test starts from the secrets registered before it and leaves none behind."""
+    registry = SECRETS
+    with registry._lock:
+        saved = (OrderedDict(registry._values), set(registry._pinned))
+    yield
+    with registry._lock:
+        if (list(registry._values.items()), registry._pinned) == (list(saved[0].items()), saved[1]):
+            return
+        registry._values, registry._pinned = saved
+        if registry._values:
+            registry._compile()
+        else:  # an empty alternation would match everywhere: back to "nothing registered"
+            registry._text = registry._bytes = None
+            registry._spellings = Spellings(())
 
 
 StartEmulator = Callable[..., EmulatorServer]

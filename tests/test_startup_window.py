@@ -218,3 +218,28 @@ def test_stop_signals_blocked_by_the_host_still_stop_the_plugin(
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=5)
+
+
+def test_run_ends_without_the_interpreters_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under CI load, a clean stop ended in SIGSEGV during the teardown, with the plugin's daemon
+    # threads still there; `run` now leaves by os._exit once its records and logs are out.
+    import shardbeat.cli
+    from shardbeat import launch
+
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(launch.os, "_exit", fake_exit)
+    monkeypatch.setattr(launch.lifecycle_signals, "install", lambda: None)
+    monkeypatch.setattr(launch, "remember_parent", lambda: None)
+    monkeypatch.setattr(launch.faulthandler, "enable", lambda: None)
+    monkeypatch.setattr(shardbeat.cli, "main", lambda: 3)
+    monkeypatch.setattr(sys, "argv", ["shardbeat", "run", "--config", "x.json"])
+    with pytest.raises(SystemExit):
+        launch.main()
+    assert exits == [3]
+    monkeypatch.setattr(sys, "argv", ["shardbeat", "validate", "--config", "x.json"])
+    assert launch.main() == 3 and exits == [3]  # the one-shot verbs return as before

@@ -10,7 +10,10 @@ module imports nothing heavy, so that window shrinks to the interpreter's own st
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import itertools
+import os
 import sys
 
 from shardbeat.runtime import lifecycle_signals
@@ -18,16 +21,34 @@ from shardbeat.runtime.parent import remember_parent
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["run"]:
+    run = sys.argv[1:2] == ["run"]
+    if run:
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # no usable stderr: nowhere to say it
+            faulthandler.enable()  # a crash in C code (a library, the interpreter) still says where
         lifecycle_signals.install()
         remember_parent()
     try:
         from shardbeat.cli import main as cli_main
 
-        return cli_main()
+        code = cli_main()
     except lifecycle_signals.StartupInterrupted as exc:  # before the CLI could say it: nothing claimed
         _say_stopped(exc.signal_name)
-        return 0
+        code = 0
+    if run:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """`run` ends here, its records written and its logs flushed by then: the interpreter's teardown,
+    with the plugin's daemon threads (control socket, writer, connectors, resolvers) still there, is
+    skipped. Under load it could crash (SIGSEGV after a clean stop, seen in CI), and a host reads that
+    exit as a failure of the plugin."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed by the host: nothing left to lose
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
 
 
 def _say_stopped(signal_name: str) -> None:

@@ -124,6 +124,7 @@ class Host:
         self._cond = threading.Condition()
         self._reading = threading.Event()
         self._reading.set()
+        self.parked = threading.Event()  # stalled, and no read in flight: nothing leaves the pipe now
         self.eof = threading.Event()
         self.bad: list[str] = []  # reasons records could not be parsed
         self._stdout = threading.Thread(target=self._read_stdout, daemon=True)
@@ -134,7 +135,10 @@ class Host:
 
     def _read_stdout(self) -> None:
         while True:
-            self._reading.wait()
+            if not self._reading.is_set():  # a stall that began during a read takes effect after it
+                self.parked.set()
+                self._reading.wait()
+                self.parked.clear()
             piece = self.read_piece()
             if not piece:
                 break
@@ -349,6 +353,8 @@ def test_a_stalled_reader_delays_no_heartbeat_and_the_lease_still_expires_on_tim
         host.wait_event("lease")
         host.stall()
         send_socket(sock, encode({"op": "status"}, "json") * 20)  # a few hundred bytes each
+        # The read in flight when the stall began takes what comes first; after it, nothing is read.
+        assert host.parked.wait(10)
         assert wait_for(lambda: pipe_fill(host.stdout_fd()) >= full, 10), pipe_fill(host.stdout_fd())
         t_full = time.monotonic()
         seq_full = len(receipts(emulator, consumer))

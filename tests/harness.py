@@ -178,3 +178,30 @@ def shardbeat_in_process(
 def write_config(path: Path, groups: list[dict[str, Any]], **extra: Any) -> Path:
     path.write_text(json.dumps({"groups": groups, **extra}))
     return path
+
+
+# Child scripts that hold `shardbeat` at a point of its start until the file named by $GATE exists
+# (bounded: 20 s), saying AT-GATE on stderr when they get there.
+WAIT_AT_GATE = """
+    sys.stderr.write("AT-GATE\\n")
+    sys.stderr.flush()
+    for _ in range(1000):
+        if os.path.exists(os.environ["GATE"]):
+            break
+        time.sleep(0.02)
+"""
+
+
+def gated_before_locks(entry: str) -> str:
+    """`shardbeat run` held before its instance locks (after every import); `entry` (Python source)
+    then runs it."""
+    return (
+        "import os, sys, time\n"
+        "from shardbeat.runtime import instance_lock\n"
+        "real = instance_lock.acquire_instance_locks\n"
+        "def gated(*args, **kwargs):"
+        + WAIT_AT_GATE
+        + "    return real(*args, **kwargs)\n"
+        "instance_lock.acquire_instance_locks = gated\n" + entry
+    )
+

@@ -19,29 +19,14 @@ from typing import Any
 import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
-from harness import write_config
+from harness import gated_before_locks, write_config
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 
 pytestmark = pytest.mark.slow
 
 # `shardbeat run`, held before its instance locks until the gate file exists (bounded: 20 s).
-GATED_RUN = """
-import os, sys, time
-from shardbeat.runtime import instance_lock
-real = instance_lock.acquire_instance_locks
-def gated(*args, **kwargs):
-    sys.stderr.write("AT-GATE\\n")
-    sys.stderr.flush()
-    for _ in range(1000):
-        if os.path.exists(os.environ["GATE"]):
-            break
-        time.sleep(0.02)
-    return real(*args, **kwargs)
-instance_lock.acquire_instance_locks = gated
-from shardbeat.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+GATED_RUN = gated_before_locks("from shardbeat.cli import main\nsys.exit(main(sys.argv[1:]))\n")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fault_kit import INTERVAL, TIMEOUT, fast_fixtures
-from harness import wait_for, write_config
+from harness import WAIT_AT_GATE, gated_before_locks, wait_for, write_config
 from shardbeat.emulator.fixtures import parse_fixtures
 from shardbeat.emulator.server import EmulatorServer
 
@@ -32,41 +32,22 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 # The entry `python -m shardbeat run ...`, held as it imports shardbeat.cli (the bulk of the imports).
-GATED_IMPORT = """
-import os, runpy, sys, time
-class Gate:
-    def find_spec(self, name, path=None, target=None):
-        if name == "shardbeat.cli":
-            sys.stderr.write("AT-GATE\\n")
-            sys.stderr.flush()
-            for _ in range(1000):
-                if os.path.exists(os.environ["GATE"]):
-                    break
-                time.sleep(0.02)
-        return None
-sys.meta_path.insert(0, Gate())
-sys.argv = ["shardbeat", *sys.argv[1:]]
-runpy.run_module("shardbeat", run_name="__main__", alter_sys=True)
-"""
+GATED_IMPORT = (
+    "import os, runpy, sys, time\n"
+    "class Gate:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    '        if name == "shardbeat.cli":'
+    + WAIT_AT_GATE.replace("\n    ", "\n            ")
+    + "        return None\n"
+    "sys.meta_path.insert(0, Gate())\n"
+    'sys.argv = ["shardbeat", *sys.argv[1:]]\n'
+    'runpy.run_module("shardbeat", run_name="__main__", alter_sys=True)\n'
+)
 
 # `shardbeat run` held before its instance locks (after every import), under a parent the test kills.
-GATED_LOCKS = """
-import os, sys, time
-from shardbeat.runtime import instance_lock
-real = instance_lock.acquire_instance_locks
-def gated(*args, **kwargs):
-    sys.stderr.write("AT-GATE\\n")
-    sys.stderr.flush()
-    for _ in range(1000):
-        if os.path.exists(os.environ["GATE"]):
-            break
-        time.sleep(0.02)
-    return real(*args, **kwargs)
-instance_lock.acquire_instance_locks = gated
-from shardbeat.launch import main
-sys.argv = ["shardbeat", *sys.argv[1:]]
-sys.exit(main())
-"""
+GATED_LOCKS = gated_before_locks(
+    'from shardbeat.launch import main\nsys.argv = ["shardbeat", *sys.argv[1:]]\nsys.exit(main())\n'
+)
 
 # The host: starts the plugin with its stdout and stderr in files (so that the host's death does not
 # also close the plugin's stdout, which the record writer would notice on its own), then waits.

@@ -199,9 +199,6 @@ def gated_before_locks(entry: str) -> str:
         "import os, sys, time\n"
         "from shardbeat.runtime import instance_lock\n"
         "real = instance_lock.acquire_instance_locks\n"
-        "def gated(*args, **kwargs):"
-        + WAIT_AT_GATE
-        + "    return real(*args, **kwargs)\n"
+        "def gated(*args, **kwargs):" + WAIT_AT_GATE + "    return real(*args, **kwargs)\n"
         "instance_lock.acquire_instance_locks = gated\n" + entry
     )
-

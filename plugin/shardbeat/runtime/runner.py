@@ -7,8 +7,8 @@ Every rule lives in core/driver.py (one GroupDriver per group, sans-I/O); this m
   exchange (runtime/http_loop.py) is non-blocking, and an injected blocking Transport runs on worker
   threads (runtime/exchange.py ThreadedExchange), its answers handed back inside `poll`; so a
   hanging request cannot delay a `lost`;
-- control operations (stdin, the socket, signals) come from other threads: they take the lock, act
-  on the driver and wake the loop when they moved a due time earlier;
+- control operations (stdin, the socket, signals) come from other threads (runtime/runner_control.py):
+  they take the lock, act on the driver and wake the loop when they moved a due time earlier;
 - the record writer (runtime/output.py) drains the records to stdout on its own thread.
 """
 
@@ -18,17 +18,14 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from shardbeat.core.calls import Answer, Call, Pause, Send
-from shardbeat.core.checkpoints import Checkpoint, ShardKey
 from shardbeat.core.credential_refresh import DEFAULT_POLICY, RefreshPolicy
 from shardbeat.core.driver import GroupDriver
-from shardbeat.core.group_checkpoints import commit_across
-from shardbeat.core.group_figures import GroupSnapshot
 from shardbeat.core.on_demand import OnDemandBudget
-from shardbeat.core.records import Instant, Record, control_error
+from shardbeat.core.records import Instant, Record
 from shardbeat.core.redaction import describe_exception
 from shardbeat.core.schedule import Retry
 from shardbeat.core.shards import ShardMap
@@ -39,10 +36,10 @@ from shardbeat.runtime.clock import Clock
 from shardbeat.runtime.control_channels import ProblemBudget
 from shardbeat.runtime.credentials import CredentialSource
 from shardbeat.runtime.exchange import Exchange, ThreadedExchange
-from shardbeat.runtime.lock_walk import walk
 from shardbeat.runtime.network import Network
 from shardbeat.runtime.output import RecordWriter
 from shardbeat.runtime.refused_dates import RefusedDates
+from shardbeat.runtime.runner_control import ControlOps
 from shardbeat.runtime.timeline import Timeline
 from shardbeat.runtime.transport import Transport, TransportError
 
@@ -89,7 +86,7 @@ def _slotted(phase: float, interval: float, groups: int) -> float:
     return math.floor(phase / slot) * slot
 
 
-class Runner:
+class Runner(ControlOps):
     def __init__(
         self,
         groups: Sequence[GroupConfig],
@@ -394,58 +391,6 @@ class Runner:
 
     # -- control operations (any thread) --------------------------------------------------------------
 
-    def select(self, group: str | None, provider: str | None, consumer: str | None) -> list[GroupDriver]:
-        return [d for d in self.drivers if d.matches(group, provider, consumer)]
-
-    def release(
-        self,
-        targets: Sequence[GroupDriver],
-        released: ShardMap,
-        checkpoints: Mapping[ShardKey, Checkpoint] | None = None,
-        epoch: int | None = None,
-    ) -> list[tuple[ShardMap, ShardMap]]:
-        """`released` (with `checkpoints`: committed before the release takes effect).
-        -> per target, (the shards this released, those still releasing)."""
-        if checkpoints:
-            self.commit(targets, checkpoints, epoch)
-        with self._lock:
-            at = self._clock.instant()
-            done: list[tuple[ShardMap, ShardMap]] = []
-            for driver in targets:
-                done.append((driver.release(released, at), dict(driver.membership.releasing)))
-                self._settle(driver)
-            return done
-
-    def held(self, targets: Sequence[GroupDriver], held: ShardMap) -> list[tuple[ShardMap, ShardMap]]:
-        """Downstream says what it really holds: releasing shards it no longer holds are done.
-        -> per target, (the shards this released, those still releasing)."""
-        with self._lock:
-            at = self._clock.instant()
-            done: list[tuple[ShardMap, ShardMap]] = []
-            for driver in targets:
-                done.append((driver.held(held, at), dict(driver.membership.releasing)))
-                self._settle(driver)
-            return done
-
-    def commit(
-        self, targets: Sequence[GroupDriver], values: Mapping[ShardKey, Checkpoint], epoch: int | None = None
-    ) -> int:
-        """The `commit` control op: returns how many values were queued (0: nothing will be sent,
-        and error records say why)."""
-        with self._lock:
-            queued = commit_across(targets, values, epoch, self._clock.instant())
-            for driver in targets:
-                self._settle(driver)
-            return queued
-
-    def beat_now(self, targets: Sequence[GroupDriver]) -> None:
-        """On-demand beats (control `heartbeat`, reload): coalesced and spaced, see core/on_demand.py."""
-        with self._lock:
-            now = self._clock.monotonic()
-            for driver in targets:
-                driver.ask_beat(now, self._on_demand_budget)
-                self._schedule(driver)
-
     def refresh_credentials(self) -> None:
         for driver in self.drivers:
             driver.credentials.refresh()
@@ -459,39 +404,6 @@ class Runner:
                 if index < len(self.drivers):
                     self.drivers[index].credential_failure(at, message, retry_in)
                     self._settle(self.drivers[index])
-
-    def emit_status(self, write: bool = True) -> list[dict[str, object]]:
-        """A status record per group, written to stdout unless `write` is false; returned with the
-        extra figures an operator asks for (control_replies.status_entry). Records are written for
-        a few asks at once, then one a second: a client looping on `status` would otherwise write
-        thousands of records a second downstream (the figures are still returned every time)."""
-        from shardbeat.runtime.control_replies import status_entry
-
-        if write and self._status_asks.take() is None:
-            log.debug("control: status records not written (asked more often than once a second)")
-            write = False
-
-        def entry(driver: GroupDriver, at: Instant) -> dict[str, object]:
-            record = driver.status_record(at, self._writer.dropped)
-            if write and not driver.records_closed:  # nothing follows `stopped`
-                self._writer.emit(record)
-            return status_entry(record, driver, at.mono)
-
-        # A piece at a time: thousands of groups must not hold the loop thread up (lock_walk.py).
-        return walk(self._lock, self.drivers, self._clock.instant, entry)
-
-    def snapshot(self) -> list[GroupSnapshot]:
-        return walk(self._lock, self.drivers, self._clock.monotonic, lambda d, now: d.snapshot(now))
-
-    @property
-    def writer_dropped(self) -> int:
-        return self._writer.dropped
-
-    def control_error(self, code: str, message: str) -> None:
-        log.warning("control: %s: %s", code, message)
-        if self.drivers and all(d.records_closed for d in self.drivers):
-            return  # every group's `stopped` is out: it stays the last record
-        self._writer.emit(control_error(self._clock.instant(), code, message))
 
 
 __all__ = ["OUTPUT_LOST", "Record", "Runner"]

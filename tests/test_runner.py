@@ -5,6 +5,7 @@ tests of the GroupDriver (tests/test_driver_*.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -258,27 +259,35 @@ def test_a_stop_whose_last_records_cannot_be_written_exits_1(emulator: EmulatorS
         os.close(w)
 
 
-def test_abandon_drops_every_claim_and_the_run_exits_1(emulator: EmulatorServer) -> None:
+@contextlib.contextmanager
+def claiming_on_a_pipe(emulator: EmulatorServer) -> Iterator[tuple[Runner, threading.Thread, list[int], int]]:
+    """A runner writing its records into a pipe, run until it claims shards: (runner, its thread, its
+    exit status once run returns, the pipe's read end, the caller's). Stopped, and the write end
+    closed, after."""
     config = config_from_dict({"groups": [sls(emulator)]}).config
     r, w = os.pipe()
-    writer = RecordWriter(w)
-    runner = Runner(config.groups, writer)
+    runner = Runner(config.groups, RecordWriter(w))
     exit_status: list[int] = []
     thread = threading.Thread(target=lambda: exit_status.append(runner.run()), daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not any(s.membership.claim() for s in runner.sessions) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(s.membership.claim() for s in runner.sessions)
-        runner.abandon("test: stdout gone")
-        assert all(not s.membership.claim() for s in runner.sessions)
-        thread.join(5)
-        assert exit_status == [1]
+        assert wait_for(lambda: any(s.membership.claim() for s in runner.sessions), 10)
+        yield runner, thread, exit_status, r
     finally:
         runner.stop()
+        thread.join(5)
         os.close(w)
-        os.close(r)
+
+
+def test_abandon_drops_every_claim_and_the_run_exits_1(emulator: EmulatorServer) -> None:
+    with claiming_on_a_pipe(emulator) as (runner, thread, exit_status, r):
+        try:
+            runner.abandon("test: stdout gone")
+            assert all(not s.membership.claim() for s in runner.sessions)
+            thread.join(5)
+            assert exit_status == [1]
+        finally:
+            os.close(r)
 
 
 def test_a_flood_of_refused_commits_is_reported_at_a_bounded_rate(emulator: EmulatorServer) -> None:
@@ -402,28 +411,14 @@ def test_a_bug_in_the_loop_stops_it_like_a_stop_and_exits_1(
 ) -> None:
     """Outside any call (where one group's bug is contained), a bug used to end `run` with an
     exception: no `lost` for the shards held, downstream left to find out from lease_expires."""
-    config = config_from_dict({"groups": [sls(emulator)]}).config
-    r, w = os.pipe()
-    runner = Runner(config.groups, RecordWriter(w))
-    exit_status: list[int] = []
-    thread = threading.Thread(target=lambda: exit_status.append(runner.run()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not any(s.membership.claim() for s in runner.sessions) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(s.membership.claim() for s in runner.sessions)
 
-        def broken(now: float) -> float | None:
-            raise RuntimeError("injected bug in the loop")
+    def broken(now: float) -> float | None:
+        raise RuntimeError("injected bug in the loop")
 
+    with claiming_on_a_pipe(emulator) as (runner, thread, exit_status, r):
         monkeypatch.setattr(runner._timeline, "wait", broken)
         thread.join(5)
         assert exit_status == [1]
-    finally:
-        runner.stop()
-        thread.join(5)
-        os.close(w)
     with os.fdopen(r, "rb") as stream:
         events = [json.loads(line) for line in stream]
     assert [rec["event"] for rec in events][-2:] == ["lost", "stopped"]

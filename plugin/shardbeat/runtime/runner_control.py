@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from shardbeat.core.checkpoints import Checkpoint, ShardKey
 from shardbeat.core.driver import GroupDriver
@@ -54,22 +54,22 @@ class ControlOps:
         -> per target, (the shards this released, those still releasing)."""
         if checkpoints:
             self.commit(targets, checkpoints, epoch)
-        with self._lock:
-            at = self._clock.instant()
-            done: list[tuple[ShardMap, ShardMap]] = []
-            for driver in targets:
-                done.append((driver.release(released, at), dict(driver.membership.releasing)))
-                self._settle(driver)
-            return done
+        return self._let_go(targets, lambda driver, at: driver.release(released, at))
 
     def held(self, targets: Sequence[GroupDriver], held: ShardMap) -> list[tuple[ShardMap, ShardMap]]:
         """Downstream says what it really holds: releasing shards it no longer holds are done.
         -> per target, (the shards this released, those still releasing)."""
+        return self._let_go(targets, lambda driver, at: driver.held(held, at))
+
+    def _let_go(
+        self, targets: Sequence[GroupDriver], act: Callable[[GroupDriver, Instant], ShardMap]
+    ) -> list[tuple[ShardMap, ShardMap]]:
+        """`act` lets shards of each target go: per target, (what it let go, what is still releasing)."""
         with self._lock:
             at = self._clock.instant()
             done: list[tuple[ShardMap, ShardMap]] = []
             for driver in targets:
-                done.append((driver.held(held, at), dict(driver.membership.releasing)))
+                done.append((act(driver, at), dict(driver.membership.releasing)))
                 self._settle(driver)
             return done
 
